@@ -1,0 +1,39 @@
+# The two commands of the README. Each builds its own virtual environment on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+NOTEBOOKS := $(sort $(wildcard Part-A/*.ipynb)) $(sort $(wildcard Part-B/*.ipynb))
+# Seconds one notebook cell may run under `make run` before it is called stuck.
+CELL_TIMEOUT ?= 3600
+
+.PHONY: run test bench clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip 2>/dev/null || true
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## run: execute every notebook in order (real data if found, else the demo set) into outputs/
+run: $(BIN)/.installed
+	@mkdir -p outputs
+	@set -e; for nb in $(NOTEBOOKS); do \
+		echo "=== $$nb"; \
+		start=$$(date +%s); \
+		$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=$(CELL_TIMEOUT) \
+			--ExecutePreprocessor.kernel_name=python3 --output-dir outputs/$$(dirname $$nb) "$$nb"; \
+		echo "    $$(( $$(date +%s) - start )) s"; \
+	done
+	@echo "Executed notebooks are in outputs/Part-A and outputs/Part-B."
+
+## test: unit tests and every notebook under nbval in quick mode
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+## bench: engine vs typical pipeline on the data find_data() picks
+bench: $(BIN)/.installed
+	$(BIN)/python -m shared bench
+
+clean:
+	rm -rf outputs data/cache

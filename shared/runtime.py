@@ -1,0 +1,59 @@
+"""Where we run and how: repo paths, the quick switch, Kaggle/Colab detection, device, seeds.
+
+Introduced in Part-A/01. One place for settings: notebooks print `describe()` in their setup cell.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("INAT_DATA_DIR", REPO_ROOT / "data"))      # git-ignored
+OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS", REPO_ROOT / "outputs"))  # git-ignored
+
+# Tests set INAT_QUICK=1 (tests/conftest.py); the notebook kernels inherit it.
+QUICK = os.environ.get("INAT_QUICK", "") not in ("", "0", "false", "False")
+
+
+def on_kaggle() -> bool:
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or Path("/kaggle/input").is_dir()
+
+
+def on_colab() -> bool:
+    return "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
+
+
+def get_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 42) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def banner(message: str, char: str = "=") -> None:
+    """A loud, boxed notice for things a reader must not miss (demo data, random weights)."""
+    lines = message.strip().splitlines()
+    width = max(len(line) for line in lines) + 4
+    print(char * width)
+    for line in lines:
+        print(f"{char} {line.ljust(width - 4)} {char}")
+    print(char * width)
+
+
+def describe() -> str:
+    device = get_device()
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
+    where = "Kaggle" if on_kaggle() else "Colab" if on_colab() else "local"
+    return (f"torch {torch.__version__} | device {device}{gpu} | {where} | "
+            f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}")
