@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 NOTEBOOKS := $(sort $(wildcard Part-A/*.ipynb)) $(sort $(wildcard Part-B/*.ipynb))
 # Seconds one notebook cell may run under `make run` before it is called stuck.
 CELL_TIMEOUT ?= 3600
+# Unit tests, then every notebook under nbval; --dist loadfile keeps a notebook's cells on one worker.
+PYTEST_ARGS ?= tests Part-A Part-B --nbval-lax -n 2 --dist loadfile -p no:cacheprovider
 
 .PHONY: run test bench clean
 
@@ -29,7 +31,7 @@ run: $(BIN)/.installed
 
 ## test: unit tests and every notebook under nbval in quick mode
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: engine vs typical pipeline on the data find_data() picks
 bench: $(BIN)/.installed

@@ -57,3 +57,14 @@ def describe() -> str:
     where = "Kaggle" if on_kaggle() else "Colab" if on_colab() else "local"
     return (f"torch {torch.__version__} | device {device}{gpu} | {where} | "
             f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}")
+
+
+# Files that carry results from one notebook to the next (all under the git-ignored outputs/).
+SWEEP_RUNS = OUTPUT_DIR / "sweep_runs.json"       # Part-A/02 -> Part-A/03
+BEST_CHECKPOINT = OUTPUT_DIR / "partA_best.pt"     # Part-A/03 -> Part-A/04
+BEST_RESULT = OUTPUT_DIR / "partA_best.json"       # Part-A/03 -> Part-B/02
+
+
+def run_mode(demo: bool) -> str:
+    """'quick' under INAT_QUICK=1 (tests), 'demo' on the embedded demo data, else 'full'."""
+    return "quick" if QUICK else "demo" if demo else "full"

@@ -1,0 +1,354 @@
+"""The training engine: one function turns a `CNNConfig` into a trained model and a result.
+
+Introduced in Part-A/02. Speed comes from the data layer (batches are index lookups into a
+uint8 tensor on the GPU), bf16/fp16 autocast, channels_last, a fused optimiser and, on big
+enough runs, `torch.compile`. Augmentation is batched on the device.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data as data_lib
+from .formulas import count_macs, count_params
+from .model import CNN, CNNConfig
+from .runtime import get_device
+
+
+@dataclass
+class TrainConfig:
+    """Training hyperparameters. Defaults are for a real GPU run on iNaturalist-12K."""
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"         # adamw | sgd
+    schedule: str = "onecycle"       # onecycle | cosine (linear warm-up, then cosine)
+    warmup_fraction: float = 0.2     # of all steps
+    label_smoothing: float = 0.1
+    augment: bool = True
+    patience: int = 5                # early stopping on validation accuracy; 0 = off
+    val_fraction: float = 0.2
+    seed: int = 42
+    compile: str = "auto"            # auto | true | false
+    max_grad_norm: float = 0.0       # 0 = no clipping
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite; the run is recorded as failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Device settings
+# --------------------------------------------------------------------------------------------
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on Ampere and newer, fp16 (with a GradScaler) on T4/P100/V100, none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def should_compile(setting: str | bool, device: torch.device, images_to_process: int) -> bool:
+    """Compile only where Triton works (CUDA capability >= 7.0) and the run is long enough to repay it."""
+    setting = str(setting).lower()
+    if setting in ("false", "0", "no", "off") or device.type != "cuda":
+        return False
+    if torch.cuda.get_device_capability(device) < (7, 0):
+        return False  # P100: Triton does not support it
+    if setting in ("true", "1", "yes", "on"):
+        return True
+    return images_to_process >= 100_000  # ~40 s of compile must stay a small share of the run
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation on the device, batched
+# --------------------------------------------------------------------------------------------
+def augment_batch(x: torch.Tensor, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), jitter: float = 0.2) -> torch.Tensor:
+    """Random-resized-crop + horizontal flip + mild colour jitter for a float batch in [0, 1].
+
+    One `grid_sample` per batch does crop, zoom and flip with a different affine per image.
+    """
+    b, device = x.shape[0], x.device
+    area = torch.empty(b, device=device).uniform_(*scale)
+    log_ratio = torch.empty(b, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    aspect = torch.exp(log_ratio)
+    sx = torch.sqrt(area * aspect).clamp(max=1.0)
+    sy = torch.sqrt(area / aspect).clamp(max=1.0)
+    tx = (torch.rand(b, device=device) * 2 - 1) * (1 - sx)
+    ty = (torch.rand(b, device=device) * 2 - 1) * (1 - sy)
+    flip = torch.where(torch.rand(b, device=device) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3, device=device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if jitter:
+        factors = 1 + (torch.rand(b, 3, 1, 1, 1, device=device, dtype=x.dtype) * 2 - 1) * jitter
+        x = x * factors[:, 0]                                           # brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factors[:, 1] + mean                           # contrast
+        gray = x.mean(dim=1, keepdim=True)
+        x = (x - gray) * factors[:, 2] + gray                           # saturation
+        x = x.clamp(0, 1)
+    return x
+
+
+def prepare_batch(images: torch.Tensor, device: torch.device, augment: bool, mean, std) -> torch.Tensor:
+    """uint8 batch -> (augmented) normalised float32, channels_last, on `device`."""
+    x = images.to(device, non_blocking=True).float().div_(255)
+    if augment:
+        x = augment_batch(x)
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
+            mean=data_lib.MEAN, std=data_lib.STD) -> torch.Tensor:
+    """Class probabilities [N, C] (on the CPU) for every image of a decoded set."""
+    device = torch.device(device or next(model.parameters()).device)
+    dtype = amp_dtype(device)
+    was_training = model.training
+    model.eval()
+    out = []
+    for images, _ in data_lib.iterate_batches(data, batch_size):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(prepare_batch(images, device, False, mean, std))
+        out.append(logits.float().softmax(dim=1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, len(data.classes))
+
+
+def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
+             mean=data_lib.MEAN, std=data_lib.STD) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on a decoded set."""
+    probs = predict(model, data, batch_size, device, mean, std)
+    labels = data.labels.cpu()
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
+    return loss, (probs.argmax(1) == labels).float().mean().item()
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+def _make_optimizer(params, tcfg: TrainConfig, device: torch.device):
+    fused = device.type == "cuda"
+    if tcfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused)
+    if tcfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=tcfg.lr, momentum=0.9, nesterov=True,
+                               weight_decay=tcfg.weight_decay, fused=fused)
+    raise ValueError(f"optimizer must be adamw or sgd, got {tcfg.optimizer!r}")
+
+
+def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
+    if tcfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
+            pct_start=tcfg.warmup_fraction)
+    if tcfg.schedule == "cosine":
+        warmup = max(1, int(tcfg.warmup_fraction * total_steps))
+
+        def factor(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise ValueError(f"schedule must be onecycle or cosine, got {tcfg.schedule!r}")
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
+        device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
+        progress: bool = True, desc: str = "train") -> dict:
+    """Train `model` in place with early stopping; load the best epoch's weights back at the end.
+
+    Returns a dict with `history` (one dict per epoch), `best_epoch`, `val_acc` (best),
+    `epoch_seconds`, `images_per_second` and `best_state` (a deep copy, not a view).
+    `param_groups` lets fine-tuning pass discriminative learning rates.
+    """
+    device = torch.device(device or get_device())
+    torch.manual_seed(tcfg.seed)
+    train_dev = data_lib.to_device(train_set, device)
+    val_dev = data_lib.to_device(val_set, device)
+    model.to(device).to(memory_format=torch.channels_last)
+    dtype = amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    optimizer = _make_optimizer(param_groups or [p for p in model.parameters() if p.requires_grad], tcfg, device)
+    drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
+    steps = len(train_set) // tcfg.batch_size if drop_last else 1
+    schedule = _make_schedule(optimizer, tcfg, steps * tcfg.epochs)
+    step_model = model
+    if should_compile(tcfg.compile, device, tcfg.epochs * len(train_set)):
+        torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
+        step_model = torch.compile(model)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
+    generator = torch.Generator().manual_seed(tcfg.seed)
+
+    history, best = [], {"val_acc": -1.0, "epoch": 0, "state": None}
+    bar = tqdm(range(1, tcfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for images, labels in data_lib.iterate_batches(train_dev, tcfg.batch_size, shuffle=True,
+                                                       generator=generator, drop_last=drop_last):
+            x = prepare_batch(images, device, tcfg.augment, mean, std)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = step_model(x)
+                loss = loss_fn(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if tcfg.max_grad_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+        train_loss = loss_sum.item() / max(seen, 1)  # one sync per epoch
+        if not math.isfinite(train_loss):
+            raise Diverged(f"training loss became {train_loss} in epoch {epoch} (lr {tcfg.lr})")
+        val_loss, val_acc = evaluate(model, val_dev, 2 * tcfg.batch_size, device, mean, std)
+        seconds = time.perf_counter() - start
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / max(seen, 1),
+               "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[-1]["lr"],
+               "epoch_seconds": seconds, "images_per_second": (seen + len(val_set)) / seconds}
+        history.append(row)
+        if val_acc > best["val_acc"]:
+            # A deep copy: state_dict() returns views that the next optimizer step would overwrite.
+            best = {"val_acc": val_acc, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}",
+                        best=f"{best['val_acc']:.3f}", img_s=f"{row['images_per_second']:.0f}")
+        if on_epoch:
+            on_epoch(row)
+        if tcfg.patience and epoch - best["epoch"] >= tcfg.patience:
+            break
+    bar.close()
+    model.load_state_dict(best["state"])
+    seconds = [r["epoch_seconds"] for r in history]
+    steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
+    del train_dev, val_dev, optimizer, step_model
+    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
+            "epoch_seconds": seconds, "images_per_second": sorted(steady)[len(steady) // 2],
+            "best_state": best["state"]}
+
+
+def release_memory() -> None:
+    """Free what a finished or failed run left on the GPU, so the next run starts clean."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------
+# One Part A run
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    config: dict
+    val_acc: float
+    best_epoch: int
+    epoch_seconds: list[float]
+    cache_seconds: float
+    images_per_second: float
+    params: int
+    macs: int
+    split: dict
+    skipped: list
+    history: list = field(default_factory=list)
+    test_acc: float | None = None
+    test_loss: float | None = None
+    checkpoint: str | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # best weights, on the CPU
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        if d["test_acc"] is None:
+            d.pop("test_acc"), d.pop("test_loss")
+        return d
+
+
+def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = False, device=None,
+          checkpoint: str | os.PathLike | None = None, on_epoch=None, progress: bool = True,
+          verbose: bool = True) -> TrainResult:
+    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`."""
+    tcfg = tcfg or TrainConfig()
+    device = torch.device(device or get_device())
+    start = time.perf_counter()
+    train_set, val_set = data_lib.load_split(root, cfg.input_size, tcfg.val_fraction, tcfg.seed, verbose=verbose)
+    cache_seconds = time.perf_counter() - start
+    torch.manual_seed(tcfg.seed)
+    model = CNN(cfg)
+    try:
+        out = fit(model, train_set, val_set, tcfg, device, on_epoch=on_epoch, progress=progress,
+                  desc=f"{cfg.activation} {'-'.join(map(str, cfg.filters))}")
+        result = TrainResult(
+            config={**cfg.to_dict(), **tcfg.to_dict()}, val_acc=out["val_acc"], best_epoch=out["best_epoch"],
+            epoch_seconds=out["epoch_seconds"], cache_seconds=cache_seconds,
+            images_per_second=out["images_per_second"], params=count_params(cfg), macs=count_macs(cfg),
+            split={"train": train_set.class_counts(), "val": val_set.class_counts()},
+            skipped=[list(s) for s in train_set.skipped], history=out["history"])
+        if checkpoint:
+            save_atomic({"config": cfg.to_dict(), "train_config": tcfg.to_dict(), "val_acc": out["val_acc"],
+                         "best_epoch": out["best_epoch"], "state_dict": out["best_state"]}, checkpoint)
+            result.checkpoint = str(checkpoint)
+        if test:
+            test_set = data_lib.load_test(root, cfg.input_size, verbose=verbose)
+            result.test_loss, result.test_acc = evaluate(model, test_set, 2 * tcfg.batch_size, device)
+        result.model = model.to("cpu").to(memory_format=torch.contiguous_format)
+        return result
+    finally:
+        del model
+        release_memory()
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[CNN, dict]:
+    """Rebuild a CNN from a checkpoint written by `train(..., checkpoint=...)`."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = CNN(CNNConfig.from_dict(saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved

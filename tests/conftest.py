@@ -1,0 +1,13 @@
+"""Test settings. The notebook kernels that nbval starts inherit this environment."""
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ["INAT_QUICK"] = "1"          # notebooks pick their tiny settings
+os.environ["WANDB_MODE"] = "offline"    # real W&B, no network, no key
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("INAT_OUTPUTS", str(REPO / "outputs" / "test-run"))  # keep make-run outputs apart
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.pop("INAT_DATA", None)       # tests run on the embedded demo data
+sys.path.insert(0, str(REPO))
