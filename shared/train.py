@@ -48,6 +48,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Pick this class's fields out of a flat dict (e.g. a sweep run's config); ignore the rest."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite; the run is recorded as failed."""
