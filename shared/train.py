@@ -197,12 +197,13 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
 
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
-        progress: bool = True, desc: str = "train") -> dict:
+        progress: bool = True, desc: str = "train", on_train=None) -> dict:
     """Train `model` in place with early stopping; load the best epoch's weights back at the end.
 
     Returns a dict with `history` (one dict per epoch), `best_epoch`, `val_acc` (best),
     `epoch_seconds`, `images_per_second` and `best_state` (a deep copy, not a view).
-    `param_groups` lets fine-tuning pass discriminative learning rates.
+    `param_groups` lets fine-tuning pass discriminative learning rates. `on_train(model)` runs
+    right after `model.train()` in every epoch: fine-tuning puts frozen BatchNorm back in eval mode there.
     """
     device = torch.device(device or get_device())
     torch.manual_seed(tcfg.seed)
@@ -227,6 +228,8 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     for epoch in bar:
         start = time.perf_counter()
         model.train()
+        if on_train:
+            on_train(model)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
