@@ -12,7 +12,6 @@ PYTEST_ARGS ?= tests Part-A Part-B --nbval-lax -n 2 --dist loadfile -p no:cachep
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip 2>/dev/null || true
 	$(BIN)/pip install -qq -r requirements.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
