@@ -1,0 +1,389 @@
+"""The data layer: finding the data, the demo set, the split, decode-once caching and bad input.
+
+Every dataset here is built under tmp_path, and the decode cache goes to a tmp folder too.
+"""
+import functools
+import io
+import os
+import urllib.error
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shared import data
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers and fixtures
+# --------------------------------------------------------------------------------------------
+def save_image(path: Path, width: int = 40, height: int = 30, mode: str = "RGB", fmt: str | None = None,
+               seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    pixels = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).convert(mode).save(path, format=fmt or ("PNG" if path.suffix == ".png" else "JPEG"))
+    return path
+
+
+def make_dataset(root: Path, counts: dict[str, int], val_per_class: int = 2) -> Path:
+    """A tiny nature_12K-shaped folder: train/<class>/*.jpg and val/<class>/*.jpg of varied sizes."""
+    for c, (name, n) in enumerate(counts.items()):
+        for i in range(n):
+            save_image(root / "train" / name / f"{i:03d}.jpg", 30 + 7 * i % 50, 20 + 5 * i % 40, seed=100 * c + i)
+        for i in range(val_per_class):
+            save_image(root / "val" / name / f"{i:03d}.jpg", 50, 30, seed=999 - i)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No real dataset, no Kaggle/Colab, caches and DATA_DIR under tmp_path."""
+    for var in ("INAT_DATA", "INAT_DOWNLOAD", "KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG", "COLAB_GPU"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("INAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    if Path("/kaggle/input").is_dir():
+        pytest.skip("these tests simulate Kaggle; they cannot run on Kaggle itself")
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """Counts the decoder's calls, so a test can tell a cache hit (0 calls) from a rebuild."""
+    calls = []
+    original = data._decode
+
+    def spy(args):
+        calls.append(args[0])
+        return original(args)
+
+    monkeypatch.setattr(data, "_decode", spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    return data.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo_digits")
+
+
+# --------------------------------------------------------------------------------------------
+# Split
+# --------------------------------------------------------------------------------------------
+def test_split_is_class_balanced_and_never_reads_val(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 10, "b": 15, "c": 20})
+    (root / "val").rename(root / "not_val")  # load_split must not need the test set
+    train, val = data.load_split(root, 32, val_fraction=0.2, seed=1, cache_dir=tmp_path / "cache")
+    assert val.class_counts() == {"a": 2, "b": 3, "c": 4}
+    assert train.class_counts() == {"a": 8, "b": 12, "c": 16}
+    assert not set(train.files) & set(val.files)
+    assert len(set(train.files) | set(val.files)) == 45
+    assert train.images.shape == (36, 3, 32, 32) and train.images.dtype == torch.uint8
+    table = capsys.readouterr().out
+    assert "class" in table and "total" in table and "36" in table  # the per-class counts are printed
+
+
+def test_split_is_seeded_and_reproducible(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 12, "b": 12})
+    load = functools.partial(data.load_split, root, 32, cache_dir=tmp_path / "cache", verbose=False)
+    (t1, v1), (t2, v2), (_, v3) = load(seed=7), load(seed=7), load(seed=8)
+    assert v1.files == v2.files and t1.files == t2.files
+    assert torch.equal(v1.images, v2.images)
+    assert v1.files != v3.files
+
+
+def test_load_test_reads_val(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3}, val_per_class=4)
+    test = data.load_test(root, 32, cache_dir=tmp_path / "cache", verbose=False)
+    assert len(test) == 8 and test.classes == ["a", "b"]
+    assert all(f.startswith(("a/", "b/")) for f in test.files)
+
+
+# --------------------------------------------------------------------------------------------
+# Decode once: cache reuse and invalidation
+# --------------------------------------------------------------------------------------------
+def test_second_load_comes_from_the_cache(tmp_path, decode_calls):
+    root = make_dataset(tmp_path / "ds", {"a": 4, "b": 4})
+    first = data.load_folder(root / "train", 32, progress=False)
+    assert len(decode_calls) == 8
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # $INAT_CACHE is honoured
+    decode_calls.clear()
+    second = data.load_folder(root / "train", 32, progress=False)
+    assert decode_calls == []  # nothing decoded
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert first.files == second.files and first.classes == second.classes
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "modify", "size", "resize_to"])
+def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, change):
+    root = make_dataset(tmp_path / "ds", {"a": 4, "b": 4})
+    folder, size, resize_to = root / "train", 32, None
+    data.load_folder(folder, size, progress=False)
+    decode_calls.clear()
+    if change == "add":
+        save_image(folder / "a" / "new.jpg", seed=42)
+    elif change == "remove":
+        (folder / "b" / "001.jpg").unlink()
+    elif change == "modify":
+        target = folder / "a" / "002.jpg"
+        before = target.stat()
+        save_image(target, 40, 30, seed=43)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    elif change == "size":
+        size = 48
+    else:
+        resize_to = 40
+    rebuilt = data.load_folder(folder, size, resize_to=resize_to, progress=False)
+    assert len(decode_calls) == len(rebuilt) + len(rebuilt.skipped)
+    assert rebuilt.images.shape[-1] == size
+    assert len(rebuilt) == {"add": 9, "remove": 7}.get(change, 8)
+    if change in ("add", "remove", "modify"):  # the stale cache of the same folder and size is replaced
+        assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+def test_damaged_cache_is_rebuilt(tmp_path, decode_calls, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    data.load_folder(root / "train", 32, progress=False)
+    (cache_file,) = (tmp_path / "cache").glob("*.pt")
+    cache_file.write_bytes(b"not a torch file")
+    decode_calls.clear()
+    assert len(data.load_folder(root / "train", 32, progress=False)) == 6
+    assert len(decode_calls) == 6 and "rebuilding" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+def test_every_bad_input(tmp_path, capsys):
+    folder = tmp_path / "ds" / "train"
+    good = {
+        "gray.jpg": save_image(folder / "a" / "gray.jpg", mode="L"),
+        "cmyk.jpg": save_image(folder / "a" / "cmyk.jpg", mode="CMYK"),
+        "rgba.png": save_image(folder / "a" / "rgba.png", mode="RGBA"),
+        "palette.png": save_image(folder / "a" / "palette.png", mode="P"),
+        "png_named.jpg": save_image(folder / "b" / "png_named.jpg", fmt="PNG"),  # a .png among .jpg
+        "plain.jpg": save_image(folder / "b" / "plain.jpg", 61, 23),
+    }
+    # 16-bit PNG and an animated GIF: decoded as uint8 RGB, one frame.
+    Image.fromarray((np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50)).save(folder / "b" / "deep.png")
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
+    frames[0].save(folder / "b" / "anim.gif", save_all=True, append_images=frames[1:])
+    good_names = set(good) | {"deep.png", "anim.gif"}
+
+    jpeg = (folder / "b" / "plain.jpg").read_bytes()
+    bad = {"corrupt.jpg": b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8)),
+           "truncated.jpg": jpeg[: len(jpeg) // 2],
+           "empty.jpg": b"",
+           "renamed.jpg": b"name,score\nthis is a csv file renamed to .jpg\n"}
+    for name, payload in bad.items():
+        (folder / "a" / name).write_bytes(payload)
+    for stray in (".DS_Store", "Thumbs.db", "notes.txt", "._hidden.jpg"):  # ignored, not reported
+        (folder / "a" / stray).write_bytes(b"junk")
+
+    loaded = data.load_folder(folder, 32, progress=False)
+    names = {Path(f).name for f in loaded.files}
+    assert names == good_names
+    assert loaded.images.shape == (len(good_names), 3, 32, 32) and loaded.images.dtype == torch.uint8
+    assert {Path(path).name for path, _ in loaded.skipped} == set(bad)
+    assert all(Path(path).is_absolute() and reason for path, reason in loaded.skipped)
+    report = capsys.readouterr().out
+    assert f"Skipped {len(bad)} unreadable file(s)" in report
+    assert all(name in report for name in bad)
+
+    by_name = dict(zip((Path(f).name for f in loaded.files), loaded.images))
+    gray = by_name["gray.jpg"]
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # grayscale -> 3 equal channels
+    assert by_name["deep.png"].max() > 200  # scaled from 16 bit, not wrapped around
+    gif = by_name["anim.gif"].float().mean(dim=(1, 2))
+    assert gif[0] > 200 and gif[2] < 50  # the first (red) frame
+
+    # Skipped files survive the cache round trip, so a second run reports them too.
+    again = data.load_folder(folder, 32, progress=False)
+    assert again.skipped == loaded.skipped
+
+
+def test_missing_train_or_val_names_the_path(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere" / "train")):
+        data.load_split(tmp_path / "nowhere", 32)
+    (root / "val").rename(root / "elsewhere")
+    with pytest.raises(FileNotFoundError, match=r"val is missing.*INAT_DATA"):
+        data.load_test(root, 32)
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    (root / "train" / "c").mkdir()
+    (root / "train" / "c" / ".DS_Store").write_bytes(b"junk")  # stray files do not count as images
+    with pytest.raises(ValueError, match=r"train/c has no images"):
+        data.load_split(root, 32)
+
+
+def test_different_class_lists_are_an_error(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    (root / "val" / "b").rename(root / "val" / "B")
+    with pytest.raises(ValueError, match=r"only in train/: \['b'\]"):
+        data.load_test(root, 32)
+
+
+def test_a_folder_without_class_folders_is_an_error(tmp_path):
+    (tmp_path / "ds" / "train").mkdir(parents=True)
+    save_image(tmp_path / "ds" / "train" / "loose.jpg")
+    with pytest.raises(FileNotFoundError, match="no class folders"):
+        data.load_split(tmp_path / "ds", 32)
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the data
+# --------------------------------------------------------------------------------------------
+def test_explicit_path_wins(tmp_path, monkeypatch):
+    explicit = make_dataset(tmp_path / "mine" / "inaturalist_12K", {"a": 1})
+    make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})  # the repo-local copy loses
+    assert data.find_data(explicit) == explicit
+    assert data.find_data(explicit.parent) == explicit  # the folder above inaturalist_12K works too
+    monkeypatch.setenv("INAT_DATA", str(explicit))
+    assert data.find_data() == explicit
+
+
+def test_bad_explicit_path_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="INAT_DATA"):
+        data.find_data(tmp_path / "typo")
+    monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="typo"):
+        data.find_data()  # never a silent fallback to the demo set
+
+
+def test_repo_local_copy_is_found(tmp_path):
+    local = make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})
+    assert data.find_data() == local
+
+
+def test_demo_fallback_with_banner(tmp_path, monkeypatch, demo_root, capsys):
+    monkeypatch.setattr(data, "DATA_DIR", demo_root.parent)  # the demo set is already built there
+    root = data.find_data()
+    assert root == demo_root and data.is_demo(root)
+    assert "DEMO DATA" in capsys.readouterr().out
+    assert not data.is_demo(make_dataset(tmp_path / "real", {"a": 1}))
+
+
+@pytest.mark.parametrize("platform", ["KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG"])
+def test_never_a_silent_demo_on_kaggle_or_colab(tmp_path, monkeypatch, platform):
+    monkeypatch.setenv(platform, "Interactive")
+    with pytest.raises(FileNotFoundError, match="Kaggle.*Colab"):
+        data.find_data(download=False)
+    assert not (tmp_path / "data" / "demo_digits").exists()
+
+
+def test_colab_downloads_by_default_and_fails_loudly_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError, match="INAT_DATA"):
+        data.find_data()
+    assert not (tmp_path / "data" / "demo_digits").exists()
+    assert not (tmp_path / "data" / "inaturalist_12K").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Download: atomic and checked
+# --------------------------------------------------------------------------------------------
+def zip_of(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.write(path, path.relative_to(folder.parent))
+    return buffer.getvalue()
+
+
+class FakeResponse(io.BytesIO):
+    def __init__(self, payload: bytes, length: int | None = None):
+        super().__init__(payload)
+        self.headers = {"Content-Length": str(len(payload) if length is None else length)}
+
+
+def serve(monkeypatch, payload: bytes, length: int | None = None):
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(payload, length))
+
+
+@pytest.fixture
+def nature_zip(tmp_path):
+    return zip_of(make_dataset(tmp_path / "src" / "inaturalist_12K", {"a": 3, "b": 3}))
+
+
+def assert_nothing_left(dest: Path):
+    assert not (dest / "inaturalist_12K").exists()
+    assert not list(dest.glob(".download-*"))
+
+
+def test_download_unpacks_a_complete_zip(tmp_path, monkeypatch, nature_zip):
+    serve(monkeypatch, nature_zip)
+    monkeypatch.setattr(data, "check_complete", functools.partial(data.check_complete, min_train=6, min_val=4))
+    root = data.find_data(download=True)
+    assert root == tmp_path / "data" / "inaturalist_12K"
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["a", "b"]
+    assert not list(root.parent.glob(".download-*"))
+    serve(monkeypatch, b"")  # already there: no second download
+    assert data.download_dataset(tmp_path / "data") == root
+
+
+def test_download_checks_completeness(tmp_path, monkeypatch, nature_zip):
+    serve(monkeypatch, nature_zip)  # 6 train images: far below the real thresholds
+    with pytest.raises(RuntimeError, match="incomplete"):
+        data.download_dataset(tmp_path / "data")
+    assert_nothing_left(tmp_path / "data")
+
+
+def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch, nature_zip):
+    serve(monkeypatch, nature_zip[: len(nature_zip) // 2], length=len(nature_zip))  # connection dropped
+    with pytest.raises(ConnectionError, match="bytes"):
+        data.download_dataset(tmp_path / "data")
+    assert_nothing_left(tmp_path / "data")
+
+
+def test_corrupt_zip_leaves_nothing(tmp_path, monkeypatch):
+    serve(monkeypatch, b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(RuntimeError, match="zip"):
+        data.download_dataset(tmp_path / "data")
+    assert_nothing_left(tmp_path / "data")
+
+
+def test_zip_without_the_dataset_leaves_nothing(tmp_path, monkeypatch):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "readme.txt").write_text("wrong zip")
+    serve(monkeypatch, zip_of(tmp_path / "other"))
+    with pytest.raises(RuntimeError, match="train and val"):
+        data.download_dataset(tmp_path / "data")
+    assert_nothing_left(tmp_path / "data")
+
+
+# --------------------------------------------------------------------------------------------
+# The embedded demo dataset
+# --------------------------------------------------------------------------------------------
+def test_demo_dataset_is_shaped_like_nature_12k(demo_root):
+    assert data.is_demo(demo_root)
+    classes = [f"digit_{i}" for i in range(10)]
+    sizes = set()
+    for split, low, high in (("train", 1500, 1700), ("val", 150, 250)):
+        assert sorted(p.name for p in (demo_root / split).iterdir()) == classes
+        files = list((demo_root / split).glob("*/*"))
+        assert all(f.suffix == ".jpg" for f in files)
+        assert low <= len(files) <= high
+        for f in files[::40]:
+            with Image.open(f) as image:
+                sizes.add(image.size)
+    assert len(sizes) > 10  # varied sizes ...
+    assert sum(w != h for w, h in sizes) > len(sizes) // 2  # ... mostly non-square
+    assert data.make_demo_dataset(demo_root) == demo_root  # built once, then reused
+
+
+def test_demo_dataset_loads_through_the_real_path(demo_root, tmp_path):
+    train, val = data.load_split(demo_root, 32, cache_dir=tmp_path / "cache", verbose=False)
+    test = data.load_test(demo_root, 32, cache_dir=tmp_path / "cache", verbose=False)
+    assert train.classes == test.classes == [f"digit_{i}" for i in range(10)]
+    assert not train.skipped and not test.skipped
+    assert len(test) == 200 and abs(len(val) / (len(train) + len(val)) - 0.2) < 0.01
