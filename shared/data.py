@@ -117,11 +117,16 @@ def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL)
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
+            if total and bar.n != total:  # the connection dropped: a short zip must not be unpacked
+                raise OSError(f"got {bar.n:,} of {total:,} bytes")
         except OSError as err:
             raise ConnectionError(f"Could not download {url} ({err}). Download it by hand, unzip it and "
                                   f"set INAT_DATA to the inaturalist_12K folder.") from None
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(Path(tmp) / "unzipped")
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                archive.extractall(Path(tmp) / "unzipped")
+        except zipfile.BadZipFile as err:
+            raise RuntimeError(f"{url} did not give a valid zip ({err}); download it again.") from None
         root = _as_root(Path(tmp) / "unzipped")
         if root is None:
             raise RuntimeError(f"{url} did not contain inaturalist_12K/train and val/")
@@ -220,7 +225,12 @@ def _read_rgb(path: Path) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        if image.ndim == 4:  # an animated GIF/WebP decodes to [frames, 3, H, W]: keep the first frame
+            image = image[0]
+        if image.dtype != torch.uint8:  # 16-bit PNGs decode to uint16; a plain cast would wrap around
+            image = TF.to_dtype(image, torch.uint8, scale=True)
+        return image
     except RuntimeError:  # corrupt/truncated data, or a format torchvision lacks: PIL decides
         pass
     try:
