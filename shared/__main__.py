@@ -91,10 +91,13 @@ def cmd_sweep(args) -> None:
 
 def cmd_finetune(args) -> None:
     from .data import find_data
-    from .finetune import run_finetune
+    from .finetune import WeightsUnavailable, run_finetune
 
-    result = run_finetune(find_data(args.data), args.model, args.strategy, k=args.k, epochs=args.epochs,
-                          input_size=args.input_size, test=args.test)
+    try:
+        result = run_finetune(find_data(args.data), args.model, args.strategy, k=args.k, epochs=args.epochs,
+                              input_size=args.input_size, test=args.test)
+    except WeightsUnavailable as err:
+        raise SystemExit(f"error: {err}") from None  # one line and exit status 1, not a traceback
     _write_json(result, args.json)
 
 

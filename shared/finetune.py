@@ -1,0 +1,363 @@
+"""Fine-tuning ImageNet-pretrained torchvision models with four freezing strategies.
+
+Introduced in Part-B/01. The pieces, in the order a run uses them:
+
+- `build_model` / `ensure_weights`: the checkpoint through torchvision's own path (the `$TORCH_HOME` hub cache,
+  else a download), or one clear `WeightsUnavailable` line;
+- `preprocessing`: the weights' own resize / crop / mean / std, applied once when the data cache is built;
+- `build_model`: the model with its 1000-way head replaced for our 10 classes, frozen per strategy;
+- `fine_tune`: `head` trains a Linear on features computed once; the others run the engine
+  (`shared.train.fit`) with discriminative learning rates and frozen BatchNorm kept in eval mode.
+"""
+from __future__ import annotations
+
+import pickle
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from . import data as data_lib
+from .runtime import banner, get_device
+from .train import TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory
+
+STRATEGIES = ("head", "first_k", "last_k", "full")
+# Defaults for a real GPU run. Pretrained features need small steps: the new head gets `lr`,
+# every pretrained layer that trains gets lr * BACKBONE_LR_FACTOR (discriminative learning rates).
+FINETUNE_TRAIN = TrainConfig(epochs=10, batch_size=64, lr=1e-3, weight_decay=0.05, schedule="cosine",
+                             warmup_fraction=0.1, label_smoothing=0.1, augment=True, patience=3)
+BACKBONE_LR_FACTOR = 0.1
+DOWNLOAD_TIMEOUT = 20  # seconds per socket operation: a blocked network fails fast instead of hanging
+
+
+class WeightsUnavailable(RuntimeError):
+    """The pretrained checkpoint is neither in the hub cache nor downloadable. The message is one line."""
+
+    def __init__(self, message: str, path: Path, url: str):
+        super().__init__(message)
+        self.path, self.url = path, url
+
+
+# --------------------------------------------------------------------------------------------
+# Weights and their preprocessing
+# --------------------------------------------------------------------------------------------
+def get_weights(name: str):
+    """The DEFAULT (best ImageNet) weights enum of a torchvision classification model."""
+    try:
+        return torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        raise ValueError(f"{name!r} is not a torchvision classification model; see "
+                         f"torchvision.models.list_models(torchvision.models)") from None
+
+
+def weights_file(weights) -> Path:
+    """Where torch hub keeps (or will keep) this checkpoint: $TORCH_HOME/hub/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+@contextmanager
+def _hub_errors(name: str, timeout: float = DOWNLOAD_TIMEOUT):
+    """Turn torch hub's download/load failures into one `WeightsUnavailable` line; never hang."""
+    weights = get_weights(name)
+    path = weights_file(weights)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout of its own
+    try:
+        yield
+    except OSError as err:  # URLError, HTTPError, timeouts and DNS failures are all OSErrors
+        if path.exists():
+            raise WeightsUnavailable(f"{path} could not be read ({err}); delete it and download "
+                                     f"{weights.url} again.", path, weights.url) from None
+        raise WeightsUnavailable(
+            f"{weights} not found at {path} and not downloadable ({getattr(err, 'reason', err)}). "
+            f"Download {weights.url} into {path.parent}/ (or point TORCH_HOME elsewhere); on Kaggle "
+            f"turn Internet on, or 'Add input' a dataset holding {path.name} and copy it there.",
+            path, weights.url) from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        if not path.exists():
+            raise
+        raise WeightsUnavailable(f"{path} is damaged ({type(err).__name__}: {str(err).splitlines()[0]}); "
+                                 f"delete it and download {weights.url} again.", path, weights.url) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def ensure_weights(name: str) -> Path:
+    """Make sure the DEFAULT checkpoint of `name` is in the hub cache (downloading it if needed); its path.
+
+    Raises `WeightsUnavailable` (one line) when it is neither cached nor downloadable.
+    """
+    weights = get_weights(name)
+    with _hub_errors(name):
+        weights.get_state_dict(progress=True)  # torchvision's own path: cache, else download
+    return weights_file(weights)
+
+
+def pretrained_available(name: str) -> bool:
+    """For notebooks: True if the weights are (now) cached; else a loud banner and False (random init)."""
+    try:
+        ensure_weights(name)
+        return True
+    except WeightsUnavailable as err:
+        banner(f"RANDOM INITIALISATION: no pretrained weights for {name} (no network, no cached file),\n"
+               f"so the models below start from random weights: their numbers say nothing about\n"
+               f"transfer learning. To use the real weights, put the checkpoint at\n"
+               f"  {err.path}\n(download it from {err.url}) and run again.")
+        return False
+
+
+def preprocessing(name: str, input_size: int | None = None) -> dict:
+    """The weights' own recipe: resize the shorter side to `resize_size`, centre-crop `crop_size`.
+
+    `input_size` overrides the crop (quick/demo runs) and scales the resize by the same factor,
+    so the crop keeps the same share of the photo. ViT only accepts its own crop size.
+    """
+    transforms = get_weights(name).transforms()
+    crop, resize = transforms.crop_size[0], transforms.resize_size[0]
+    if input_size and input_size != crop:
+        if name.startswith("vit_"):
+            raise ValueError(f"{name} needs exactly its {crop}px crop (its position embeddings are "
+                             f"learned for {crop // 16}x{crop // 16} patches); drop --input-size")
+        resize, crop = round(input_size * resize / crop), input_size
+    return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean),
+            "std": tuple(transforms.std)}
+
+
+# --------------------------------------------------------------------------------------------
+# The head and the natural units of each architecture
+# --------------------------------------------------------------------------------------------
+def head_slot(model: nn.Module) -> tuple[nn.Module, str]:
+    """(parent, attribute) of the classification layer: `fc`, `classifier[-1]`, `heads.head` or `head`."""
+    if isinstance(getattr(model, "fc", None), nn.Linear):                       # ResNet, RegNet, ...
+        return model, "fc"
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
+        return classifier, str(len(classifier) - 1)                              # EfficientNet, ConvNeXt, ...
+    if isinstance(classifier, nn.Linear):                                        # DenseNet
+        return model, "classifier"
+    heads = getattr(model, "heads", None)
+    if heads is not None and isinstance(getattr(heads, "head", None), nn.Linear):
+        return heads, "head"                                                     # ViT
+    if isinstance(getattr(model, "head", None), nn.Linear):                      # Swin
+        return model, "head"
+    raise ValueError(f"no fc / classifier[-1] / heads.head / head Linear found in {type(model).__name__}")
+
+
+def get_head(model: nn.Module) -> nn.Linear:
+    parent, attr = head_slot(model)
+    return getattr(parent, attr)
+
+
+def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
+    """(stem, units): what `first_k` / `last_k` count in the architecture's natural units.
+
+    ResNet: conv1+bn1, then layer1..4. ViT: patch projection + class token + position
+    embedding, then encoder layers. ConvNeXt/Swin: features[0], then 4 stages (each with the
+    downsampling in front of it). EfficientNet/MobileNet and other `features` nets: features[0],
+    then features[1:], one index each.
+    """
+    if hasattr(model, "layer4") and hasattr(model, "conv1"):
+        return [model.conv1, model.bn1], [model.layer1, model.layer2, model.layer3, model.layer4]
+    if isinstance(model, torchvision.models.VisionTransformer):
+        return [model.conv_proj, model.class_token, model.encoder.pos_embedding], list(model.encoder.layers)
+    features = getattr(model, "features", None)
+    if isinstance(model, (torchvision.models.ConvNeXt, torchvision.models.SwinTransformer)):
+        rest = list(features)[1:]  # stage, down, stage, down, stage, ...
+        return [features[0]], [rest[0]] + [nn.ModuleList(rest[i:i + 2]) for i in range(1, len(rest), 2)]
+    if isinstance(features, nn.Sequential):
+        return [features[0]], list(features)[1:]
+    raise ValueError(f"first_k/last_k do not know the units of {type(model).__name__}; use head or full")
+
+
+def _set_trainable(parts, flag: bool) -> None:
+    for part in parts:
+        for p in ([part] if isinstance(part, nn.Parameter) else part.parameters()):
+            p.requires_grad_(flag)
+
+
+def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> None:
+    """Set `requires_grad` for a strategy. `last_k` = freeze the stem and the first n - k units."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    _set_trainable([model], strategy != "head")
+    _set_trainable([get_head(model)], True)
+    if strategy in ("first_k", "last_k"):
+        stem, units = backbone_units(model)
+        k = len(units) // 2 if k is None else k
+        if not 0 <= k <= len(units):
+            raise ValueError(f"k must be in 0..{len(units)} for {type(model).__name__}, got {k}")
+        frozen = k if strategy == "first_k" else len(units) - k
+        # Layers after the last unit (ViT's final LayerNorm, ConvNeXt's head norm) stay trainable.
+        _set_trainable(stem + units[:frozen], False)
+
+
+def freeze_bn(model: nn.Module) -> nn.Module:
+    """Put every BatchNorm whose parameters are all frozen in eval mode: its running stats must not drift.
+
+    `fit` calls it through `on_train`, right after `model.train()` switched everything back on.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters(recurse=False)):
+                module.eval()
+    return model
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def build_model(name: str, strategy: str, num_classes: int = 10, k: int | None = None,
+                pretrained: bool = True) -> nn.Module:
+    """A torchvision classifier with its DEFAULT ImageNet weights, a new `num_classes` head, frozen per strategy.
+
+    pretrained=False gives the same architecture with random weights (the offline demo).
+    Raises `WeightsUnavailable` (one line) when pretrained weights are neither cached nor downloadable.
+    """
+    if pretrained:
+        with _hub_errors(name):  # get_model -> weights.get_state_dict -> load_state_dict_from_url
+            model = torchvision.models.get_model(name, weights=get_weights(name))
+    else:
+        model = torchvision.models.get_model(name)
+    parent, attr = head_slot(model)
+    setattr(parent, attr, nn.Linear(getattr(parent, attr).in_features, num_classes))
+    apply_strategy(model, strategy, k)
+    return freeze_bn(model)
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = BACKBONE_LR_FACTOR) -> list[dict]:
+    """The new head at `lr`, trainable pretrained layers at lr * backbone_lr_factor."""
+    head = set(id(p) for p in get_head(model).parameters())
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+    groups = [{"params": [p for p in get_head(model).parameters()], "lr": lr}]
+    if backbone:
+        groups.insert(0, {"params": backbone, "lr": lr * backbone_lr_factor})
+    return groups
+
+
+# --------------------------------------------------------------------------------------------
+# The head strategy: features once, then a Linear in seconds
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def extract_features(model: nn.Module, images: data_lib.ImageSet, device, mean, std,
+                     batch_size: int = 256) -> torch.Tensor:
+    """Penultimate features [N, D] (float32, on `device`) of the frozen backbone: one pass, AMP, no grad."""
+    parent, attr = head_slot(model)
+    head = getattr(parent, attr)
+    setattr(parent, attr, nn.Identity())  # the model now returns what the head would see
+    model.eval().to(device).to(memory_format=torch.channels_last)
+    dtype = amp_dtype(device)
+    out = []
+    try:
+        for batch, _ in data_lib.iterate_batches(images, batch_size):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out.append(model(prepare_batch(batch, device, False, mean, std)).float())
+    finally:
+        setattr(parent, attr, head)
+    return torch.cat(out)
+
+
+def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 500, lr: float = 3e-3,
+                 weight_decay: float = 0.01, label_smoothing: float = 0.1, eval_every: int = 10,
+                 patience: int = 100) -> dict:
+    """Full-batch AdamW on fixed features, early stopping on validation accuracy; best weights kept."""
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    history, best = [], {"val_acc": -1.0, "step": 0, "state": None}
+    for step in range(1, steps + 1):
+        loss = F.cross_entropy(head(train_x), train_y, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % eval_every == 0 or step == steps:
+            with torch.no_grad():
+                val_acc = (head(val_x).argmax(1) == val_y).float().mean().item()
+            history.append({"step": step, "train_loss": loss.item(), "val_acc": val_acc})
+            if val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "step": step,
+                        "state": {k: v.detach().clone() for k, v in head.state_dict().items()}}
+            elif step - best["step"] >= patience:
+                break
+    head.load_state_dict(best["state"])
+    return {"history": history, "val_acc": best["val_acc"], "best_step": best["step"]}
+
+
+# --------------------------------------------------------------------------------------------
+# One fine-tuning run
+# --------------------------------------------------------------------------------------------
+def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet,
+              tcfg: TrainConfig | None = None, mean=data_lib.MEAN, std=data_lib.STD, device=None,
+              progress: bool = True) -> dict:
+    """Train a model from `build_model` in place; returns val_acc, epoch_seconds, history, param counts.
+
+    `head`: features once, then `train_linear` (no augmentation: the features are fixed), and
+    the trained Linear goes back into the model. Others: `fit` with discriminative LRs and
+    `freeze_bn` after every `model.train()`.
+    """
+    tcfg = tcfg or FINETUNE_TRAIN
+    device = torch.device(device or get_device())
+    trainable, total = param_counts(model)
+    start = time.perf_counter()
+    if strategy == "head":
+        torch.manual_seed(tcfg.seed)
+        train_dev, val_dev = data_lib.to_device(train_set, device), data_lib.to_device(val_set, device)
+        train_x = extract_features(model, train_dev, device, mean, std, 2 * tcfg.batch_size)
+        val_x = extract_features(model, val_dev, device, mean, std, 2 * tcfg.batch_size)
+        feature_seconds = time.perf_counter() - start
+        head = get_head(model).to(device)
+        out = train_linear(head, train_x, train_dev.labels.to(device), val_x, val_dev.labels.to(device),
+                           lr=3 * tcfg.lr, label_smoothing=tcfg.label_smoothing)
+        seconds = time.perf_counter() - start
+        out.update(epoch_seconds=[seconds], feature_seconds=feature_seconds, head_seconds=seconds - feature_seconds,
+                   images_per_second=(len(train_set) + len(val_set)) / feature_seconds, best_epoch=1)
+        del train_dev, val_dev, train_x, val_x
+    else:
+        out = fit(model, train_set, val_set, tcfg, device, param_groups=param_groups(model, tcfg.lr),
+                  mean=mean, std=std, progress=progress, desc=strategy, on_train=freeze_bn)
+        out.pop("best_state")
+    model.eval()
+    return {"strategy": strategy, "trainable_params": trainable, "total_params": total,
+            "val_acc": out["val_acc"], "epoch_seconds": out["epoch_seconds"],
+            "train_seconds": time.perf_counter() - start, "images_per_second": out["images_per_second"],
+            "best_epoch": out["best_epoch"], "history": out["history"],
+            **{k: out[k] for k in ("feature_seconds", "head_seconds", "best_step") if k in out}}
+
+
+def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epochs: int | None = None,
+                 input_size: int | None = None, test: bool = False, pretrained: bool = True,
+                 tcfg: TrainConfig | None = None, device=None, progress: bool = True) -> dict:
+    """Everything the CLI's `finetune` does: data at the weights' preprocessing, build, fine-tune, (test).
+
+    Raises `WeightsUnavailable` (one line) when pretrained weights are neither cached nor downloadable.
+    """
+    tcfg = tcfg or FINETUNE_TRAIN
+    if epochs:
+        tcfg = replace(tcfg, epochs=epochs)
+    device = torch.device(device or get_device())
+    prep = preprocessing(model_name, input_size)
+    torch.manual_seed(tcfg.seed)
+    model = build_model(model_name, strategy, k=k, pretrained=pretrained)  # fails before any decoding
+    start = time.perf_counter()
+    train_set, val_set = data_lib.load_split(root, prep["crop_size"], tcfg.val_fraction, tcfg.seed,
+                                             resize_to=prep["resize_size"], verbose=progress)
+    cache_seconds = time.perf_counter() - start
+    try:
+        result = fine_tune(model, strategy, train_set, val_set, tcfg, prep["mean"], prep["std"], device, progress)
+        result.update(model=model_name, weights=str(get_weights(model_name)) if pretrained else "random init",
+                      k=k, input_size=prep["crop_size"], resize_size=prep["resize_size"],
+                      cache_seconds=cache_seconds, config=tcfg.to_dict())
+        if test:
+            test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)
+            result["test_loss"], result["test_acc"] = evaluate(model, test_set, 2 * tcfg.batch_size, device,
+                                                               prep["mean"], prep["std"])
+        return result
+    finally:
+        del model
+        release_memory()
