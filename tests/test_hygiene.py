@@ -71,7 +71,7 @@ def test_no_api_keys_in_tracked_files():
 def test_key_patterns_catch_keys():
     fake = "0123456789abcdef" * 2 + "01234567"
     caught = [f'wandb login {fake}', f'api_key = "{fake}"', f"WANDB_API_KEY={fake}",
-              "WANDB_API_KEY: 'local-abcdefghijklmnopqrstuvwxyz'", "wandb" + '.login(key="anything")']
+              "WANDB_API_KEY" + ": 'local-abcdefghijklmnopqrstuvwxyz'", "wandb" + '.login(key="anything")']
     harmless = ['os.environ["WANDB_API_KEY"]', "export WANDB_API_KEY=<your key>", "wandb" + ".login(key=key)",
                 f"commit {fake}"]
     assert all(any(p.search(s) for p in KEY_PATTERNS) for s in caught)
