@@ -145,11 +145,11 @@ def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int 
     varied non-square sizes, tinted, and a few are saved as grayscale JPEGs, so the demo goes
     through the same decode/convert/resize paths as the real photos.
     """
-    from sklearn.datasets import load_digits
-
     root = Path(root) if root else DATA_DIR / "demo_digits"
     if (root / DEMO_MARKER).exists():
         return root
+    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes ~1 s
+
     digits = load_digits()
     rng = np.random.default_rng(seed)
     root.parent.mkdir(parents=True, exist_ok=True)
