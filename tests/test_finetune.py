@@ -1,0 +1,189 @@
+"""Part B fine-tuning: weights through torch hub's real path (planted, offline), heads, strategies, CLI."""
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from shared import data, finetune
+from shared.train import fit, predict
+
+REPO = Path(__file__).resolve().parent.parent
+# name -> (units that first_k/last_k count, the head's input features)
+ARCHITECTURES = {"resnet18": (4, 512), "resnet50": (4, 2048), "efficientnet_v2_s": (7, 1280),
+                 "vit_b_16": (12, 768), "convnext_tiny": (4, 768)}
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty $TORCH_HOME, and no network: any download attempt fails at once."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)
+    return tmp_path / "torch"
+
+
+def plant(name: str) -> dict:
+    """A random-valued checkpoint under the weights' own file name: the hub cache then loads it offline."""
+    state = torchvision.models.get_model(name).state_dict()
+    path = finetune.weights_file(finetune.get_weights(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def test_planted_weights_load_through_torchvision(torch_home):
+    torch.manual_seed(1)
+    state = plant("resnet18")
+    assert finetune.weights_file(finetune.get_weights("resnet18")).is_relative_to(torch_home)
+    model = finetune.build_model("resnet18", "full")
+    assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert model.fc.out_features == 10 and model.fc.in_features == 512
+    assert finetune.ensure_weights("resnet18").exists()
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_build_model_heads_and_units(name):
+    units, features = ARCHITECTURES[name]
+    model = finetune.build_model(name, "head", pretrained=False)
+    head = finetune.get_head(model)
+    assert isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (features, 10)
+    trainable, total = finetune.param_counts(model)
+    assert trainable == features * 10 + 10 and total > 100 * trainable
+    assert len(finetune.backbone_units(model)[1]) == units
+    # last_k(k) trains what first_k(units - k) trains: both freeze the stem and the same first units
+    finetune.apply_strategy(model, "last_k", 1)
+    last = finetune.param_counts(model)[0]
+    finetune.apply_strategy(model, "first_k", units - 1)
+    assert finetune.param_counts(model)[0] == last
+    finetune.apply_strategy(model, "full")
+    assert finetune.param_counts(model) == (total, total)
+    if name in ("resnet18", "convnext_tiny"):  # a forward pass at the weights' own crop size, cheap ones only
+        crop = finetune.preprocessing(name)["crop_size"]
+        with torch.no_grad():
+            assert model.eval()(torch.zeros(1, 3, crop, crop)).shape == (1, 10)
+
+
+def test_strategies_freeze_the_right_units():
+    model = finetune.build_model("resnet18", "first_k", k=1, pretrained=False)
+    frozen = lambda module: not any(p.requires_grad for p in module.parameters())  # noqa: E731
+    assert frozen(model.conv1) and frozen(model.layer1) and not frozen(model.layer2)
+    assert not model.layer1[0].bn1.training and model.layer2[0].bn1.training  # frozen BN in eval mode
+    model = finetune.build_model("resnet18", "last_k", k=1, pretrained=False)
+    assert frozen(model.layer3) and not frozen(model.layer4) and not frozen(model.fc)
+    vit = finetune.build_model("vit_b_16", "first_k", k=2, pretrained=False)
+    assert not vit.class_token.requires_grad and not vit.encoder.pos_embedding.requires_grad
+    assert frozen(vit.encoder.layers[1]) and not frozen(vit.encoder.layers[2]) and not frozen(vit.encoder.ln)
+    with pytest.raises(ValueError, match="k must be in 0..4"):
+        finetune.build_model("resnet18", "last_k", k=5, pretrained=False)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        finetune.build_model("resnet18", "middle", pretrained=False)
+
+
+def test_discriminative_learning_rates():
+    model = finetune.build_model("resnet18", "full", pretrained=False)
+    backbone, head = finetune.param_groups(model, lr=1e-3)
+    assert head["lr"] == 1e-3 and backbone["lr"] == pytest.approx(1e-4)
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.fc.parameters()}
+    assert len(backbone["params"]) + len(head["params"]) == len(list(model.parameters()))
+    model = finetune.build_model("resnet18", "head", pretrained=False)
+    assert len(finetune.param_groups(model, lr=1e-3)) == 1
+
+
+def tiny_sets(n=48, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % 10
+    classes = [f"c{i}" for i in range(10)]
+    return data.ImageSet(images[:32], labels[:32], classes), data.ImageSet(images[32:], labels[32:], classes)
+
+
+def test_frozen_batchnorm_statistics_do_not_drift():
+    torch.manual_seed(0)
+    model = finetune.build_model("resnet18", "last_k", k=1, pretrained=False)
+    frozen_bn, trained_bn = model.layer1[0].bn1, model.layer4[0].bn1
+    before = frozen_bn.running_mean.clone(), trained_bn.running_mean.clone()
+    train_set, val_set = tiny_sets()
+    tcfg = replace(finetune.FINETUNE_TRAIN, epochs=1, batch_size=16, augment=False)
+    fit(model, train_set, val_set, tcfg, "cpu", param_groups=finetune.param_groups(model, tcfg.lr),
+        progress=False, on_train=finetune.freeze_bn)
+    assert torch.equal(frozen_bn.running_mean, before[0])
+    assert not torch.equal(trained_bn.running_mean, before[1])
+
+
+def test_head_strategy_trains_on_features_and_returns_a_whole_model():
+    torch.manual_seed(0)
+    model = finetune.build_model("resnet18", "head", pretrained=False)
+    backbone_before = model.layer4[1].conv2.weight.clone()
+    train_set, val_set = tiny_sets()
+    result = finetune.fine_tune(model, "head", train_set, val_set, replace(finetune.FINETUNE_TRAIN, batch_size=16),
+                                device="cpu", progress=False)
+    assert isinstance(model.fc, nn.Linear) and model.fc.out_features == 10
+    assert torch.equal(model.layer4[1].conv2.weight, backbone_before)
+    assert result["trainable_params"] == 512 * 10 + 10 and len(result["epoch_seconds"]) == 1
+    # the reported val_acc is the whole model's accuracy on the validation images
+    probs = predict(model, val_set)
+    assert (probs.argmax(1) == val_set.labels).float().mean().item() == pytest.approx(result["val_acc"], abs=1e-6)
+
+
+def test_preprocessing_follows_the_weights():
+    assert finetune.preprocessing("resnet50") == {"crop_size": 224, "resize_size": 232, "mean": data.MEAN,
+                                                  "std": data.STD}
+    assert finetune.preprocessing("efficientnet_v2_s")["crop_size"] == 384
+    small = finetune.preprocessing("resnet50", 64)
+    assert (small["crop_size"], small["resize_size"]) == (64, 66)
+    with pytest.raises(ValueError, match="needs exactly its 224px crop"):
+        finetune.preprocessing("vit_b_16", 64)
+
+
+def test_missing_weights_fail_with_one_clear_line(torch_home):
+    with pytest.raises(finetune.WeightsUnavailable) as info:
+        finetune.build_model("resnet18", "head")
+    message = str(info.value)
+    assert "\n" not in message and "ResNet18_Weights.IMAGENET1K_V1" in message
+    assert str(torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert not finetune.pretrained_available("resnet18")  # the notebooks' path: a banner, then random init
+
+
+def test_damaged_weights_file_is_reported(torch_home):
+    path = finetune.weights_file(finetune.get_weights("resnet18"))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half a download")
+    with pytest.raises(finetune.WeightsUnavailable, match="is damaged"):
+        finetune.build_model("resnet18", "head")
+
+
+def cli(args, torch_home, tmp_path):
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "INAT_OUTPUTS": str(tmp_path / "outputs"),
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # no download, fast
+    return subprocess.run([sys.executable, "-m", "shared", "finetune", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_without_weights_prints_one_line_and_exits_1(torch_home, tmp_path):
+    out = cli(["--model", "resnet18", "--strategy", "head", "--input-size", "32"], torch_home, tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "resnet18-f37072fd.pth" in errors[0]
+
+
+def test_cli_finetune_with_planted_weights(torch_home, tmp_path):
+    plant("resnet18")
+    out = cli(["--model", "resnet18", "--strategy", "last_k", "--k", "1", "--epochs", "1", "--input-size", "32",
+               "--test", "--json", str(tmp_path / "r.json")], torch_home, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["trainable_params"] == 8_398_858 and result["total_params"] == 11_181_642  # layer4 + fc
+    assert 0 <= result["val_acc"] <= 1 and 0 <= result["test_acc"] <= 1 and len(result["epoch_seconds"]) == 1
+    assert result["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
+    assert (result["input_size"], result["resize_size"]) == (32, 37)  # 256/224 of the crop, as the weights do
