@@ -24,7 +24,10 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a text bar; its warning is noise
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .runtime import DATA_DIR, banner, on_colab, on_kaggle
 
