@@ -1,0 +1,129 @@
+"""The training engine: reproducible, a real best checkpoint, atomic saves, augmentation, failures, result."""
+import os
+
+import pytest
+import torch
+
+from shared import data, train as train_lib
+from shared.model import CNN, CNNConfig
+from shared.train import Diverged, TrainConfig
+
+TINY = CNNConfig(filters=(8,) * 5, kernel_sizes=(3,) * 5, activation="relu", dense_neurons=32, input_size=32)
+
+
+def fast(**overrides):
+    return TrainConfig(**{"epochs": 2, "batch_size": 64, "augment": False, "patience": 0, **overrides})
+
+
+@pytest.fixture(scope="module")
+def root():
+    return data.find_data()
+
+
+@pytest.fixture(scope="module")
+def split(root):
+    train_set, val_set = data.load_split(root, 32, verbose=False)
+    # A few hundred images keep each epoch well under a second on a CPU.
+    return train_set.subset(range(0, len(train_set), 4)), val_set.subset(range(0, len(val_set), 2))
+
+
+def test_reproducible_on_cpu(root):
+    first = train_lib.train(TINY, root, fast(augment=True), device="cpu", progress=False, verbose=False)
+    second = train_lib.train(TINY, root, fast(augment=True), device="cpu", progress=False, verbose=False)
+    assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
+    assert first.val_acc == second.val_acc
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_best_checkpoint_is_the_best_epoch_not_the_last(split, monkeypatch):
+    """Scripted val accuracies peak at epoch 2; a shallow state_dict().copy() would return epoch 4."""
+    scripted = iter([0.5, 0.9, 0.3, 0.2])
+    monkeypatch.setattr(train_lib, "evaluate", lambda *args, **kwargs: (1.0, next(scripted)))
+    model, snapshots = CNN(TINY), []
+    out = train_lib.fit(model, *split, fast(epochs=4), device="cpu", progress=False,
+                        on_epoch=lambda row: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert out["best_epoch"] == 2 and out["val_acc"] == 0.9
+    key = "blocks.0.conv.weight"
+    assert torch.equal(out["best_state"][key], snapshots[1][key])
+    assert not torch.equal(snapshots[1][key], snapshots[3][key])  # the weights did move after epoch 2
+    assert torch.equal(model.state_dict()[key], snapshots[1][key])  # the best weights are loaded back
+
+
+def test_early_stopping_on_val_acc(split, monkeypatch):
+    scripted = iter([0.5, 0.9, 0.3, 0.2, 0.1, 0.1])
+    monkeypatch.setattr(train_lib, "evaluate", lambda *args, **kwargs: (1.0, next(scripted)))
+    out = train_lib.fit(CNN(TINY), *split, fast(epochs=6, patience=2), device="cpu", progress=False)
+    assert len(out["history"]) == 4 and out["best_epoch"] == 2
+
+
+def test_checkpoint_is_saved_atomically_and_loads(root, tmp_path, monkeypatch):
+    path = tmp_path / "best.pt"
+    result = train_lib.train(TINY, root, fast(epochs=1), device="cpu", checkpoint=path, progress=False, verbose=False)
+    model, saved = train_lib.load_checkpoint(path)
+    assert saved["val_acc"] == result.val_acc and saved["best_epoch"] == 1
+    for a, b in zip(model.state_dict().values(), result.model.state_dict().values()):
+        assert torch.equal(a, b)
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        train_lib.save_atomic({"x": 1}, path)
+    assert path.read_bytes() == before  # the old checkpoint survives a crash mid-write
+    assert sorted(os.listdir(tmp_path)) == ["best.pt"]  # no temporary file left behind
+
+
+def test_augmentation_shapes_and_ranges():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 32, 32)
+    out = train_lib.augment_batch(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, x)
+    images = (x * 255).to(torch.uint8)
+    plain = train_lib.prepare_batch(images, torch.device("cpu"), False, data.MEAN, data.STD)
+    augmented = train_lib.prepare_batch(images, torch.device("cpu"), True, data.MEAN, data.STD)
+    assert plain.shape == augmented.shape == (16, 3, 32, 32) and plain.dtype == torch.float32
+    assert plain.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(plain, data.normalize(images), atol=1e-5)  # no augmentation: plain normalisation
+    lowest = (0 - max(data.MEAN)) / min(data.STD)
+    highest = (1 - min(data.MEAN)) / min(data.STD)
+    assert augmented.min() >= lowest - 1e-4 and augmented.max() <= highest + 1e-4
+
+
+def test_nan_loss_raises_diverged_and_memory_is_released(root, monkeypatch):
+    released = []
+    monkeypatch.setattr(train_lib, "release_memory", lambda: released.append(1))
+    with pytest.raises(Diverged):
+        train_lib.train(TINY, root, fast(epochs=1, lr=1e9), device="cpu", progress=False, verbose=False)
+    assert released == [1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to measure device memory")
+def test_gpu_memory_does_not_grow_across_runs(root):
+    train_lib.train(TINY, root, fast(epochs=1), progress=False, verbose=False)
+    after_first = torch.cuda.memory_allocated()
+    for _ in range(2):
+        train_lib.train(TINY, root, fast(epochs=1), progress=False, verbose=False)
+    assert torch.cuda.memory_allocated() <= after_first
+
+
+def test_result_keys(root):
+    result = train_lib.train(TINY, root, fast(epochs=1), device="cpu", progress=False, verbose=False)
+    d = result.to_dict()
+    for key in ["config", "val_acc", "best_epoch", "epoch_seconds", "cache_seconds", "images_per_second",
+                "params", "macs", "split", "skipped", "history"]:
+        assert key in d, key
+    assert "test_acc" not in d
+    assert set(d["split"]) == {"train", "val"} and sum(d["split"]["val"].values()) > 0
+    assert d["config"]["filters"] == (8,) * 5 and d["config"]["epochs"] == 1
+    row = d["history"][0]
+    for key in ["train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "images_per_second"]:
+        assert key in row, key
+    with_test = train_lib.train(TINY, root, fast(epochs=1), test=True, device="cpu", progress=False,
+                                verbose=False).to_dict()
+    assert 0 <= with_test["test_acc"] <= 1
