@@ -46,14 +46,14 @@ def test_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) 
 def plot_per_class_accuracy(per_class_acc: dict, overall: float, title: str = "Per-class test accuracy"):
     names, values = list(per_class_acc), [v if v is not None else 0.0 for v in per_class_acc.values()]
     fig, ax = plt.subplots(figsize=(max(6, 0.75 * len(names)), 3.8))
-    colours = [CORRECT if v >= overall else WRONG for v in values]
+    colours = ["#4575b4" if v >= overall else "#f46d43" for v in values]
     bars = ax.bar(names, values, color=colours)
     ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=2)
     ax.axhline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.1%}")
-    ax.set_ylim(0, 1.08)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{title} (green: at or above overall, red: below)")
-    ax.legend(loc="lower right")
+    ax.set_title(f"{title} (orange: below the overall accuracy)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.tick_params(axis="x", rotation=35)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
@@ -100,9 +100,9 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
     with the predicted class and its confidence, and beside it a bar chart of the top-k probabilities."""
     classes, num_classes = test.classes, len(test.classes)
     rows = pick_per_class(test.labels, num_classes, per_class, seed)
-    fig = plt.figure(figsize=(per_class * 3.5 + 0.6, num_classes * 1.55 + 0.8))
+    fig = plt.figure(figsize=(per_class * 3.5 + 0.6, num_classes * 1.55 + 1.0))
     grid = fig.add_gridspec(num_classes, 2 * per_class, width_ratios=[1.0, 1.25] * per_class,
-                            wspace=0.15, hspace=0.55, left=0.07, right=0.985, top=1 - 0.75 / fig.get_figheight(),
+                            wspace=0.12, hspace=0.55, left=0.05, right=0.985, top=1 - 0.95 / fig.get_figheight(),
                             bottom=0.02)
     for c, indices in enumerate(rows):
         for j in range(per_class):
@@ -126,8 +126,14 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
             bar_colours = [CORRECT if k == true else (WRONG if n == 0 else NEUTRAL)
                            for n, k in enumerate(top.indices.tolist())]
             y = np.arange(len(top.values))[::-1]
-            ax_bar.barh(y, top.values.numpy(), color=bar_colours, height=0.7)
-            ax_bar.set_yticks(y, [classes[k] for k in top.indices.tolist()], fontsize=7)
+            ax_bar.barh(y, top.values.numpy(), color=bar_colours, height=0.75)
+            for yy, value, k in zip(y, top.values.tolist(), top.indices.tolist()):
+                # Names inside long bars, after short ones: no labels spill onto the image beside.
+                inside = value > 0.55
+                ax_bar.text(value - 0.02 if inside else value + 0.02, yy, f"{classes[k]} {value:.0%}",
+                            va="center", ha="right" if inside else "left", fontsize=7,
+                            color="white" if inside else "black", clip_on=False)
+            ax_bar.set_yticks([])
             ax_bar.set_xlim(0, 1)
             ax_bar.set_xticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=6)
             ax_bar.tick_params(length=2, pad=1)
@@ -342,26 +348,32 @@ def gradient_to_image(gradient: torch.Tensor) -> np.ndarray:
 
 def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], boxes: list[tuple],
                          titles: list[str], block: int = 5):
-    """One row per neuron: the test image that excites it most with its receptive field boxed, the
-    guided-backprop map, and the map cropped to the receptive field."""
-    fig, axes = plt.subplots(len(gradients), 3, figsize=(8.2, 2.45 * len(gradients)), squeeze=False)
+    """One row per neuron: the test image that excites it most with the unit's receptive field boxed,
+    the guided-backprop map, and the map's magnitude over the image inside the receptive field."""
+    height = 2.45 * len(gradients) + 0.6
+    fig, axes = plt.subplots(len(gradients), 3, figsize=(8.2, height), squeeze=False)
     for row, (image, gradient, box, title) in enumerate(zip(images, gradients, boxes, titles)):
         top, left, bottom, right = box
-        picture = gradient_to_image(gradient)
-        axes[row, 0].imshow(image.cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
+        picture = image.cpu().permute(1, 2, 0).numpy()
+        magnitude = gradient.abs().amax(dim=0).numpy()
+        magnitude = magnitude / max(float(np.quantile(magnitude, 0.995)), 1e-12)
+        whole = (top, left) == (0, 0) and (bottom, right) == (picture.shape[0] - 1, picture.shape[1] - 1)
+        axes[row, 0].imshow(picture, interpolation="nearest")
         axes[row, 0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1,
-                                         fill=False, edgecolor="yellow", linewidth=2))
+                                         fill=False, edgecolor="yellow", linewidth=2.5))
         axes[row, 0].set_title(title, fontsize=8)
-        axes[row, 1].imshow(picture, interpolation="nearest")
+        axes[row, 1].imshow(gradient_to_image(gradient), interpolation="nearest")
         axes[row, 1].set_title("guided backprop" + (" (all zero)" if not gradient.any() else ""), fontsize=8)
-        axes[row, 2].imshow(picture[top:bottom + 1, left:right + 1], interpolation="nearest")
-        axes[row, 2].set_title(f"map inside the receptive field ({bottom - top + 1}x{right - left + 1} px)",
-                               fontsize=8)
+        crop = (slice(top, bottom + 1), slice(left, right + 1))
+        axes[row, 2].imshow(picture[crop].mean(axis=2), cmap="gray", interpolation="nearest")
+        axes[row, 2].imshow(np.clip(magnitude[crop], 0, 1), cmap="inferno", alpha=0.65, interpolation="nearest")
+        axes[row, 2].set_title("|map| on the image, " + ("whole image = receptive field" if whole else
+                               f"receptive field {bottom - top + 1}x{right - left + 1} px"), fontsize=8)
         for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Guided backprop for {len(gradients)} CONV{block} neurons "
                  f"(yellow box: the unit's receptive field)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     return fig
 
 
