@@ -3,7 +3,7 @@
     python -m shared train --data DIR [--input-size S] [--epochs E] [--batch-size B] [--set key=value ...] [--test] [--json FILE]
     python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID] [--json FILE]
     python -m shared finetune --data DIR --model NAME --strategy head|first_k|last_k|full [--k K] [--epochs E] [--input-size S] [--test] [--json FILE]
-    python -m shared bench [--data DIR] [--input-size S] [--batch-size B] [--epochs E] [--json FILE]
+    python -m shared bench [--data DIR] [--input-size S] [--batch-size B] [--epochs E] [--configs light,heavy] [--json FILE]
 """
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def cmd_finetune(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_bench
 
-    result = run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs)
+    configs = tuple(args.configs.split(",")) if args.configs else None
+    result = run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
+                       configs=configs)
     _write_json(result, args.json)
 
 
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--configs", help="comma-separated: light,heavy (default: both on a GPU, light on a CPU)")
     p.add_argument("--json")
     p.set_defaults(func=cmd_bench)
 

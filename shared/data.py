@@ -422,9 +422,11 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
     """Yield (uint8 images, labels) index-batches of a decoded set. No decoding happens here."""
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    # One copy per epoch: a per-batch CPU->GPU copy of the index blocks until the GPU is idle.
+    order = order.to(data.images.device)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size].to(data.images.device)
+        index = order[start:start + batch_size]
         yield data.images[index], data.labels[index]
 
 

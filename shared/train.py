@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import gc
 import math
 import os
@@ -119,9 +120,15 @@ def prepare_batch(images: torch.Tensor, device: torch.device, augment: bool, mea
     x = images.to(device, non_blocking=True).float().div_(255)
     if augment:
         x = augment_batch(x)
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    mean_t, std_t = _norm_constants(tuple(mean), tuple(std), device)
     return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+
+
+@functools.lru_cache(maxsize=8)
+def _norm_constants(mean: tuple, std: tuple, device: torch.device):
+    """Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy
+    that synchronises the stream, so the CPU could never queue the next step ahead of the GPU."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,9 +146,9 @@ def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, de
     for images, _ in data_lib.iterate_batches(data, batch_size):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(prepare_batch(images, device, False, mean, std))
-        out.append(logits.float().softmax(dim=1).cpu())
+        out.append(logits.float().softmax(dim=1))  # stays on the device: one transfer at the end
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, len(data.classes))
+    return torch.cat(out).cpu() if out else torch.empty(0, len(data.classes))
 
 
 def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
@@ -348,6 +355,7 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
         if test:
             test_set = data_lib.load_test(root, cfg.input_size, verbose=verbose)
             result.test_loss, result.test_acc = evaluate(model, test_set, 2 * tcfg.batch_size, device)
+            result.skipped += [list(s) for s in test_set.skipped]
         result.model = model.to("cpu").to(memory_format=torch.contiguous_format)
         return result
     finally:
