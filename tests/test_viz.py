@@ -222,3 +222,16 @@ def test_only_load_test_reads_the_test_set(tmp_path, monkeypatch):
     opened.clear()
     test = data.load_test(root, 32, verbose=False, cache_dir=tmp_path / "cache")
     assert len(test) == 4 and opened and all(p.relative_to(root).parts[0] == "val" for p in opened)
+
+
+def test_guided_backprop_figure():
+    model = small_model().eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    values, rows, cols = viz.strongest_units(model, images)
+    assert values.shape == rows.shape == (2, 8) and int(rows.max()) < 2  # 32 px -> a 2x2 CONV5 map
+    chosen = viz.choose_channels(values, 2)
+    gradients = [viz.guided_backprop(model, data.normalize(images[i:i + 1]), c) for c, i in chosen]
+    boxes = [viz.receptive_field_box(model.cfg, int(rows[i, c]), int(cols[i, c])) for c, i in chosen]
+    fig = viz.plot_guided_backprop(images[[i for _, i in chosen]], gradients, boxes, ["a", "b"])
+    assert sum(1 for ax in fig.axes if ax.images) == 6
+    plt.close(fig)
