@@ -253,13 +253,16 @@ def extract_features(model: nn.Module, images: data_lib.ImageSet, device, mean, 
     parent, attr = head_slot(model)
     head = getattr(parent, attr)
     setattr(parent, attr, nn.Identity())  # the model now returns what the head would see
-    model.eval().to(device).to(memory_format=torch.channels_last)
+    # channels_last pays on GPUs; on a CPU it made this forward-only pass 3x slower (torch 2.14, oneDNN).
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model.eval().to(device).to(memory_format=layout)
     dtype = amp_dtype(device)
     out = []
     try:
         for batch, _ in data_lib.iterate_batches(images, batch_size):
+            x = prepare_batch(batch, device, False, mean, std).contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out.append(model(prepare_batch(batch, device, False, mean, std)).float())
+                out.append(model(x).float())
     finally:
         setattr(parent, attr, head)
     return torch.cat(out)
