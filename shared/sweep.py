@@ -65,7 +65,8 @@ def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: i
     """A copy of SWEEP_CONFIG with the method set and some parameters narrowed.
 
     `input_size`/`epochs` fix those values; any other keyword replaces a parameter's choices,
-    e.g. `sweep_config(base_filters=[8, 16])` for a CPU-sized demo (a list -> values, else one value).
+    e.g. `sweep_config(base_filters=[8, 16])` for a CPU-sized demo (a list -> values, a dict -> that
+    spec, anything else -> one fixed value).
     """
     config = json.loads(json.dumps(SWEEP_CONFIG))  # deep copy of plain data
     config["method"] = method
@@ -75,7 +76,10 @@ def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: i
     if epochs:
         params["epochs"] = {"value": int(epochs)}
     for key, choice in fixed_or_values.items():
-        params[key] = {"values": list(choice)} if isinstance(choice, (list, tuple)) else {"value": choice}
+        if isinstance(choice, dict):  # a full spec, e.g. {"distribution": "log_uniform_values", ...}
+            params[key] = dict(choice)
+        else:
+            params[key] = {"values": list(choice)} if isinstance(choice, (list, tuple)) else {"value": choice}
     if method == "grid":  # grid search enumerates values only: pin continuous ranges to their centre
         for key, spec in params.items():
             if "distribution" in spec:
