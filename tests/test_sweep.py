@@ -151,3 +151,31 @@ def test_plots_and_importance_from_the_runs_table():
     by = sweep_plots.mean_accuracy_by(table, "batch_norm")
     assert by.loc["True", "runs"] == 3 and by.index[0] == "True"
     plt.close("all")
+
+
+def test_one_agent_per_gpu_each_with_its_own_device_and_table(tmp_path, monkeypatch):
+    """Without GPUs here: check the subprocess commands and the merge of their runs tables."""
+    launched = []
+
+    class FakeAgent:
+        def __init__(self, command, env, cwd):
+            launched.append((command, env["CUDA_VISIBLE_DEVICES"]))
+            out = command[command.index("--json") + 1]
+            gpu = env["CUDA_VISIBLE_DEVICES"]
+            run = {**fake_runs()[0], "name": f"gpu{gpu}", "created": f"2026-01-01T00:00:0{gpu}+00:00"}
+            with open(out, "w") as f:
+                json.dump({"runs": [run]}, f)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeAgent)
+    path = tmp_path / "runs.json"
+    result = sweep.run_agents_on_gpus("/data", "abc123", count=5, gpus=2, input_size=64, path=path)
+    assert [gpu for _, gpu in launched] == ["0", "1"]
+    counts = [command[command.index("--count") + 1] for command, _ in launched]
+    assert counts == ["3", "2"]
+    assert all(["--sweep-id", "abc123"] == c[c.index("--sweep-id"):c.index("--sweep-id") + 2] for c, _ in launched)
+    assert [r["name"] for r in result["runs"]] == ["gpu0", "gpu1"]
+    assert json.loads(path.read_text())["sweep_id"] == "abc123"
+    assert sweep.agent_command("abc123", 4, 64) == "python -m shared sweep --sweep-id abc123 --count 4 --input-size 64"
