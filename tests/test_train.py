@@ -6,6 +6,7 @@ import torch
 
 from shared import data, train as train_lib
 from shared.model import CNN, CNNConfig
+from shared.runtime import REPO_ROOT as REPO
 from shared.train import Diverged, TrainConfig
 
 TINY = CNNConfig(filters=(8,) * 5, kernel_sizes=(3,) * 5, activation="relu", dense_neurons=32, input_size=32)
@@ -127,3 +128,45 @@ def test_result_keys(root):
     with_test = train_lib.train(TINY, root, fast(epochs=1), test=True, device="cpu", progress=False,
                                 verbose=False).to_dict()
     assert 0 <= with_test["test_acc"] <= 1
+
+
+def test_auto_compile_only_where_it_pays(monkeypatch):
+    """Light configs never repay a compile in a sweep run, heavy ones do; never on CPU or a P100."""
+    from shared.formulas import count_macs
+    from shared.model import make_filters
+
+    cuda = torch.device("cuda")
+    light = count_macs(CNNConfig(filters=(32,) * 5, input_size=224))
+    heavy = count_macs(CNNConfig(filters=make_filters(512, "halving"), input_size=224))
+    sweep_run = 15 * 8_000  # 15 epochs of the 80 % split
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert not train_lib.should_compile("auto", cuda, sweep_run, light)
+    assert train_lib.should_compile("auto", cuda, sweep_run, heavy)
+    assert train_lib.should_compile("true", cuda, 10, light)
+    assert not train_lib.should_compile("false", cuda, sweep_run, heavy)
+    assert not train_lib.should_compile("auto", torch.device("cpu"), sweep_run, heavy)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 0))  # P100: no Triton
+    assert not train_lib.should_compile("true", cuda, sweep_run, heavy)
+
+
+def test_macs_per_image_agrees_with_the_formula():
+    from shared.formulas import count_macs
+
+    model = CNN(TINY)
+    assert train_lib.macs_per_image(model, torch.zeros(1, 3, 32, 32)) == count_macs(TINY)
+    assert model.training  # the count leaves the model as it found it
+
+
+def test_cli_train_prints_json_alone_on_stdout():
+    """Progress bars and tables go to stderr, so `python -m shared train | jq` works."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "shared", "train", "--input-size", "32", "--epochs", "1",
+                          "--set", "filters=4,4,4,4,4", "--set", "batch_norm=false", "--set", "dense_neurons=8"],
+                         capture_output=True, text=True, check=True, cwd=str(REPO))
+    result = json.loads(out.stdout)
+    assert result["config"]["filters"] == [4, 4, 4, 4, 4] and result["config"]["batch_norm"] is False
+    assert "test_acc" not in result  # the test set is read only with --test
+    assert "train" in out.stderr or "epoch" in out.stderr
