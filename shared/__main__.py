@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -59,12 +60,12 @@ def _write_json(payload: dict, path: str | None) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=sys.stderr)
     else:
         print(text)
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> dict:
     from .data import find_data
     from .train import train
 
@@ -77,19 +78,19 @@ def cmd_train(args) -> None:
         train_kwargs["batch_size"] = args.batch_size
     result = train(CNNConfig(**cnn_kwargs), find_data(args.data), TrainConfig(**train_kwargs), test=args.test,
                    checkpoint=args.checkpoint)
-    _write_json(result.to_dict(), args.json)
+    return result.to_dict()
 
 
-def cmd_sweep(args) -> None:
+def cmd_sweep(args) -> dict:
     from .data import find_data
     from .sweep import run_sweep
 
     result = run_sweep(find_data(args.data), count=args.count, method=args.method, input_size=args.input_size,
                        epochs=args.epochs, sweep_id=args.sweep_id)
-    _write_json(result, args.json)
+    return result
 
 
-def cmd_finetune(args) -> None:
+def cmd_finetune(args) -> dict:
     from .data import find_data
     from .finetune import WeightsUnavailable, run_finetune
 
@@ -98,16 +99,16 @@ def cmd_finetune(args) -> None:
                               input_size=args.input_size, test=args.test)
     except WeightsUnavailable as err:
         raise SystemExit(f"error: {err}") from None  # one line and exit status 1, not a traceback
-    _write_json(result, args.json)
+    return result
 
 
-def cmd_bench(args) -> None:
+def cmd_bench(args) -> dict:
     from .bench import run_bench
 
     configs = tuple(args.configs.split(",")) if args.configs else None
     result = run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
                        configs=configs)
-    _write_json(result, args.json)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    # Everything a command prints goes to stderr, so stdout carries the JSON alone (pipe it to jq).
+    with contextlib.redirect_stdout(sys.stderr):
+        payload = args.func(args)
+    _write_json(payload, args.json)
 
 
 if __name__ == "__main__":
