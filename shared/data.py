@@ -311,10 +311,15 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     cache_dir = Path(cache_dir or os.environ.get("INAT_CACHE", DATA_DIR / "cache"))
     cache_file = _cache_path(folder, files, size, resize_to, cache_dir)
     if cache_file.exists():
+        memo_key = (cache_file, cache_file.stat().st_mtime_ns)
+        if memo_key in _MEMO:  # a sweep's runs share one loaded cache instead of re-reading GBs each run
+            return _MEMO[memo_key]
         try:
             saved = torch.load(cache_file, weights_only=True)
-            return ImageSet(saved["images"], saved["labels"], classes, saved["files"],
-                            [tuple(s) for s in saved["skipped"]])
+            result = ImageSet(saved["images"], saved["labels"], classes, saved["files"],
+                              [tuple(s) for s in saved["skipped"]])
+            _remember(memo_key, result)
+            return result
         except Exception as err:  # a damaged cache is rebuilt, never trusted
             print(f"Ignoring unreadable cache {cache_file.name} ({err}); rebuilding it.")
 
@@ -341,6 +346,15 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
                       classes, [str(files[i].relative_to(folder)) for i in keep], skipped)
     _save_cache(result, cache_file)
     return result
+
+
+_MEMO: dict = {}  # (cache file, mtime) -> ImageSet, the last two loaded (typically train/ and val/)
+
+
+def _remember(key, data: ImageSet) -> None:
+    _MEMO[key] = data
+    while len(_MEMO) > 2:
+        _MEMO.pop(next(iter(_MEMO)))
 
 
 def _save_cache(data: ImageSet, cache_file: Path) -> None:
