@@ -194,8 +194,12 @@ def _logged_run(params: dict, root, index: int, payload: dict, path, progress: b
 
 def _offline_sweep(config: dict, root, count: int, payload: dict, path, progress: bool) -> None:
     """W&B's open-source sweep engine suggests each next config from the finished runs so far."""
+    import warnings
+
     import numpy as np
-    from sweeps import RunState, SweepRun, next_run
+    with warnings.catch_warnings():  # sweeps 0.2.0 still uses pydantic-1 style config; harmless under 2
+        warnings.simplefilter("ignore")
+        from sweeps import RunState, SweepRun, next_run
 
     np.random.seed(0)  # random/bayes draw from numpy's global generator: seeded, reproducible sweeps
     history: list = []
