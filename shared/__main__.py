@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import sys
-import typing
 from pathlib import Path
 
 from .model import CNNConfig

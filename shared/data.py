@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import DATA_DIR, banner, on_colab, on_kaggle
+from .runtime import DATA_DIR, atomic_path, banner, on_colab, on_kaggle
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -361,11 +361,9 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
         stale.unlink(missing_ok=True)  # an older cache of the same folder and size
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save({"images": data.images, "labels": data.labels, "files": data.files,
-                "skipped": [list(s) for s in data.skipped]}, tmp)
-    os.replace(tmp, cache_file)
+    with atomic_path(cache_file) as tmp:
+        torch.save({"images": data.images, "labels": data.labels, "files": data.files,
+                    "skipped": [list(s) for s in data.skipped]}, tmp)
 
 
 # --------------------------------------------------------------------------------------------

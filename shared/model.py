@@ -7,7 +7,7 @@ it by hand, and every block owns its activation module so that guided backprop
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -4,8 +4,11 @@ Introduced in Part-A/01. One place for settings: notebooks print `describe()` in
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,31 @@ def banner(message: str, char: str = "=") -> None:
     for line in lines:
         print(f"{char} {line.ljust(width - 4)} {char}")
     print(char * width)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary file beside `path`; it replaces `path` only if the block finishes.
+
+    A crash, a full disk or Ctrl-C mid-write leaves the old file intact and no temporary file
+    behind, so a reader (the next notebook, the next run) never sees half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_json(obj, path: str | os.PathLike, **dump_kwargs) -> Path:
+    """Write JSON atomically (see `atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, **dump_kwargs))
+    return Path(path)
 
 
 def describe() -> str:

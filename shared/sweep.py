@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ import torch
 from . import tracking
 from .formulas import count_macs, count_params
 from .model import CNNConfig, make_filters
-from .runtime import SWEEP_RUNS
+from .runtime import SWEEP_RUNS, save_json
 from .train import Diverged, TrainConfig, release_memory, train
 
 # Used when no sweep result is available (a notebook run on its own). A sound, mid-sized choice:
@@ -160,13 +159,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
 
 def save_runs(payload: dict, path: str | os.PathLike = SWEEP_RUNS) -> Path:
     """Write the runs table atomically: Part-A/03 may read it while a sweep is still writing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=_plain)
-    os.replace(tmp, path)
-    return path
+    return save_json(payload, path, default=_plain)
 
 
 def _logged_run(params: dict, root, index: int, payload: dict, path, progress: bool, group: str | None):

@@ -6,16 +6,13 @@ enough runs, `torch.compile`. Augmentation is batched on the device.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import gc
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +22,7 @@ from tqdm.auto import tqdm
 from . import data as data_lib
 from .formulas import count_macs, count_params
 from .model import CNN, CNNConfig
-from .runtime import get_device
+from .runtime import atomic_path, get_device
 
 
 @dataclass
@@ -214,15 +211,8 @@ def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
