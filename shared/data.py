@@ -318,6 +318,9 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
             saved = torch.load(cache_file, weights_only=True)
             result = ImageSet(saved["images"], saved["labels"], classes, saved["files"],
                               [tuple(s) for s in saved["skipped"]])
+            if result.skipped and progress:
+                print(f"{len(result.skipped)} unreadable file(s) in {folder} were skipped when its cache was "
+                      f"built (listed in ImageSet.skipped).")
             _remember(memo_key, result)
             return result
         except Exception as err:  # a damaged cache is rebuilt, never trusted

@@ -128,7 +128,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
     record = {"config": flat, "val_acc": None, "state": "failed", "error": None,
               "name": getattr(wandb_run, "name", None) or run_name(index, cnn, params), "created": _now(),
               "params": count_params(cnn), "macs": count_macs(cnn), "epoch_seconds": [], "best_epoch": None,
-              "images_per_second": None, "history": []}
+              "images_per_second": None, "history": [], "skipped": []}
     if wandb_run is not None:
         wandb_run.config.update(flat, allow_val_change=True)
         wandb_run.summary.update({"params": record["params"], "macs": record["macs"]})
@@ -142,7 +142,8 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
     try:
         result = train(cnn, root, tcfg, on_epoch=on_epoch, progress=progress, verbose=verbose)
         record.update(val_acc=result.val_acc, state="finished", best_epoch=result.best_epoch,
-                      images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds)
+                      images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds,
+                      skipped=result.skipped)
         del result
     except torch.OutOfMemoryError as err:  # torch.cuda.OutOfMemoryError is the same class
         record["error"] = f"out of memory: {str(err).splitlines()[0][:300]}"
