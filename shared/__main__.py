@@ -105,9 +105,8 @@ def cmd_bench(args) -> dict:
     from .bench import run_bench
 
     configs = tuple(args.configs.split(",")) if args.configs else None
-    result = run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
-                       configs=configs)
-    return result
+    return run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
+                     configs=configs, compile=args.compile)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--configs", help="comma-separated: light,heavy (default: both on a GPU, light on a CPU)")
+    p.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
+                   help="torch.compile the engine's model (auto: only when the run is big enough to repay it)")
     p.add_argument("--json")
     p.set_defaults(func=cmd_bench)
 
