@@ -169,8 +169,7 @@ def _logged_run(params: dict, root, index: int, payload: dict, path, progress: b
 
     # On a CPU, W&B's system-metrics sampler competes with training for the few cores.
     settings = wandb.Settings(x_disable_stats=not torch.cuda.is_available(), console="off")
-    run = wandb.init(project=tracking.PROJECT, entity=tracking.ENTITY, config=params, group=group,
-                     job_type="sweep", reinit="finish_previous", settings=settings)
+    run = tracking.init_run(config=params, group=group, job_type="sweep", settings=settings)
     params = {**params, **dict(run.config)}  # under wandb.agent the config comes from the controller
     try:
         record = train_one(params, root, index, wandb_run=run, progress=progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import netrc
 import os
+from pathlib import Path
 
 from .runtime import OUTPUT_DIR
 
@@ -43,7 +44,7 @@ def setup_wandb(verbose: bool = True) -> str:
     """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'."""
     os.environ.setdefault("WANDB_DIR", str(OUTPUT_DIR))
     os.environ.setdefault("WANDB_SILENT", "true")
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]  # the user's explicit choice wins
     key = _find_key()
@@ -60,6 +61,17 @@ def setup_wandb(verbose: bool = True) -> str:
     return os.environ["WANDB_MODE"]
 
 
+def init_run(**kwargs):
+    """`wandb.init` with this project's defaults. The mode comes from WANDB_MODE (set by
+    `setup_wandb`), and the folder is passed explicitly: wandb reads WANDB_DIR only once per
+    process, so a later change of it would otherwise be ignored."""
+    import wandb
+
+    setup_wandb()
+    return wandb.init(project=PROJECT, entity=ENTITY, dir=os.environ["WANDB_DIR"], reinit="finish_previous",
+                      **kwargs)
+
+
 def figure_to_image(fig):
     """A matplotlib figure as a PIL image. wandb.Image of float arrays in [0, 1] saves black PNGs in 0.31."""
     from PIL import Image
@@ -74,9 +86,7 @@ def log_figures(figures: dict, run_name: str, job_type: str = "figures", config:
     """Log matplotlib figures to one W&B run (as uint8 PIL images); returns the run's path or None."""
     import wandb
 
-    setup_wandb()
-    run = wandb.init(project=PROJECT, entity=ENTITY, name=run_name, job_type=job_type,
-                     config=config or {}, reinit="finish_previous")
+    run = init_run(name=run_name, job_type=job_type, config=config or {})
     try:
         run.log({name: wandb.Image(figure_to_image(fig)) for name, fig in figures.items()})
         return run.path
