@@ -8,6 +8,7 @@ cached on disk. Training epochs only index that tensor (on the GPU when it fits)
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -445,15 +446,25 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
         yield data.images[index], data.labels[index]
 
 
-def normalize(images: torch.Tensor, mean=MEAN, std=STD, dtype=torch.float32) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> normalised float, on whatever device the batch is on."""
-    mean = torch.tensor(mean, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    std = torch.tensor(std, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    return (images.to(dtype) - mean) / std
+@functools.lru_cache(maxsize=8)
+def _norm_constants(mean: tuple, std: tuple, device: torch.device):
+    """Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy
+    that synchronises the stream, so the CPU could never queue the next step ahead of the GPU."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
+
+
+def normalize(images: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
+    """uint8 (0..255) or float in [0, 1], [B, 3, H, W] -> normalised float32, on the batch's device.
+
+    The one normalisation of the repo: training batches (`train.prepare_batch`), single images
+    for guided backprop and feature maps all go through it.
+    """
+    x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    mean_t, std_t = _norm_constants(tuple(mean), tuple(std), x.device)
+    return (x - mean_t) / std_t
 
 
 def denormalize(images: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     """Normalised float -> uint8, for showing images."""
-    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    mean, std = _norm_constants(tuple(mean), tuple(std), images.device)
     return ((images.float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)

@@ -7,7 +7,6 @@ enough runs, `torch.compile`. Augmentation is batched on the device.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import math
 import os
@@ -140,15 +139,7 @@ def prepare_batch(images: torch.Tensor, device: torch.device, augment: bool, mea
     x = images.to(device, non_blocking=True).float().div_(255)
     if augment:
         x = augment_batch(x)
-    mean_t, std_t = _norm_constants(tuple(mean), tuple(std), device)
-    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
-
-
-@functools.lru_cache(maxsize=8)
-def _norm_constants(mean: tuple, std: tuple, device: torch.device):
-    """Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy
-    that synchronises the stream, so the CPU could never queue the next step ahead of the GPU."""
-    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
+    return data_lib.normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------------------------
