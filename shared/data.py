@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import DATA_DIR, atomic_path, banner, on_colab, on_kaggle
+from .runtime import DATA_DIR, UserError, atomic_path, banner, on_colab, on_kaggle
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -41,6 +41,10 @@ CACHE_VERSION = 1
 # ImageNet statistics: used for the scratch CNN too, so Part A and Part B share one normalisation.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+
+
+class DataError(UserError):
+    """The dataset (or a path to it) cannot be used as it is; the message says why and what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +216,56 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
         files += images
         labels += [label] * len(images)
     return classes, files, labels
+
+
+@dataclass
+class DatasetInfo:
+    """What `check_dataset` found: the class names and the image counts per split."""
+    root: Path
+    classes: list[str]
+    train_counts: dict[str, int]
+    val_counts: dict[str, int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def check_dataset(root: str | os.PathLike) -> DatasetInfo:
+    """Check a dataset root before any long work: train/ and val/ with the same >= 2 classes, every
+    class with at least one image in each. Scans file names only (seconds); raises `DataError`."""
+    root = Path(root)
+    classes, train_files, train_labels = scan_folder(root / "train")
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes)}); "
+                        f"a classifier needs at least 2.")
+    _, val_files, val_labels = scan_folder(root / "val", expected_classes=classes)
+    count = lambda labels: {name: labels.count(i) for i, name in enumerate(classes)}  # noqa: E731
+    return DatasetInfo(root, classes, count(train_labels), count(val_labels))
+
+
+def data_fingerprint(root: str | os.PathLike) -> dict:
+    """What ties a result to its data: the resolved root and a hash of the train/ and val/ file lists.
+
+    Names and sizes only (no pixels, no mtimes), so it is quick and survives a copy of the same files
+    to another machine under the same root. Runs and checkpoints carry it; a reader compares it with
+    the data in use and ignores a result made on other data.
+    """
+    root = Path(root).resolve()
+    digest = hashlib.sha1()
+    for split in ("train", "val"):
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and _is_image_name(p)):
+            name = os.fsencode(path.relative_to(root)).decode("utf-8", "surrogateescape")
+            digest.update(f"{name}|{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
+    return {"root": str(root), "files": digest.hexdigest()[:16], "demo": is_demo(root)}
+
+
+def same_data(fingerprint: dict | None, other: dict | None) -> bool:
+    """True when two fingerprints name the same files (the root may differ: a copy on Drive is the same data)."""
+    return bool(fingerprint and other) and fingerprint.get("files") == other.get("files")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,15 @@ OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS", REPO_ROOT / "outputs"))  # git-
 QUICK = os.environ.get("INAT_QUICK", "") not in ("", "0", "false", "False")
 
 
+class UserError(Exception):
+    """Bad input from the user (a path, a setting, a dataset): its message is one line that says what to do.
+
+    The CLI prints it as `error: <message>` and exits with status 1, with no traceback: tracebacks are
+    for bugs. Notebooks show it as the cell's error. Subclasses: `data.DataError`,
+    `finetune.WeightsUnavailable`.
+    """
+
+
 def on_kaggle() -> bool:
     return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or Path("/kaggle/input").is_dir()
 

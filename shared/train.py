@@ -212,7 +212,9 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     """Train `model` in place with early stopping; load the best epoch's weights back at the end.
 
     Returns a dict with `history` (one dict per epoch), `best_epoch`, `val_acc` (best),
-    `epoch_seconds`, `images_per_second` and `best_state` (a deep copy, not a view).
+    `epoch_seconds`, `images_per_second`, `best_state` (a deep copy, not a view) and `stopped_by`
+    (None, "patience", or "on_epoch" when `on_epoch(row)` returned True to stop the run).
+    The model comes back with the best weights and no gradients on its parameters.
     `param_groups` lets fine-tuning pass discriminative learning rates. `on_train(model)` runs
     right after `model.train()` in every epoch: fine-tuning puts frozen BatchNorm back in eval mode there.
     """
@@ -237,6 +239,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     generator = torch.Generator().manual_seed(tcfg.seed)
 
     history, best = [], {"val_acc": -1.0, "epoch": 0, "state": None}
+    stopped_by = None  # None: all epochs ran; "patience": early stopping; "on_epoch": the caller stopped it
     bar = tqdm(range(1, tcfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=progress)
     for epoch in bar:
         start = time.perf_counter()
@@ -285,18 +288,21 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}",
                         best=f"{best['val_acc']:.3f}", img_s=f"{row['images_per_second']:.0f}")
-        if on_epoch:
-            on_epoch(row)
+        if on_epoch and on_epoch(row):  # a truthy answer stops the run (a sweep's early termination)
+            stopped_by = "on_epoch"
+            break
         if tcfg.patience and epoch - best["epoch"] >= tcfg.patience:
+            stopped_by = "patience"
             break
     bar.close()
     model.load_state_dict(best["state"])
+    model.zero_grad(set_to_none=True)  # the model is handed back ready to use: no last-step gradients on it
     seconds = [r["epoch_seconds"] for r in history]
     steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
     del train_dev, val_dev, optimizer, step_model
     return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
             "epoch_seconds": seconds, "images_per_second": sorted(steady)[len(steady) // 2],
-            "best_state": best["state"]}
+            "best_state": best["state"], "stopped_by": stopped_by}
 
 
 def release_memory() -> None:
@@ -322,6 +328,7 @@ class TrainResult:
     split: dict
     skipped: list
     history: list = field(default_factory=list)
+    stopped_by: str | None = None   # see `fit`
     test_acc: float | None = None
     test_loss: float | None = None
     checkpoint: str | None = None
@@ -353,7 +360,8 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
             epoch_seconds=out["epoch_seconds"], cache_seconds=cache_seconds,
             images_per_second=out["images_per_second"], params=count_params(cfg), macs=count_macs(cfg),
             split={"train": train_set.class_counts(), "val": val_set.class_counts()},
-            skipped=[list(s) for s in train_set.skipped], history=out["history"])
+            skipped=[list(s) for s in train_set.skipped], history=out["history"],
+            stopped_by=out["stopped_by"])
         if checkpoint:
             save_atomic({"config": cfg.to_dict(), "train_config": tcfg.to_dict(), "val_acc": out["val_acc"],
                          "best_epoch": out["best_epoch"], "state_dict": out["best_state"]}, checkpoint)
