@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 NOTEBOOKS := $(sort $(wildcard Part-A/*.ipynb)) $(sort $(wildcard Part-B/*.ipynb))
 # Seconds one notebook cell may run under `make run`; -1 = no limit (a real 30-run sweep is one long cell).
 CELL_TIMEOUT ?= -1
-# Unit tests, then every notebook under nbval; --dist loadfile keeps a notebook's cells on one worker.
-PYTEST_ARGS ?= tests Part-A Part-B --nbval-lax -n 2 --dist loadfile -p no:cacheprovider
+# Unit tests, and every notebook run alone and in order (tests/test_notebooks_*.py); --dist loadfile
+# puts the two notebook files on different workers.
+PYTEST_ARGS ?= tests -n 2 --dist loadfile -p no:cacheprovider
 
 .PHONY: run test bench clean
 

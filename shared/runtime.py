@@ -1,6 +1,8 @@
-"""Where we run and how: repo paths, the quick switch, Kaggle/Colab detection, device, seeds.
+"""Where we run and how: repo paths, the settings, the quick switch, Kaggle/Colab detection, device, seeds.
 
-Introduced in Part-A/01. One place for settings: notebooks print `describe()` in their setup cell.
+Introduced in Part-A/01. One place for settings, read once by every notebook and the CLI: the INAT_*
+environment variables, or the same keys in one `inat_settings.json` (see `SETTINGS`). Notebooks print
+`describe()` in their setup cell, which says where outputs and caches go.
 """
 from __future__ import annotations
 
@@ -15,9 +17,6 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("INAT_DATA_DIR", REPO_ROOT / "data"))      # git-ignored
-OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS", REPO_ROOT / "outputs"))  # git-ignored
-
 # Tests set INAT_QUICK=1 (tests/conftest.py); the notebook kernels inherit it.
 QUICK = os.environ.get("INAT_QUICK", "") not in ("", "0", "false", "False")
 
@@ -37,6 +36,52 @@ def on_kaggle() -> bool:
 
 def on_colab() -> bool:
     return "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
+
+
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+# The settings every notebook shares, each an environment variable; `inat_settings.json` can hold them too.
+SETTINGS = {"data": "INAT_DATA",          # the dataset root (or a folder above it)
+            "outputs": "INAT_OUTPUTS",    # results, figures, checkpoints, W&B offline runs
+            "cache": "INAT_CACHE",        # the decoded uint8 image caches
+            "data_dir": "INAT_DATA_DIR"}  # where downloads and the demo set go
+
+
+def settings_file() -> Path | None:
+    """The one settings file, if any: $INAT_SETTINGS, else <repo>/inat_settings.json (git-ignored), else, on
+    Colab with Google Drive mounted, MyDrive/da6401-a2/inat_settings.json (it survives a lost session)."""
+    candidates = [os.environ.get("INAT_SETTINGS"), REPO_ROOT / "inat_settings.json",
+                  COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def _apply_settings_file() -> None:
+    """Fill INAT_* from the settings file; a variable already set wins. Child processes inherit the result."""
+    path = settings_file()
+    if path is None:
+        return
+    try:
+        values = json.loads(path.read_text())
+        unknown = sorted(set(values) - set(SETTINGS))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is not a JSON object of settings ({err}); keys: {', '.join(SETTINGS)}") from None
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
+    for key, value in values.items():
+        if value:
+            os.environ.setdefault(SETTINGS[key], str(Path(str(value)).expanduser()))
+
+
+def _default_outputs() -> Path:
+    """On Colab with Drive mounted, outputs go to Drive so that a dropped session loses nothing."""
+    if on_colab() and COLAB_DRIVE.is_dir():
+        return COLAB_DRIVE / "da6401-a2" / "outputs"
+    return REPO_ROOT / "outputs"
+
+
+_apply_settings_file()
+DATA_DIR = Path(os.environ.get("INAT_DATA_DIR", REPO_ROOT / "data"))      # git-ignored
+OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS") or _default_outputs())   # git-ignored
+CACHE_DIR = Path(os.environ.get("INAT_CACHE", DATA_DIR / "cache"))
 
 
 def get_device() -> torch.device:
@@ -92,8 +137,13 @@ def describe() -> str:
     device = get_device()
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
     where = "Kaggle" if on_kaggle() else "Colab" if on_colab() else "local"
+    file = settings_file()
     return (f"torch {torch.__version__} | device {device}{gpu} | {where} | "
-            f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}")
+            f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}\n"
+            f"outputs: {OUTPUT_DIR} | image cache: {CACHE_DIR} | settings: {file or 'environment only'}"
+            + ("" if OUTPUT_DIR.is_relative_to(COLAB_DRIVE) or not on_colab() else
+               "\nNOTE: outputs are inside this Colab session and vanish with it; mount Google Drive "
+               "(or set INAT_OUTPUTS) to keep them."))
 
 
 # Files that carry results from one notebook to the next (all under the git-ignored outputs/).

@@ -1,0 +1,134 @@
+"""The notebooks' first cell: find (or, on Colab and Kaggle, clone) the repo, then install what the platform lacks.
+
+Introduced in every notebook's setup cell. A notebook cannot import `shared` before it has found
+the repo, so the cell's own text lives here, as `SETUP_CELL`, and is copied into the six notebooks:
+`python -m shared.bootstrap --sync` rewrites them, and a test fails when one differs.
+
+`REPO_URL` is the one place that names where the repo is cloned from (`INAT_REPO_URL` overrides it,
+e.g. for a fork, or for the test that clones a local copy).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# Fill in the public address once the repo is published; until then hosted notebooks ask for INAT_REPO_URL.
+REPO_URL = "https://github.com/<owner>/<repo>.git"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The packages that Colab and Kaggle images do not bring at the versions this repo is tested with.
+PLATFORM_PINS = ("wandb", "sweeps")
+
+SETUP_CELL = f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
+# Colab or Kaggle, the repo is cloned first. (This block is synced from shared/bootstrap.py.)
+import os, sys, subprocess, pathlib
+REPO_URL = os.environ.get("INAT_REPO_URL", "{REPO_URL}")
+HOSTED = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+ROOT = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "shared" / "bootstrap.py").exists()), None)
+if ROOT is None and HOSTED:
+    ROOT = pathlib.Path(os.environ.get("INAT_CLONE_DIR") or ("/kaggle/working" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else "/content")) / "da6401-a2"
+    if not (ROOT / "shared" / "bootstrap.py").exists():
+        if "<" in REPO_URL:
+            raise SystemExit("Set INAT_REPO_URL to this repo's git URL (REPO_URL in shared/bootstrap.py is not filled in).")
+        print(f"Cloning {{REPO_URL}} into {{ROOT}} ...")
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+if ROOT is None:
+    raise SystemExit("shared/ not found: run this notebook from inside a clone of the repo "
+                     "(git clone <repo> && cd <repo> && make run), or set INAT_REPO_URL on Colab/Kaggle.")
+sys.path.insert(0, str(ROOT))
+from shared import bootstrap, runtime, data
+bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the wandb and sweeps pins into this kernel
+runtime.seed_everything(42)
+print(runtime.describe())
+'''
+
+
+def hosted() -> bool:
+    """Colab or Kaggle: the platforms where the setup cell may clone and install."""
+    return "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+def pinned_requirements(path: Path = REPO_ROOT / "requirements.txt", names=PLATFORM_PINS) -> dict[str, str]:
+    """{name: version} of the `name==version` lines of requirements.txt for `names`."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
+        if match and match.group(1).lower() in names:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def missing_requirements(pins: dict[str, str]) -> list[str]:
+    """The `name==version` specs whose installed version differs (or that are not installed)."""
+    missing = []
+    for name, version in pins.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            missing.append(f"{name}=={version}")
+    return missing
+
+
+def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.run) -> list[str]:
+    """Install the W&B pins into this kernel on Colab/Kaggle; locally say how. Returns what was installed.
+
+    Torch is never touched: the platforms' own CUDA builds are the right ones.
+    """
+    missing = missing_requirements(pinned_requirements() if pins is None else pins)
+    if not missing:
+        return []
+    if not hosted():
+        raise SystemExit(f"missing {', '.join(missing)}: run `make test` or `make run` once (they create .venv), "
+                         f"or `{sys.executable} -m pip install -r requirements.txt`.")
+    print(f"Installing {', '.join(missing)} into this kernel ...")
+    runner([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+    importlib.invalidate_caches()
+    return missing
+
+
+# --------------------------------------------------------------------------------------------
+# Keeping the six copies of SETUP_CELL in sync
+# --------------------------------------------------------------------------------------------
+def notebooks() -> list[Path]:
+    return sorted([*REPO_ROOT.glob("Part-A/*.ipynb"), *REPO_ROOT.glob("Part-B/*.ipynb")])
+
+
+def setup_cell_differs(source: str) -> bool:
+    return not source.startswith(SETUP_CELL)
+
+
+def sync(paths=None) -> list[Path]:
+    """Replace the bootstrap block at the top of each notebook's first code cell with SETUP_CELL."""
+    import nbformat
+
+    changed = []
+    for path in paths or notebooks():
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code")
+        if not setup_cell_differs(cell.source):
+            continue
+        marker = "print(runtime.describe())\n"
+        rest = cell.source.split(marker, 1)[1] if marker in cell.source else cell.source
+        cell.source = SETUP_CELL + ("\n" + rest.lstrip("\n") if rest.strip() else "")
+        nbformat.write(nb, path)
+        changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m shared.bootstrap", description=__doc__)
+    parser.add_argument("--sync", action="store_true", help="rewrite the notebooks' setup blocks from SETUP_CELL")
+    args = parser.parse_args()
+    if args.sync:
+        for path in sync():
+            print(f"synced {path.relative_to(REPO_ROOT)}")
+    else:
+        stale = [p for p in notebooks() if setup_cell_differs(
+            next(c for c in __import__("nbformat").read(p, as_version=4).cells if c.cell_type == "code").source)]
+        print("\n".join(f"out of sync: {p.relative_to(REPO_ROOT)}" for p in stale) or "all setup cells in sync")

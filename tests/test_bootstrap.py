@@ -1,0 +1,124 @@
+"""The notebooks' setup cell: found in a clone, cloned on Colab/Kaggle, the W&B pins installed, one settings file."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from shared import bootstrap, runtime
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def first_code_cell(path):
+    return next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+
+
+@pytest.mark.parametrize("path", bootstrap.notebooks(), ids=lambda p: p.name)
+def test_every_setup_cell_is_the_synced_bootstrap(path):
+    assert first_code_cell(path).startswith(bootstrap.SETUP_CELL), \
+        f"{path.name}: setup cell out of sync; run `python -m shared.bootstrap --sync`"
+    assert "DATA = None" not in first_code_cell(path), "the data path is set once (INAT_DATA or inat_settings.json)"
+
+
+def run_setup_cell(cwd, **env):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("COLAB_", "KAGGLE_", "INAT_REPO"))}
+    environment.pop("PYTHONPATH", None)
+    environment.update(env)
+    return subprocess.run([sys.executable, "-c", bootstrap.SETUP_CELL], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def committed_clone_url(tmp_path_factory):
+    """A local clone URL of this repo's HEAD: what the setup cell clones on Colab (nothing uncommitted travels)."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "shared/bootstrap.py"], cwd=REPO,
+                          capture_output=True, text=True).stdout
+    if not head.strip():
+        pytest.skip("shared/bootstrap.py is not committed yet")
+    return REPO.as_uri()
+
+
+@pytest.mark.parametrize("platform", ["COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"])
+def test_opened_alone_on_colab_or_kaggle_it_clones_and_continues(tmp_path, committed_clone_url, platform):
+    clone = tmp_path / "clones"
+    lonely = tmp_path / "opened-from-github"  # no repo above this folder
+    lonely.mkdir()
+    done = run_setup_cell(lonely, **{platform: "1", "INAT_REPO_URL": committed_clone_url,
+                                     "INAT_CLONE_DIR": str(clone)})
+    assert done.returncode == 0, done.stderr
+    assert (clone / "da6401-a2" / "shared" / "bootstrap.py").exists()
+    assert "Cloning" in done.stdout and "device" in done.stdout  # it went on to print the settings
+    again = run_setup_cell(lonely, **{platform: "1", "INAT_REPO_URL": committed_clone_url,
+                                      "INAT_CLONE_DIR": str(clone)})
+    assert again.returncode == 0 and "Cloning" not in again.stdout  # a re-run reuses the clone
+
+
+def test_opened_alone_locally_it_says_what_to_do(tmp_path):
+    done = run_setup_cell(tmp_path)
+    assert done.returncode != 0
+    assert "shared/ not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_in_a_clone_it_finds_the_repo_without_cloning(tmp_path):
+    done = run_setup_cell(REPO / "Part-A", COLAB_RELEASE_TAG="1", INAT_REPO_URL=str(tmp_path / "nowhere"))
+    assert done.returncode == 0, done.stderr
+    assert "Cloning" not in done.stdout
+
+
+def test_hosted_without_a_repo_url_says_so(tmp_path):
+    done = run_setup_cell(tmp_path, COLAB_RELEASE_TAG="1", INAT_REPO_URL="https://example.invalid/<owner>/<repo>",
+                          INAT_CLONE_DIR=str(tmp_path / "c"))
+    assert done.returncode != 0 and "INAT_REPO_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_pins_come_from_requirements_and_only_missing_ones_install(monkeypatch):
+    pins = bootstrap.pinned_requirements()
+    assert set(pins) == {"wandb", "sweeps"} and all(pins.values())
+    assert bootstrap.missing_requirements(pins) == []  # this venv has them
+    calls = []
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "1")
+    installed = bootstrap.ensure_requirements({**pins, "no-such-package-xyz": "1.0"},
+                                              runner=lambda cmd, check: calls.append(cmd))
+    assert installed == ["no-such-package-xyz==1.0"]
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "no-such-package-xyz==1.0"]]
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    with pytest.raises(SystemExit, match="pip install -r requirements.txt"):  # locally: say how, never install
+        bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=lambda cmd, check: calls.append(cmd))
+
+
+def settings_in_child(tmp_path, settings: dict | str, **env):
+    """runtime's view of the settings in a fresh process (they are read at import)."""
+    path = tmp_path / "inat_settings.json"
+    path.write_text(settings if isinstance(settings, str) else json.dumps(settings))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("INAT_")}
+    environment.update(INAT_SETTINGS=str(path), **env)
+    code = ("from shared import runtime; import os; "
+            "print(runtime.OUTPUT_DIR, runtime.CACHE_DIR, os.environ.get('INAT_DATA'), sep='|')")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True)
+
+
+def test_one_settings_file_sets_data_outputs_and_cache_for_every_notebook(tmp_path):
+    done = settings_in_child(tmp_path, {"data": str(tmp_path / "inat"), "outputs": str(tmp_path / "drive/out"),
+                                        "cache": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().split("|") == [str(tmp_path / "drive/out"), str(tmp_path / "cache"),
+                                              str(tmp_path / "inat")]
+    # An environment variable still wins over the file.
+    done = settings_in_child(tmp_path, {"outputs": str(tmp_path / "file")}, INAT_OUTPUTS=str(tmp_path / "env"))
+    assert done.stdout.split("|")[0] == str(tmp_path / "env")
+
+
+def test_a_bad_settings_file_is_one_clear_line(tmp_path):
+    done = settings_in_child(tmp_path, {"output": "x"})
+    assert done.returncode != 0 and "unknown setting(s) output" in done.stderr
+
+
+def test_describe_says_where_outputs_and_caches_go():
+    text = runtime.describe()
+    assert str(runtime.OUTPUT_DIR) in text and str(runtime.CACHE_DIR) in text
