@@ -19,11 +19,27 @@ MIN_INPUT_SIZE = 32  # five 2x2 max-pools: 32 px is the smallest size that leave
 
 
 def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
-    """Filter counts per block from a base count: `same` keeps it, `doubling` and `halving` scale it by 2 per block."""
+    """Filter counts per block. `base` is the narrowest layer's width; every organisation draws its
+    widths from the one range base .. base * 2**(blocks - 1), e.g. for base 32:
+
+        same      32  32  32  32  32
+        doubling  32  64 128 256 512
+        halving  512 256 128  64  32   (the published winner)
+
+    Why this makes a fair sweep space: doubling and halving use the same five widths in opposite
+    orders, so their conv layers hold almost the same number of weights (only the 3-channel input
+    layer differs) and the sweep compares *where* the width goes, not how much of it there is.
+    No organisation ends narrower than `base`, so CONV5 has at least `base` channels (Question 4
+    needs 10). Halving used to start at `base` and shrink (32 -> 2): crippled by construction.
+    Compute is not equal and cannot be: halving puts its widest layers at the highest resolution
+    (about 17x the MACs of doubling at 224 px). Introduced in Part-A/01.
+    """
     if organisation not in ORGANISATIONS:
         raise ValueError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
-    factor = {"same": 1.0, "doubling": 2.0, "halving": 0.5}[organisation]
-    return tuple(max(1, int(round(base * factor**i))) for i in range(blocks))
+    if int(base) < 1:
+        raise ValueError(f"base must be >= 1 filter, got {base}")
+    widths = tuple(int(base) * 2**block for block in range(blocks))  # the range all three draw from
+    return {"same": (int(base),) * blocks, "doubling": widths, "halving": widths[::-1]}[organisation]
 
 
 def make_activation(name: str) -> nn.Module:
