@@ -30,15 +30,29 @@ def test_unknown_activation_is_rejected():
 def test_organisations():
     assert make_filters(32, "same") == (32, 32, 32, 32, 32)
     assert make_filters(16, "doubling") == (16, 32, 64, 128, 256)
-    assert make_filters(256, "halving") == (256, 128, 64, 32, 16)
-    assert make_filters(4, "halving") == (4, 2, 1, 1, 1)  # never zero filters
     with pytest.raises(ValueError):
         make_filters(32, "tripling")
+    with pytest.raises(ValueError):
+        make_filters(0, "same")
     for organisation in ("same", "doubling", "halving"):
         cfg = small(filters=make_filters(8, organisation))
         model = CNN(cfg)
         assert [b.conv.out_channels for b in model.blocks] == list(cfg.filters)
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("base", [10, 16, 32, 64])
+def test_the_organisations_span_one_range_of_widths(base):
+    """Issue 9: halving used to shrink from `base` (32 -> 2). Now all three draw from base .. 16 * base."""
+    same, doubling, halving = (make_filters(base, o) for o in ("same", "doubling", "halving"))
+    assert halving == doubling[::-1] and doubling == tuple(base * 2**i for i in range(5))
+    assert set(same) | set(halving) <= set(range(base, 16 * base + 1))
+    assert min(same[-1], doubling[-1], halving[-1]) >= base >= 10  # Question 4 shows 10 CONV5 neurons
+
+
+def test_the_published_winner_is_in_the_space():
+    assert make_filters(32, "halving") == (512, 256, 128, 64, 32)
+    assert make_filters(32, "doubling") == (32, 64, 128, 256, 512)
 
 
 @pytest.mark.parametrize("size", [32, 33, 65, 97, 224, 250])
