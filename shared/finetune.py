@@ -3,7 +3,8 @@
 Introduced in Part-B/01. The pieces, in the order a run uses them:
 
 - `build_model` / `ensure_weights`: the checkpoint through torchvision's own path (the `$TORCH_HOME` hub cache,
-  else a download), or one clear `WeightsUnavailable` line;
+  else a download), or one clear `WeightsUnavailable` line; `weights_or_random` decides, per run mode,
+  whether a missing checkpoint stops the run (full mode) or means random weights (demo, quick);
 - `preprocessing`: the weights' own resize / crop / mean / std, applied once when the data cache is built;
 - `build_model`: the model with its 1000-way head replaced for our 10 classes, frozen per strategy;
 - `fine_tune`: `head` trains a Linear on features computed once; the others run the engine
@@ -24,8 +25,9 @@ import torchvision
 from torch import nn
 
 from . import data as data_lib
-from .runtime import banner, get_device
-from .train import TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory
+from .model import MIN_INPUT_SIZE, ConfigError
+from .runtime import UserError, banner, get_device, run_mode
+from .train import TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory, require_images
 
 STRATEGIES = ("head", "first_k", "last_k", "full")
 # Defaults for a real GPU run. Pretrained features need small steps: the new head gets `lr`,
@@ -36,7 +38,7 @@ BACKBONE_LR_FACTOR = 0.1
 DOWNLOAD_TIMEOUT = 20  # seconds per socket operation: a blocked network fails fast instead of hanging
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(UserError, RuntimeError):
     """The pretrained checkpoint is neither in the hub cache nor downloadable. The message is one line."""
 
     def __init__(self, message: str, path: Path, url: str):
@@ -52,8 +54,8 @@ def get_weights(name: str):
     try:
         return torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
-        raise ValueError(f"{name!r} is not a torchvision classification model; see "
-                         f"torchvision.models.list_models(torchvision.models)") from None
+        raise ConfigError(f"{name!r} is not a torchvision classification model; see "
+                          f"torchvision.models.list_models(torchvision.models)") from None
 
 
 def weights_file(weights) -> Path:
@@ -100,7 +102,10 @@ def ensure_weights(name: str) -> Path:
 
 
 def pretrained_available(name: str) -> bool:
-    """For notebooks: True if the weights are (now) cached; else a loud banner and False (random init)."""
+    """True if the weights are (now) cached; else a loud banner and False (random init).
+
+    It never stops a run: notebooks call `weights_or_random`, which does in full mode.
+    """
     try:
         ensure_weights(name)
         return True
@@ -112,6 +117,27 @@ def pretrained_available(name: str) -> bool:
         return False
 
 
+def weights_or_random(name: str, mode: str, allow_random: bool | None = None) -> bool:
+    """Whether to build `name` pretrained (True) or randomly initialised (False); the notebooks' one call.
+
+    Introduced in Part-B/01. `mode` is `runtime.run_mode(...)`. With the weights cached (or downloadable):
+    True. Without them: random weights (a banner, then False) only when `allow_random` says so; its
+    default, None, allows them in demo and quick mode and never in full mode, where fine-tuning random
+    weights would publish numbers that say nothing about transfer learning: `WeightsUnavailable`
+    (the download instructions) stops the run instead. The CLI passes `--random-init` as `allow_random`.
+    """
+    if allow_random is None:
+        allow_random = mode != "full"
+    if allow_random:
+        return pretrained_available(name)
+    try:
+        ensure_weights(name)
+    except WeightsUnavailable as err:
+        raise WeightsUnavailable(f"{err} To fine-tune random weights on purpose: allow_random=True "
+                                 f"(CLI: --random-init).", err.path, err.url) from None
+    return True
+
+
 def preprocessing(name: str, input_size: int | None = None) -> dict:
     """The weights' own recipe: resize the shorter side to `resize_size`, centre-crop `crop_size`.
 
@@ -120,9 +146,11 @@ def preprocessing(name: str, input_size: int | None = None) -> dict:
     """
     transforms = get_weights(name).transforms()
     crop, resize = transforms.crop_size[0], transforms.resize_size[0]
+    if input_size is not None and input_size < MIN_INPUT_SIZE:  # 0 must not silently mean "the default"
+        raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE}, got {input_size}")
     if input_size and input_size != crop:
         if name.startswith("vit_"):
-            raise ValueError(f"{name} needs exactly its {crop}px crop (its position embeddings are "
+            raise ConfigError(f"{name} needs exactly its {crop}px crop (its position embeddings are "
                              f"learned for {crop // 16}x{crop // 16} patches); drop --input-size")
         resize, crop = round(input_size * resize / crop), input_size
     return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean),
@@ -181,17 +209,29 @@ def _set_trainable(parts, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | None:
+    """The k a strategy uses: for first_k/last_k `k`, or half the units when None; None for head and full.
+
+    The one place the default lives, so a result records the k that was really used.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy not in ("first_k", "last_k"):
+        return None
+    units = len(backbone_units(model)[1])
+    k = units // 2 if k is None else k
+    if not 0 <= k <= units:
+        raise ConfigError(f"k must be in 0..{units} for {type(model).__name__}, got {k}")
+    return k
+
+
 def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> None:
     """Set `requires_grad` for a strategy. `last_k` = freeze the stem and the first n - k units."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    k = resolve_k(model, strategy, k)
     _set_trainable([model], strategy != "head")
     _set_trainable([get_head(model)], True)
-    if strategy in ("first_k", "last_k"):
+    if k is not None:
         stem, units = backbone_units(model)
-        k = len(units) // 2 if k is None else k
-        if not 0 <= k <= len(units):
-            raise ValueError(f"k must be in 0..{len(units)} for {type(model).__name__}, got {k}")
         frozen = k if strategy == "first_k" else len(units) - k
         # Layers after the last unit (ViT's final LayerNorm, ConvNeXt's head norm) stay trainable.
         _set_trainable(stem + units[:frozen], False)
@@ -314,6 +354,7 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
     `freeze_bn` after every `model.train()`.
     """
     tcfg = tcfg or FINETUNE_TRAIN
+    require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
     trainable, total = param_counts(model)
     start = time.perf_counter()
@@ -334,6 +375,7 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
         out = fit(model, train_set, val_set, tcfg, device, param_groups=param_groups(model, tcfg.lr),
                   mean=mean, std=std, progress=progress, desc=strategy, on_train=freeze_bn)
         out.pop("best_state")
+    model.zero_grad(set_to_none=True)  # the head path's last step leaves gradients on the head
     model.eval()
     return {"strategy": strategy, "trainable_params": trainable, "total_params": total,
             "val_acc": out["val_acc"], "epoch_seconds": out["epoch_seconds"],
@@ -343,19 +385,25 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
 
 
 def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epochs: int | None = None,
-                 input_size: int | None = None, test: bool = False, pretrained: bool = True,
+                 input_size: int | None = None, test: bool = False, allow_random: bool | None = False,
                  tcfg: TrainConfig | None = None, device=None, progress: bool = True) -> dict:
     """Everything the CLI's `finetune` does: data at the weights' preprocessing, build, fine-tune, (test).
 
-    Raises `WeightsUnavailable` (one line) when pretrained weights are neither cached nor downloadable.
+    Settings, the dataset (`root` goes through `data.find_data`, so None finds it) and the weights are
+    checked in that order before any decoding. The head has as many outputs as the data has classes.
+    `allow_random` is `weights_or_random`'s: by default a missing checkpoint raises `WeightsUnavailable`
+    (one line) in every mode.
     """
     tcfg = tcfg or FINETUNE_TRAIN
-    if epochs:
-        tcfg = replace(tcfg, epochs=epochs)
+    if epochs is not None:
+        tcfg = replace(tcfg, epochs=epochs)  # validated by TrainConfig: 0 is refused, not "the default"
     device = torch.device(device or get_device())
     prep = preprocessing(model_name, input_size)
+    root = data_lib.find_data(root)  # after the settings: it may build the demo set or download
+    info = data_lib.check_dataset(root)
+    pretrained = weights_or_random(model_name, run_mode(data_lib.is_demo(root)), allow_random)
     torch.manual_seed(tcfg.seed)
-    model = build_model(model_name, strategy, k=k, pretrained=pretrained)  # fails before any decoding
+    model = build_model(model_name, strategy, num_classes=info.num_classes, k=k, pretrained=pretrained)
     start = time.perf_counter()
     train_set, val_set = data_lib.load_split(root, prep["crop_size"], tcfg.val_fraction, tcfg.seed,
                                              resize_to=prep["resize_size"], verbose=progress)
@@ -363,8 +411,8 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
     try:
         result = fine_tune(model, strategy, train_set, val_set, tcfg, prep["mean"], prep["std"], device, progress)
         result.update(model=model_name, weights=str(get_weights(model_name)) if pretrained else "random init",
-                      k=k, input_size=prep["crop_size"], resize_size=prep["resize_size"],
-                      cache_seconds=cache_seconds, config=tcfg.to_dict())
+                      k=resolve_k(model, strategy, k), input_size=prep["crop_size"],
+                      resize_size=prep["resize_size"], cache_seconds=cache_seconds, config=tcfg.to_dict())
         if test:
             test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)
             result["test_loss"], result["test_acc"] = evaluate(model, test_set, 2 * tcfg.batch_size, device,

@@ -12,10 +12,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .runtime import UserError
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish,
                "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 ORGANISATIONS = ("same", "doubling", "halving")
 MIN_INPUT_SIZE = 32  # five 2x2 max-pools: 32 px is the smallest size that leaves a 1x1 map
+
+
+class ConfigError(UserError, ValueError):
+    """A setting out of range (CNNConfig, TrainConfig, a CLI flag): refused before any work starts.
+
+    Introduced in Part-A/01. A ValueError too, so code that caught the old ValueErrors still works.
+    """
 
 
 def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
@@ -67,17 +76,25 @@ class CNNConfig:
         self.filters = tuple(int(f) for f in self.filters)
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
         if len(self.filters) != 5 or len(self.kernel_sizes) != 5:
-            raise ValueError(f"need 5 filters and 5 kernel sizes, got {self.filters} and {self.kernel_sizes}")
+            raise ConfigError(f"need 5 filters and 5 kernel sizes, got {self.filters} and {self.kernel_sizes}")
         if min(self.filters) < 1 or min(self.kernel_sizes) < 1:
-            raise ValueError("filters and kernel sizes must be positive")
+            raise ConfigError(f"filters and kernel sizes must be positive, got {self.filters} and {self.kernel_sizes}")
         if self.input_size < MIN_INPUT_SIZE:
-            raise ValueError(f"input_size must be >= {MIN_INPUT_SIZE} (five 2x2 pools), got {self.input_size}")
+            raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE} (five 2x2 pools), got {self.input_size}")
+        for name in ("dense_neurons", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be >= 2 (a classifier needs two classes), got {self.num_classes}")
         if self.dense_activation is None:
             self.dense_activation = self.activation
         for name in (self.activation, self.dense_activation):
-            make_activation(name)  # fail early on a typo
+            try:
+                make_activation(name)  # fail early on a typo
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def feature_sizes(self) -> list[int]:

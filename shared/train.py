@@ -20,8 +20,13 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from .formulas import count_macs, count_params
-from .model import CNN, CNNConfig
-from .runtime import atomic_path, get_device
+from .model import CNN, CNNConfig, ConfigError
+from .runtime import UserError, atomic_path, get_device
+
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine")
+COMPILE_SETTINGS = ("auto", "true", "false", "1", "0", "yes", "no", "on", "off")
 
 
 @dataclass
@@ -41,6 +46,24 @@ class TrainConfig:
     seed: int = 42
     compile: str = "auto"            # auto | true | false
     max_grad_norm: float = 0.0       # 0 = no clipping
+
+    def __post_init__(self):
+        """Refuse settings that would crash (batch_size=0 divides by zero) or silently mean nothing."""
+        checks = [
+            ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("patience", self.patience >= 0, ">= 0 (0 = no early stopping)"),
+            ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1): the run needs validation images"),
+            ("compile", str(self.compile).lower() in COMPILE_SETTINGS, f"one of {COMPILE_SETTINGS}"),
+            ("max_grad_norm", self.max_grad_norm >= 0, ">= 0 (0 = no clipping)"),
+        ]
+        for name, ok, wanted in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {wanted}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -145,30 +168,47 @@ def prepare_batch(images: torch.Tensor, device: torch.device, augment: bool, mea
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
+def _batch_logits(model: nn.Module, data: data_lib.ImageSet, batch_size: int, device, mean, std):
+    """Yield (float32 logits, labels) per batch, both on `device`, with the model in eval mode meanwhile."""
+    dtype = amp_dtype(device)
+    was_training = model.training
+    model.eval()
+    try:
+        for images, labels in data_lib.iterate_batches(data, batch_size):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(prepare_batch(images, device, False, mean, std))
+            yield logits.float(), labels.to(device, non_blocking=True)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
             mean=data_lib.MEAN, std=data_lib.STD) -> torch.Tensor:
     """Class probabilities [N, C] (on the CPU) for every image of a decoded set."""
     device = torch.device(device or next(model.parameters()).device)
-    dtype = amp_dtype(device)
-    was_training = model.training
-    model.eval()
-    out = []
-    for images, _ in data_lib.iterate_batches(data, batch_size):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(prepare_batch(images, device, False, mean, std))
-        out.append(logits.float().softmax(dim=1))  # stays on the device: one transfer at the end
-    model.train(was_training)
+    # Each batch stays on the device: one transfer at the end.
+    out = [logits.softmax(dim=1) for logits, _ in _batch_logits(model, data, batch_size, device, mean, std)]
     return torch.cat(out).cpu() if out else torch.empty(0, len(data.classes))
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
              mean=data_lib.MEAN, std=data_lib.STD) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a decoded set."""
-    probs = predict(model, data, batch_size, device, mean, std)
-    labels = data.labels.cpu()
-    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
-    return loss, (probs.argmax(1) == labels).float().mean().item()
+    """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set.
+
+    Summed on the device straight from the logits, with one sync at the end: no [N, C] probability
+    tensor, no copy to the CPU, and log-softmax is exact where log(softmax) would underflow.
+    """
+    device = torch.device(device or next(model.parameters()).device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for logits, labels in _batch_logits(model, data, batch_size, device, mean, std):
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+    if len(data) == 0:
+        return math.nan, math.nan
+    return loss_sum.item() / len(data), correct.item() / len(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +246,17 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig) -> None:
+    """Refuse an empty training or validation set before the first epoch, not after the last one.
+
+    With no validation image no epoch is ever "best", so there would be no weights to hand back.
+    """
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise UserError(f"nothing to {'train on' if len(train_set) == 0 else 'validate on'}: "
+                        f"{len(train_set)} training and {len(val_set)} validation images; "
+                        f"add images or change val_fraction ({tcfg.val_fraction})")
+
+
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
         progress: bool = True, desc: str = "train", on_train=None) -> dict:
@@ -218,6 +269,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     `param_groups` lets fine-tuning pass discriminative learning rates. `on_train(model)` runs
     right after `model.train()` in every epoch: fine-tuning puts frozen BatchNorm back in eval mode there.
     """
+    require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
     torch.manual_seed(tcfg.seed)
     train_dev = data_lib.to_device(train_set, device)
@@ -344,8 +396,14 @@ class TrainResult:
 def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = False, device=None,
           checkpoint: str | os.PathLike | None = None, on_epoch=None, progress: bool = True,
           verbose: bool = True) -> TrainResult:
-    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`."""
+    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`.
+
+    The dataset is checked first (names only, seconds), so a bad folder fails before any decoding, and
+    the number of classes comes from it: `cfg.num_classes` is replaced by the data's.
+    """
     tcfg = tcfg or TrainConfig()
+    info = data_lib.check_dataset(root)
+    cfg = dataclasses.replace(cfg, num_classes=info.num_classes)
     device = torch.device(device or get_device())
     start = time.perf_counter()
     train_set, val_set = data_lib.load_split(root, cfg.input_size, tcfg.val_fraction, tcfg.seed, verbose=verbose)

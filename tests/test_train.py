@@ -6,7 +6,7 @@ import torch
 
 from shared import data, train as train_lib
 from shared.model import CNN, CNNConfig
-from shared.runtime import REPO_ROOT as REPO
+from shared.runtime import REPO_ROOT as REPO, UserError
 from shared.train import Diverged, TrainConfig
 
 TINY = CNNConfig(filters=(8,) * 5, kernel_sizes=(3,) * 5, activation="relu", dense_neurons=32, input_size=32)
@@ -170,3 +170,105 @@ def test_cli_train_prints_json_alone_on_stdout():
     assert result["config"]["filters"] == [4, 4, 4, 4, 4] and result["config"]["batch_norm"] is False
     assert "test_acc" not in result  # the test set is read only with --test
     assert "train" in out.stderr or "epoch" in out.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input is refused before any work; the number of classes comes from the data
+# --------------------------------------------------------------------------------------------
+def copy_demo_dataset(dest, train_classes: int, val_classes: int | None = None, train_per_class: int = 10,
+                      val_per_class: int = 2):
+    """A small nature_12K-shaped folder of real demo JPEGs with any number of classes (names class_00, ...)."""
+    import shutil
+
+    source = sorted(p for p in (data.find_data() / "train").glob("*/*.jpg"))
+    files = iter(source)
+    for split, classes, per_class in (("train", train_classes, train_per_class),
+                                      ("val", train_classes if val_classes is None else val_classes, val_per_class)):
+        for c in range(classes):
+            folder = dest / split / f"class_{c:02d}"
+            folder.mkdir(parents=True)
+            for _ in range(per_class):
+                shutil.copy(next(files), folder)
+    return dest
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any image decoding fails the test: the refusal must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("images were decoded before the bad input was refused")
+    monkeypatch.setattr(data, "load_folder", refuse)
+
+
+def test_number_of_classes_comes_from_the_data(tmp_path):
+    """11 class folders used to train a 10-way model and fail with 'Target 10 is out of bounds'."""
+    root = copy_demo_dataset(tmp_path, train_classes=11, train_per_class=5)
+    result = train_lib.train(TINY, root, fast(epochs=1, batch_size=16), test=True, device="cpu", progress=False,
+                             verbose=False)
+    assert result.model.out.out_features == 11 and result.config["num_classes"] == 11
+    assert len(result.split["train"]) == 11 and 0 <= result.test_acc <= 1
+
+
+def test_one_class_is_refused_before_decoding(tmp_path, no_decoding):
+    """One class folder used to train a 10-way model and report test_acc 1.0."""
+    root = copy_demo_dataset(tmp_path, train_classes=1)
+    with pytest.raises(data.DataError, match="at least 2"):
+        train_lib.train(TINY, root, fast(), device="cpu", progress=False, verbose=False)
+
+
+def test_val_classes_that_differ_are_refused_before_decoding(tmp_path, no_decoding):
+    """val/ with other class names used to fail only after the whole training, with no result."""
+    root = copy_demo_dataset(tmp_path, train_classes=3)
+    (root / "val" / "class_02").rename(root / "val" / "class_xx")
+    with pytest.raises(UserError):
+        train_lib.train(TINY, root, fast(), device="cpu", progress=False, verbose=False)
+
+
+def test_no_validation_images_is_refused_before_the_first_epoch(tmp_path):
+    """2 images per class leave round(0.2 * 2) = 0 for validation: this used to train, then fail in
+    load_state_dict(None) with a TypeError."""
+    root = copy_demo_dataset(tmp_path, train_classes=3, train_per_class=2)
+    epochs = []
+    with pytest.raises(UserError):
+        train_lib.train(TINY, root, fast(), device="cpu", progress=False, verbose=False, on_epoch=epochs.append)
+    assert epochs == []
+
+
+@pytest.mark.parametrize("setting", [dict(epochs=0), dict(epochs=-1), dict(batch_size=0), dict(lr=0.0),
+                                     dict(lr=-1e-3), dict(patience=-1), dict(val_fraction=0.0),
+                                     dict(val_fraction=1.0), dict(weight_decay=-0.1), dict(optimizer="adam"),
+                                     dict(schedule="step"), dict(label_smoothing=1.0), dict(compile="maybe")])
+def test_train_config_refuses_bad_settings(setting):
+    """batch_size=0 used to divide by zero mid-run; epochs=0 and val_fraction=0 to fail after training."""
+    with pytest.raises(UserError, match=next(iter(setting))) as info:
+        TrainConfig(**setting)
+    assert isinstance(info.value, ValueError)  # callers that caught ValueError keep working
+
+
+@pytest.mark.parametrize("setting", [dict(dropout=1.0), dict(dropout=-0.1), dict(input_size=16),
+                                     dict(dense_neurons=0), dict(num_classes=1), dict(activation="relu6")])
+def test_cnn_config_refuses_bad_settings(setting):
+    with pytest.raises(UserError):
+        CNNConfig(**setting)
+
+
+def test_train_returns_a_model_without_gradients(root):
+    result = train_lib.train(TINY, root, fast(epochs=1), test=True, device="cpu", progress=False, verbose=False)
+    assert all(p.grad is None for p in result.model.parameters())
+
+
+def test_evaluate_matches_a_reference_from_predict(split):
+    """evaluate() sums cross-entropy and hits on the device from the logits; the numbers are those of
+    the probabilities that predict() returns."""
+    torch.manual_seed(0)
+    model = CNN(TINY)
+    _, val_set = split
+    loss, accuracy = train_lib.evaluate(model, val_set, batch_size=37)  # a last batch of another size
+    probs = train_lib.predict(model, val_set, batch_size=37)
+    reference_loss = torch.nn.functional.nll_loss(probs.log(), val_set.labels).item()
+    reference_accuracy = (probs.argmax(1) == val_set.labels).float().mean().item()
+    assert loss == pytest.approx(reference_loss, abs=1e-5)
+    assert accuracy == pytest.approx(reference_accuracy, abs=1e-5)
+    assert model.training  # both leave the model as they found it
+    empty = val_set.subset([])
+    assert all(v != v for v in train_lib.evaluate(model, empty))  # nan, nan: nothing to average
