@@ -411,7 +411,7 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
     try:
         result = fine_tune(model, strategy, train_set, val_set, tcfg, prep["mean"], prep["std"], device, progress)
         result.update(model=model_name, weights=str(get_weights(model_name)) if pretrained else "random init",
-                      k=resolve_k(model, strategy, k), input_size=prep["crop_size"],
+                      k=resolve_k(model, strategy, k), classes=info.classes, input_size=prep["crop_size"],
                       resize_size=prep["resize_size"], cache_seconds=cache_seconds, config=tcfg.to_dict())
         if test:
             test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)

@@ -13,7 +13,9 @@ import torchvision
 from torch import nn
 
 from shared import data, finetune
+from shared.runtime import UserError
 from shared.train import fit, predict
+from test_train import copy_demo_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 # name -> (units that first_k/last_k count, the head's input features)
@@ -133,6 +135,7 @@ def test_head_strategy_trains_on_features_and_returns_a_whole_model():
     # the reported val_acc is the whole model's accuracy on the validation images
     probs = predict(model, val_set)
     assert (probs.argmax(1) == val_set.labels).float().mean().item() == pytest.approx(result["val_acc"], abs=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # the head's last step left no gradients behind
 
 
 def test_preprocessing_follows_the_weights():
@@ -187,3 +190,68 @@ def test_cli_finetune_with_planted_weights(torch_home, tmp_path):
     assert 0 <= result["val_acc"] <= 1 and 0 <= result["test_acc"] <= 1 and len(result["epoch_seconds"]) == 1
     assert result["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
     assert (result["input_size"], result["resize_size"]) == (32, 37)  # 256/224 of the crop, as the weights do
+
+
+# --------------------------------------------------------------------------------------------
+# Random weights only on purpose; the k that was used; the class count from the data
+# --------------------------------------------------------------------------------------------
+def test_full_mode_without_weights_stops_with_the_download_instructions(torch_home, capsys):
+    """Full mode (real data) used to fine-tune random weights behind a banner and report the numbers."""
+    with pytest.raises(finetune.WeightsUnavailable) as info:
+        finetune.weights_or_random("resnet18", "full")
+    message = str(info.value)
+    assert "\n" not in message and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert "allow_random=True" in message and "--random-init" in message
+    assert isinstance(info.value, UserError)  # the CLI prints it as one line
+    assert "RANDOM INITIALISATION" not in capsys.readouterr().out
+    with pytest.raises(finetune.WeightsUnavailable):
+        finetune.weights_or_random("resnet18", "demo", allow_random=False)  # the CLI without --random-init
+
+
+@pytest.mark.parametrize("mode, allow_random", [("demo", None), ("quick", None), ("full", True)])
+def test_random_weights_in_demo_quick_or_on_request(torch_home, capsys, mode, allow_random):
+    assert finetune.weights_or_random("resnet18", mode, allow_random) is False
+    assert "RANDOM INITIALISATION" in capsys.readouterr().out  # never silently
+
+
+def test_cached_weights_are_used_in_every_mode(torch_home):
+    plant("resnet18")
+    assert all(finetune.weights_or_random("resnet18", mode) for mode in ("full", "demo", "quick"))
+
+
+def test_resolve_k_is_the_one_default():
+    model = finetune.build_model("resnet18", "head", pretrained=False)
+    assert finetune.resolve_k(model, "first_k") == 2 and finetune.resolve_k(model, "last_k", 3) == 3
+    assert finetune.resolve_k(model, "head", 3) is None and finetune.resolve_k(model, "full") is None
+    with pytest.raises(UserError, match="k must be in 0..4"):
+        finetune.resolve_k(model, "first_k", -1)
+
+
+def test_run_finetune_head_has_as_many_outputs_as_the_data_has_classes(tmp_path):
+    """11 class folders used to give a 10-way head and fail with 'Target 10 is out of bounds'."""
+    root = copy_demo_dataset(tmp_path / "data", train_classes=11, train_per_class=5)
+    tcfg = replace(finetune.FINETUNE_TRAIN, batch_size=16)
+    result = finetune.run_finetune(root, "resnet18", "head", input_size=32, test=True, allow_random=True,
+                                   tcfg=tcfg, device="cpu", progress=False)
+    assert result["classes"] == [f"class_{c:02d}" for c in range(11)]
+    assert result["trainable_params"] == 512 * 11 + 11  # the head alone, 11 outputs
+    assert result["weights"] == "random init" and 0 <= result["test_acc"] <= 1
+
+
+def test_run_finetune_refuses_bad_settings_before_the_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "find_data", lambda *a, **k: pytest.fail("the data was looked at first"))
+    for kwargs in (dict(epochs=0), dict(input_size=0), dict(input_size=-32)):
+        with pytest.raises(UserError):
+            finetune.run_finetune(None, "resnet18", "head", allow_random=True, **kwargs)
+    with pytest.raises(UserError, match="not a torchvision classification model"):
+        finetune.run_finetune(None, "resnet_9000", "head", allow_random=True)
+
+
+def test_cli_first_k_without_k_records_the_k_it_used(torch_home, tmp_path):
+    """`--strategy first_k` without --k trained with k=2 but wrote "k": null."""
+    out = cli(["--model", "resnet18", "--strategy", "first_k", "--epochs", "1", "--input-size", "32", "--random-init",
+               "--json", str(tmp_path / "r.json")], torch_home, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["k"] == 2 and result["weights"] == "random init"
+    assert result["trainable_params"] == 11_181_642 - 683_072  # conv1+bn1 (9,536) and layer1..2 (673,536) frozen
