@@ -18,7 +18,10 @@ from matplotlib.patches import Rectangle
 from . import data as data_lib
 from .runtime import OUTPUT_DIR
 
-CORRECT, WRONG, NEUTRAL = "#1a9850", "#d73027", "#9e9e9e"
+# Okabe-Ito blue and vermillion: told apart with every common colour-vision deficiency; the grid
+# adds a check or a cross as well, so colour is never the only cue.
+CORRECT, WRONG, NEUTRAL = "#0072b2", "#d55e00", "#9e9e9e"
+RIGHT_MARK, WRONG_MARK = "\u2713", "\u2717"  # check mark and ballot X; DejaVu Sans (matplotlib's default) has both
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,14 +47,24 @@ def test_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) 
 
 
 def plot_per_class_accuracy(per_class_acc: dict, overall: float, title: str = "Per-class test accuracy"):
+    """One bar per class, the overall accuracy as a dashed line. A value label goes above its bar, or
+    inside the bar's top when above would sit on the overall line."""
     names, values = list(per_class_acc), [v if v is not None else 0.0 for v in per_class_acc.values()]
-    fig, ax = plt.subplots(figsize=(max(6, 0.75 * len(names)), 3.8))
-    colours = ["#4575b4" if v >= overall else "#f46d43" for v in values]
+    fig, ax = plt.subplots(figsize=(max(6, 0.75 * len(names)), 3.9))
+    colours = ["#0072b2" if v >= overall else "#e69f00" for v in values]
     bars = ax.bar(names, values, color=colours)
-    ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=2)
-    ax.axhline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.1%}")
+    ax.axhline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.1%}", zorder=1)
+    label_height = 0.065  # in accuracy units, for fontsize 8 on this axis
+    for bar, value, fill in zip(bars, values, colours):
+        y, va, colour = value + 0.01, "bottom", "black"
+        if value <= overall <= value + label_height:  # above the bar would sit on the line
+            inside = "white" if fill == "#0072b2" else "black"  # legible on the dark blue and the light orange
+            y, va, colour = ((value - 0.01, "top", inside) if value > label_height + 0.01 else
+                             (overall + 0.01, "bottom", "black"))  # a bar too short to hold it: above the line
+        ax.text(bar.get_x() + bar.get_width() / 2, y, f"{value:.0%}", ha="center", va=va, fontsize=8,
+                color=colour, zorder=3)
     ax.set_ylim(0, 1.12)
-    ax.set_ylabel("accuracy")
+    ax.set(xlabel="true class", ylabel="test accuracy (share of the class right)")
     ax.set_title(f"{title} (orange: below the overall accuracy)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.tick_params(axis="x", rotation=35)
@@ -96,14 +109,15 @@ def pick_per_class(labels: torch.Tensor, num_classes: int, per_class: int = 3, s
 
 def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class: int = 3, seed: int = 0,
                          top_k: int = 3):
-    """The 10x3 grid: one row per true class; each image framed and titled in green (right) or red (wrong)
-    with the predicted class and its confidence, and beside it a bar chart of the top-k probabilities."""
+    """The 10x3 grid: one row per true class; each image framed and titled in blue with a check mark (right)
+    or orange with a cross (wrong), with the predicted class and its confidence, and beside it a bar chart
+    of the top-k probabilities (the true class's bar blue, a wrong winner's orange)."""
     classes, num_classes = test.classes, len(test.classes)
     rows = pick_per_class(test.labels, num_classes, per_class, seed)
     fig = plt.figure(figsize=(per_class * 3.5 + 0.6, num_classes * 1.55 + 1.0))
     grid = fig.add_gridspec(num_classes, 2 * per_class, width_ratios=[1.0, 1.25] * per_class,
                             wspace=0.12, hspace=0.55, left=0.05, right=0.985, top=1 - 0.95 / fig.get_figheight(),
-                            bottom=0.02)
+                            bottom=0.035)
     for c, indices in enumerate(rows):
         for j in range(per_class):
             ax_img, ax_bar = fig.add_subplot(grid[c, 2 * j]), fig.add_subplot(grid[c, 2 * j + 1])
@@ -121,7 +135,8 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
             ax_img.set_xticks([]), ax_img.set_yticks([])
             for spine in ax_img.spines.values():
                 spine.set_edgecolor(colour), spine.set_linewidth(3)
-            ax_img.set_title(f"{classes[predicted]} {float(top.values[0]):.0%}", color=colour, fontsize=9,
+            mark = RIGHT_MARK if predicted == true else WRONG_MARK
+            ax_img.set_title(f"{mark} {classes[predicted]} {float(top.values[0]):.0%}", color=colour, fontsize=9,
                              fontweight="bold", pad=3)
             bar_colours = [CORRECT if k == true else (WRONG if n == 0 else NEUTRAL)
                            for n, k in enumerate(top.indices.tolist())]
@@ -131,18 +146,20 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
                 # Names inside long bars, after short ones: no labels spill onto the image beside.
                 inside = value > 0.55
                 ax_bar.text(value - 0.02 if inside else value + 0.02, yy, f"{classes[k]} {value:.0%}",
-                            va="center", ha="right" if inside else "left", fontsize=7,
+                            va="center", ha="right" if inside else "left", fontsize=8,
                             color="white" if inside else "black", clip_on=False)
             ax_bar.set_yticks([])
             ax_bar.set_xlim(0, 1)
-            ax_bar.set_xticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=6)
+            ax_bar.set_xticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=7)
             ax_bar.tick_params(length=2, pad=1)
+            if c == num_classes - 1:
+                ax_bar.set_xlabel("probability", fontsize=8, labelpad=1)
             ax_bar.spines[["top", "right"]].set_visible(False)
     correct = sum(int(probs[i].argmax()) == int(test.labels[i]) for r in rows for i in r)
     shown = sum(len(r) for r in rows)
     fig.suptitle(f"Test images, one row per true class: {correct}/{shown} right. Title = predicted class and "
-                 f"confidence (green right, red wrong);\nbars = top-{top_k} probabilities "
-                 f"(green = the true class)", fontsize=11)
+                 f"confidence ({RIGHT_MARK} blue: right, {WRONG_MARK} orange: wrong);\nbars = top-{top_k} "
+                 f"probabilities (blue = the true class)", fontsize=11)
     return fig
 
 
@@ -165,12 +182,12 @@ def plot_filters(model, title: str = "First-layer filters"):
     high = weights.amax(dim=(1, 2, 3), keepdim=True)
     patches = ((weights - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
     rows, columns = grid_shape(len(patches))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(5.5, columns * 0.9), rows * 0.95 + 0.6), squeeze=False)
     for n, ax in enumerate(axes.flat):
         ax.axis("off")
         if n < len(patches):
             ax.imshow(patches[n], interpolation="nearest")
-            ax.set_title(str(n), fontsize=6, pad=1)
+            ax.set_title(str(n), fontsize=8, pad=1)
     k = weights.shape[-1]
     fig.suptitle(f"{title}: {len(patches)} filters of {k}x{k}x{weights.shape[1]} "
                  f"({rows}x{columns} grid, each min-max scaled)", fontsize=10)
@@ -195,24 +212,42 @@ def block_output(model, images: torch.Tensor, block: int = 1) -> torch.Tensor:
     return captured["act"].float()
 
 
-def plot_feature_maps(model, image: torch.Tensor, caption: str = ""):
-    """The first block's activation maps for one uint8 image [3, H, W], beside the image itself."""
+def axes_at(fig, left: float, bottom: float, width: float, height: float | None = None):
+    """An axes placed in inches from the figure's bottom-left corner (square when `height` is None):
+    layouts without the gaps that automatic spacing leaves around images."""
+    fig_width, fig_height = fig.get_size_inches()
+    height = width if height is None else height
+    return fig.add_axes((left / fig_width, bottom / fig_height, width / fig_width, height / fig_height))
+
+
+def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float = 1.0):
+    """The first block's activation maps for one uint8 image [3, H, W], beside the image itself.
+
+    Laid out in inches: the image is a square as tall as the grid of maps (`cell` inches per map), so the
+    figure has no blank band, and the title is centred over the whole figure. Each map's channel number
+    sits in its corner.
+    """
     maps = block_output(model, image[None], block=1)[0].cpu().numpy()
     rows, columns = grid_shape(len(maps))
-    fig = plt.figure(figsize=(columns * 1.0 + 3.2, max(3.2, rows * 1.0 + 0.6)))
-    left, right = fig.subfigures(1, 2, width_ratios=[3.2, columns * 1.0])
-    ax = left.subplots()
+    pad, gap, margin, title, caption_band = 0.05, 0.25, 0.1, 0.45, 0.3  # inches
+    # The image's square, with its caption as tall as the grid of maps (no blank band); 2.5 inches at least.
+    side = max(rows * cell, 2.5) - caption_band
+    width = margin + side + gap + columns * cell + margin
+    height = title + side + caption_band + margin
+    fig = plt.figure(figsize=(width, height))
+    ax = axes_at(fig, margin, margin, side)
     ax.imshow(image.cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_title(caption or "input", fontsize=9)
+    ax.set_title(caption or "input image", fontsize=9)
     ax.axis("off")
-    axes = np.atleast_1d(right.subplots(rows, columns, squeeze=False)).flat
-    for n, ax in enumerate(axes):
+    for n in range(len(maps)):
+        row, column = divmod(n, columns)
+        ax = axes_at(fig, margin + side + gap + column * cell, margin + (rows - 1 - row) * cell, cell - pad)
+        ax.imshow(maps[n], cmap="viridis", interpolation="nearest")
+        ax.text(0.03, 0.97, str(n), transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
         ax.axis("off")
-        if n < len(maps):
-            ax.imshow(maps[n], cmap="viridis", interpolation="nearest")
-            ax.set_title(str(n), fontsize=6, pad=1)
-    right.suptitle(f"First-layer feature maps: {len(maps)} channels after the activation, "
-                   f"{maps.shape[1]}x{maps.shape[2]} px (each on its own colour scale)", fontsize=10)
+    fig.suptitle(f"First-layer feature maps: {len(maps)} channels after the activation, {maps.shape[1]}x{maps.shape[2]} "
+                 f"px each (own colour scale; number = channel)", fontsize=10, y=1 - 0.08 / height, va="top")
     return fig
 
 
@@ -347,33 +382,160 @@ def gradient_to_image(gradient: torch.Tensor) -> np.ndarray:
 
 
 def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], boxes: list[tuple],
-                         titles: list[str], block: int = 5):
-    """One row per neuron: the test image that excites it most with the unit's receptive field boxed,
-    the guided-backprop map, and the map's magnitude over the image inside the receptive field."""
-    height = 2.45 * len(gradients) + 0.6
-    fig, axes = plt.subplots(len(gradients), 3, figsize=(8.2, height), squeeze=False)
-    for row, (image, gradient, box, title) in enumerate(zip(images, gradients, boxes, titles)):
-        top, left, bottom, right = box
+                         titles: list[str], block: int = 5, columns: int = 2, panel: float = 1.9):
+    """Per neuron three panels: the test image that excites it most, the guided-backprop map, and the
+    map's magnitude over the image inside the unit's receptive field. Neurons run in `columns` columns;
+    the three panel headers are written once per column, and each neuron gets one title line.
+
+    The receptive-field box is drawn only where the field is smaller than the image; when it covers
+    the whole image, the title says so instead of drawing an invisible box along the border.
+    """
+    count = len(gradients)
+    columns = max(1, min(columns, count))
+    rows = math.ceil(count / columns)
+    gap, group_gap, margin, title_band, header, top = 0.08, 0.45, 0.15, 0.42, 0.5, 0.45  # inches
+    group_width = 3 * panel + 2 * gap
+    width = 2 * margin + columns * group_width + (columns - 1) * group_gap
+    height = top + header + rows * (panel + title_band) + margin
+    fig = plt.figure(figsize=(width, height))
+    whole_images = 0
+    for n, (image, gradient, box, title) in enumerate(zip(images, gradients, boxes, titles)):
+        group, row = n % columns, n // columns
+        left = margin + group * (group_width + group_gap)
+        bottom = margin + (rows - 1 - row) * (panel + title_band)
+        axes = [axes_at(fig, left + i * (panel + gap), bottom, panel) for i in range(3)]
+        top_, left_, bottom_, right_ = box
         picture = image.cpu().permute(1, 2, 0).numpy()
+        # A box that leaves out less than 5% of the width and height would only retrace the border.
+        whole = (bottom_ - top_ + 1 >= 0.95 * picture.shape[0]) and (right_ - left_ + 1 >= 0.95 * picture.shape[1])
+        whole_images += whole
+        axes[0].imshow(picture, interpolation="nearest")
+        if not whole:  # a black edge under the yellow one: visible on light and dark images alike
+            for colour, line in (("black", 4.0), ("yellow", 2.0)):
+                axes[0].add_patch(Rectangle((left_ - 0.5, top_ - 0.5), right_ - left_ + 1, bottom_ - top_ + 1,
+                                            fill=False, edgecolor=colour, linewidth=line))
+        axes[1].imshow(gradient_to_image(gradient), interpolation="nearest")
+        if not gradient.any():
+            axes[1].text(0.5, 0.5, "all zero", transform=axes[1].transAxes, ha="center", va="center", fontsize=10)
         magnitude = gradient.abs().amax(dim=0).numpy()
         magnitude = magnitude / max(float(np.quantile(magnitude, 0.995)), 1e-12)
-        whole = (top, left) == (0, 0) and (bottom, right) == (picture.shape[0] - 1, picture.shape[1] - 1)
-        axes[row, 0].imshow(picture, interpolation="nearest")
-        axes[row, 0].add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1,
-                                         fill=False, edgecolor="yellow", linewidth=2.5))
-        axes[row, 0].set_title(title, fontsize=8)
-        axes[row, 1].imshow(gradient_to_image(gradient), interpolation="nearest")
-        axes[row, 1].set_title("guided backprop" + (" (all zero)" if not gradient.any() else ""), fontsize=8)
-        crop = (slice(top, bottom + 1), slice(left, right + 1))
-        axes[row, 2].imshow(picture[crop].mean(axis=2), cmap="gray", interpolation="nearest")
-        axes[row, 2].imshow(np.clip(magnitude[crop], 0, 1), cmap="inferno", alpha=0.65, interpolation="nearest")
-        axes[row, 2].set_title("|map| on the image, " + ("whole image = receptive field" if whole else
-                               f"receptive field {bottom - top + 1}x{right - left + 1} px"), fontsize=8)
-        for ax in axes[row]:
+        crop = (slice(top_, bottom_ + 1), slice(left_, right_ + 1))
+        axes[2].imshow(picture[crop].mean(axis=2), cmap="gray", interpolation="nearest")
+        axes[2].imshow(np.clip(magnitude[crop], 0, 1), cmap="inferno", alpha=0.65, interpolation="nearest")
+        for ax in axes:
             ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Guided backprop for {len(gradients)} CONV{block} neurons "
-                 f"(yellow box: the unit's receptive field)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
+        field = f" | field {bottom_ - top_ + 1}x{right_ - left_ + 1} px"
+        fig.text(left / width, (bottom + panel + 0.08) / height, title + field, fontsize=10, ha="left", va="bottom")
+    for group in range(columns):  # the panel headers, once per column of neurons
+        left = margin + group * (group_width + group_gap)
+        for i, header_text in enumerate(("test image" + ("\n(box: receptive field)" if whole_images < count else ""),
+                                         "guided-backprop\nmap", "|map| over the\nreceptive field")):
+            fig.text((left + i * (panel + gap) + panel / 2) / width, (height - top) / height, header_text,
+                     fontsize=10, fontweight="bold", ha="center", va="top")
+    note = ("each unit's receptive field covers the whole image, so no box is drawn" if whole_images == count else
+            "yellow box: the unit's receptive field" + (" (not drawn where it covers the whole image)"
+                                                         if whole_images else ""))
+    fig.suptitle(f"Guided backprop for {count} CONV{block} neurons ({note})", fontsize=12,
+                 y=1 - 0.15 / height, va="top")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Learning curves (Part-A/03, Part-B/02), preprocessing (Part-B/01), per-layer costs (Part-A/01)
+# --------------------------------------------------------------------------------------------
+def plot_learning_curves(history: list[dict], title: str = "Learning curves"):
+    """Train and validation loss (left) and accuracy (right) per epoch from a run's `history` (the
+    per-epoch dicts of `train.fit`), the best epoch (highest validation accuracy) marked.
+
+    Introduced in Part-A/03. Train numbers are measured on augmented batches with dropout on, so they
+    sit below what the same weights score on clean training images.
+    """
+    rows = [row for row in history or [] if "epoch" in row]
+    if not rows:
+        raise ValueError("plot_learning_curves needs per-epoch rows with an 'epoch' key (head-only "
+                         "fine-tuning records steps, not epochs)")
+    epochs = [row["epoch"] for row in rows]
+    best = max(rows, key=lambda row: row.get("val_acc", -1.0))
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.9))
+    for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        for split, colour, marker in (("train", "#0072b2", "o"), ("val", "#d55e00", "s")):
+            key = f"{split}_{metric}"
+            if all(row.get(key) is not None for row in rows):
+                ax.plot(epochs, [row[key] for row in rows], marker=marker, color=colour, ms=4,
+                        label="train (augmented, dropout on)" if split == "train" else "validation")
+        ax.axvline(best["epoch"], color="#555555", ls=":", lw=1.2, label=f"best epoch ({best['epoch']})")
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if best.get("val_acc") is not None:
+        acc_ax.plot([best["epoch"]], [best["val_acc"]], marker="*", ms=14, color="#d55e00", mec="black",
+                    ls="none", label=f"best val acc {best['val_acc']:.1%}")
+    loss_ax.legend(fontsize=8)
+    acc_ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{title}: {len(rows)} epochs, best validation accuracy at epoch {best['epoch']}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_preprocessing_comparison(image_path, size: int, resize_to: int, scratch_size: int | None = None,
+                                  title: str | None = None):
+    """One photo three ways (Part-B Q1(a)): the original with the centre crop's region drawn on it, Part A's
+    squash to `scratch_size` (default `size`) square, and Part B's resize of the shorter side to
+    `resize_to` followed by the centre `size` x `size` crop. Both use `data.resize_uint8`, the function
+    the caches are built with, so the panels show exactly what each model sees.
+
+    Introduced in Part-B/01.
+    """
+    from PIL import Image
+
+    # The whole photo at full resolution (the cache decoders may decode JPEGs at a reduced scale).
+    with Image.open(image_path) as photo:
+        original = torch.from_numpy(np.array(photo.convert("RGB"))).permute(2, 0, 1)
+    height, width = original.shape[1:]
+    squashed = data_lib.resize_uint8(original, scratch_size or size)
+    cropped = data_lib.resize_uint8(original, size, resize_to)
+    # The crop in the original's pixels: the shorter side is scaled to resize_to, then `size` is kept.
+    crop_side = size * min(height, width) / resize_to
+    crop_left, crop_top = (width - crop_side) / 2, (height - crop_side) / 2
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.0), gridspec_kw={"width_ratios": [max(1.0, width / height), 1, 1]})
+    panels = [(original, f"original, {width}x{height} px\n(dashed: the region Part B keeps)"),
+              (squashed, f"Part A: squashed to {squashed.shape[2]}x{squashed.shape[1]}\n(whole photo, aspect "
+                         f"{width / height:.2f} -> 1.00)"),
+              (cropped, f"Part B: shorter side to {resize_to}, centre crop\n{cropped.shape[2]}x{cropped.shape[1]} "
+                        f"(keeps {crop_side ** 2 / (width * height):.0%} of the photo)")]
+    for ax, (picture, caption) in zip(axes, panels):
+        ax.imshow(picture.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(caption, fontsize=10)
+        ax.set(xlabel="x (px)", ylabel="y (px)")
+        ax.tick_params(labelsize=8)
+    for colour, line in (("black", 3.5), ("yellow", 1.8)):
+        axes[0].add_patch(Rectangle((crop_left - 0.5, crop_top - 0.5), crop_side, crop_side, fill=False,
+                                    edgecolor=colour, linewidth=line, linestyle="--" if colour == "yellow" else "-"))
+    fig.suptitle(title or f"{Path(image_path).parent.name}/{Path(image_path).name}: what each model sees",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_costs(names: list[str], parameters: list[int], macs: list[int], subtitle: str = ""):
+    """Parameters and multiply-accumulates per layer, on log axes, each bar labelled with its share.
+
+    Introduced in Part-A/01 (the per-layer split of the example network).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    colours = ["#0072b2" if name.startswith("conv") else "#e69f00" for name in names]
+    for ax, values, what in ((axes[0], parameters, "parameters"), (axes[1], macs, "MACs (multiply-accumulates)")):
+        bars = ax.bar(names, values, color=colours)
+        shares = [v / sum(values) for v in values]
+        ax.bar_label(bars, labels=[f"{s:.1%}" if s >= 0.001 else f"{s:.3%}" for s in shares], fontsize=8, padding=2)
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(values) * 4)  # room for the labels above the tallest bar
+        ax.set(xlabel="layer (conv layers: output size)", ylabel=f"{what}, log scale",
+               title=f"{what.split(' ')[0]} per layer: total {sum(values):,}")
+        ax.grid(axis="y", alpha=0.3)
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=11)
+    fig.tight_layout()
     return fig
 
 

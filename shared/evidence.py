@@ -1,0 +1,375 @@
+"""Statements computed from the numbers, each naming its evidence, and refusals where the evidence is thin.
+
+Introduced in Part-A/02 (Question 3's observations, through `sweep_plots.observations`) and reused by
+Part-A/03 (test vs validation), Part-B/01 (strategies) and Part-B/02 (scratch vs fine-tuned). Prose
+written before the runs can contradict them; these functions write the sentence from the numbers.
+
+Every function returns `Finding`s. `.supported` is True only when the evidence clears the thresholds
+below; otherwise `.text` says which part is missing ("too few runs", "spreads overlap", ...). Units:
+"pp" (percentage points) for accuracy differences, "x" for ratios. Accuracies are fractions in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# A claim that one value of a parameter beats another needs all three:
+MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
+MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
+MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
+MAX_ASSOCIATION = 0.5   # a claim's runs must not also differ this much in another parameter (Cramer's V)
+PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
+Z_95 = 1.96             # two-sided 95% normal quantile, for binomial intervals
+
+# Learning curves: overfitting is claimed only from enough epochs and a clear signal.
+MIN_EPOCHS_FOR_CURVES = 3
+OVERFIT_GAP = 0.05      # train accuracy above validation accuracy by 5 pp or more at the last epoch
+OVERFIT_LOSS_RISE = 0.05  # validation loss 5% or more above its minimum while the training loss still falls
+
+
+@dataclass
+class Group:
+    """The accuracies of the runs that share one value of a parameter."""
+    label: str
+    values: list[float]
+    note: str = ""  # what was left out of `values`, e.g. "+2 stopped early"
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (ddof=1); 0 for a single run."""
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+    def describe(self) -> str:
+        note = f", {self.note}" if self.note else ""
+        if not self.values:
+            return f"{self.label}: no finished runs{note}"
+        return f"{self.label}: {self.mean:.1%} ± {100 * self.std:.1f} pp (n={self.n}{note})"
+
+
+@dataclass
+class Finding:
+    """One statement: `text` is what to print, `supported` whether it is a conclusion the evidence backs."""
+    subject: str
+    supported: bool
+    text: str
+    reason: str | None = None  # why not supported: too few runs | spreads overlap | could be chance | confounded | ...
+    groups: list[Group] = field(default_factory=list)
+    difference: float | None = None  # highest minus lowest mean (a fraction; x100 for pp)
+    cohens_d: float | None = None
+    p_value: float | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting: one spelling of each unit
+# --------------------------------------------------------------------------------------------
+def pp(difference: float) -> str:
+    """A difference of two accuracies (fractions) in signed percentage points: 0.0123 -> '+1.2 pp'."""
+    return f"{100 * difference:+.1f} pp"
+
+
+def ratio(value: float) -> str:
+    """A ratio as 'x', readable at every scale: 1.49x, 12x, 0.35x, 0.0012x (1/830)."""
+    if not math.isfinite(value):
+        return "n/a"
+    if value >= 10:
+        return f"{value:,.0f}x"
+    if value >= 0.1:
+        return f"{value:.2f}x"
+    if value <= 0:
+        return f"{value:.2g}x"
+    return f"{value:.2g}x (1/{1 / value:,.0f})"  # tiny ratios: the inverse is what a reader can picture
+
+
+def binomial_interval(accuracy: float, images: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy measured on `images` independent images (95% by default)."""
+    if images <= 0:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * images)) / (1 + z * z / images)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / images + z * z / (4 * images * images)) / (1 + z * z / images)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def interval_half_width(accuracy: float, images: int) -> float:
+    """Half the width of `binomial_interval`: the '±' of an accuracy measured on `images` images."""
+    low, high = binomial_interval(accuracy, images)
+    return (high - low) / 2
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing groups of runs
+# --------------------------------------------------------------------------------------------
+def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
+    """How often shuffling the runs between the groups gives a spread of group means (max - min) at
+    least as large as the observed one. Makes no assumption about the shape of the distributions."""
+    values = np.concatenate([np.asarray(g.values, dtype=float) for g in groups])
+    labels = np.repeat(np.arange(len(groups)), [g.n for g in groups])
+    sizes = np.array([g.n for g in groups], dtype=float)
+
+    def spread_of_means(label_rows):
+        means = np.stack([(values * (label_rows == k)).sum(-1) / sizes[k] for k in range(len(groups))], axis=-1)
+        return means.max(-1) - means.min(-1)
+
+    observed = spread_of_means(labels)
+    shuffled = np.random.default_rng(seed).permuted(np.tile(labels, (permutations, 1)), axis=1)
+    at_least = int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+    return (at_least + 1) / (permutations + 1)
+
+
+def pooled_std(groups: list[Group]) -> float:
+    """The within-group standard deviation, pooled over the groups (weights n - 1)."""
+    degrees = sum(g.n - 1 for g in groups)
+    if degrees <= 0:
+        return math.nan
+    return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees)
+
+
+def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] | None = None) -> Finding:
+    """Does `subject` (a parameter) change accuracy? `groups` maps each value to the accuracies of its runs.
+
+    The groups with at least MIN_RUNS_PER_GROUP runs are compared: highest vs lowest mean, Cohen's d
+    against the pooled spread, and a permutation p-value for the spread of all their means. A claim is
+    made only when d >= MIN_COHENS_D and p <= MAX_P_VALUE; otherwise the text says which test failed.
+    `notes` adds per-value remarks (e.g. runs left out) to the printed groups.
+    """
+    notes = notes or {}
+    all_groups = [Group(str(label), [float(v) for v in values], notes.get(label, ""))
+                  for label, values in groups.items()]
+    enough = [g for g in all_groups if g.n >= MIN_RUNS_PER_GROUP]
+    too_few = [g for g in all_groups if g.n < MIN_RUNS_PER_GROUP]
+    counts = ", ".join(f"{g.label} n={g.n}" for g in all_groups)
+    if len(enough) < 2:
+        return Finding(subject, False, f"The runs do not support a conclusion about {subject}: too few runs "
+                       f"({counts}; a comparison needs >= {MIN_RUNS_PER_GROUP} finished runs for at least two values).",
+                       "too few runs", all_groups)
+    enough.sort(key=lambda g: g.mean, reverse=True)
+    top, bottom = enough[0], enough[-1]
+    difference = top.mean - bottom.mean
+    spread = pooled_std(enough)
+    d = difference / spread if spread > 0 else (math.inf if difference > 0 else 0.0)
+    p = permutation_p_value(enough)
+    evidence = f"d = {d:.2f}, permutation p = {p:.3f}"
+    listed = "; ".join(g.describe() for g in enough)
+    left_out = (f" Left out (fewer than {MIN_RUNS_PER_GROUP} finished runs): "
+                + "; ".join(g.describe() for g in too_few) + ".") if too_few else ""
+    finding = Finding(subject, False, "", None, all_groups, difference, d, p)
+    if d < MIN_COHENS_D:
+        finding.reason = "spreads overlap"
+        finding.text = (f"The runs do not support a conclusion about {subject}: spreads overlap. The best and worst "
+                        f"values differ by {pp(difference)}, less than {MIN_COHENS_D:g}x the pooled spread of "
+                        f"{100 * spread:.1f} pp ({evidence}). {listed}.{left_out}")
+    elif p > MAX_P_VALUE:
+        finding.reason = "could be chance"
+        finding.text = (f"The runs do not support a conclusion about {subject}: {top.label} leads {bottom.label} by "
+                        f"{pp(difference)}, but a difference this large arises by chance too often "
+                        f"({evidence} > {MAX_P_VALUE}). {listed}.{left_out}")
+    else:
+        finding.supported = True
+        finding.text = (f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy "
+                        f"({evidence}). {listed}.{left_out}")
+    return finding
+
+
+def aligned(first: list, second: list) -> bool:
+    """True when two varied columns pair their values one to one across the runs (e.g. every
+    augment=True run has batch_norm=False and vice versa): their effects cannot be told apart."""
+    pairs = set(zip(map(str, first), map(str, second)))
+    a_values, b_values = {a for a, _ in pairs}, {b for _, b in pairs}
+    return len(a_values) > 1 and len(pairs) == len(a_values) == len(b_values)
+
+
+def confounded_pairs(columns: dict[str, list]) -> list[tuple[str, str]]:
+    """Every pair of columns (same runs, same order) whose values are perfectly aligned."""
+    names = list(columns)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if aligned(columns[a], columns[b])]
+
+
+def association(first: list, second: list) -> float:
+    """Cramer's V between two categorical columns of the same runs: 0 = independent, 1 = one fixes the other."""
+    first, second = list(map(str, first)), list(map(str, second))
+    rows, columns = sorted(set(first)), sorted(set(second))
+    if min(len(rows), len(columns)) < 2:
+        return 0.0
+    table = np.zeros((len(rows), len(columns)))
+    for a, b in zip(first, second):
+        table[rows.index(a), columns.index(b)] += 1
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    chi2 = ((table - expected) ** 2 / expected).sum()
+    return float(math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
+
+
+def confounders(labels: list, others: dict[str, list]) -> list[tuple[str, float]]:
+    """(name, Cramer's V) of every column of `others` associated with `labels` (same runs) at
+    MAX_ASSOCIATION or more, strongest first."""
+    scores = [(name, association(labels, column)) for name, column in others.items()]
+    return sorted([(n, v) for n, v in scores if v >= MAX_ASSOCIATION], key=lambda item: -item[1])
+
+
+def describe_mix(labels: list, other_name: str, other: list) -> str:
+    """'mish: batch_norm=True 4/4; relu: batch_norm=False 6/6': each group's most common value of the other column."""
+    parts = []
+    for label in dict.fromkeys(map(str, labels)):
+        values = [str(o) for lab, o in zip(map(str, labels), other) if lab == label]
+        common = max(set(values), key=values.count)
+        parts.append(f"{label}: {other_name}={common} in {values.count(common)} of {len(values)}")
+    return "; ".join(parts)
+
+
+def describe_alignment(first_name: str, first: list, second_name: str, second: list) -> str:
+    """'augment=True always with batch_norm=False, augment=False always with batch_norm=True'."""
+    pairs = sorted(set(zip(map(str, first), map(str, second))))
+    return ", ".join(f"{first_name}={a} always with {second_name}={b}" for a, b in pairs)
+
+
+# --------------------------------------------------------------------------------------------
+# Two accuracies on image sets of known size
+# --------------------------------------------------------------------------------------------
+def accuracy_gap(first: float, second: float, first_images: int, second_images: int) -> tuple[float, float]:
+    """(first - second, the 95% noise bound on that difference) for accuracies on independent image sets.
+
+    For two models on the *same* images this bound is conservative (their errors are correlated)."""
+    variance = first * (1 - first) / max(first_images, 1) + second * (1 - second) / max(second_images, 1)
+    return first - second, Z_95 * math.sqrt(variance)
+
+
+def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_images: int | None = None) -> Finding:
+    """Part-A/03: which number to report, and what the validation-test gap means.
+
+    Validation accuracy chose the best epoch (early stopping) and the best config (the sweep), so it
+    is biased upwards; the test set was used once, so its accuracy is the unbiased estimate.
+    """
+    half = interval_half_width(test_acc, test_images)
+    low, high = binomial_interval(test_acc, test_images)
+    report = (f"Report the TEST accuracy, {test_acc:.2%} (95% interval {low:.1%} to {high:.1%}, ±{100 * half:.1f} pp "
+              f"from {test_images:,} test images): validation accuracy ({val_acc:.2%}) chose the epoch and the "
+              f"config, so it is optimistic; the test set was used once.")
+    gap, noise = accuracy_gap(val_acc, test_acc, val_images or test_images, test_images)
+    assumed = "" if val_images else " (assuming a validation set of the same size)"
+    if abs(gap) <= noise:
+        return Finding("test vs validation", False,
+                       f"{report} The validation-test gap, {pp(gap)}, is within the ±{100 * noise:.1f} pp that two "
+                       f"image samples of these sizes differ by chance{assumed}: no sign that selection on validation "
+                       f"inflated it.", "within noise", difference=gap)
+    direction = "above" if gap > 0 else "below"
+    meaning = ("selecting the epoch and the config on validation accuracy inflated it (or the test images differ "
+               "from the training folder's)" if gap > 0 else
+               "the test images were easier than the validation images, or the retrained model got lucky")
+    return Finding("test vs validation", True,
+                   f"{report} Validation accuracy lies {100 * abs(gap):.1f} pp {direction} test, beyond the "
+                   f"±{100 * noise:.1f} pp chance difference{assumed}: {meaning}.", difference=gap)
+
+
+# --------------------------------------------------------------------------------------------
+# Part B: strategies, and scratch vs fine-tuned
+# --------------------------------------------------------------------------------------------
+def _accuracy_ranking(subject: str, name: str, accuracy: float, best_name: str, best_accuracy: float,
+                      images: int | None, split: str) -> Finding:
+    """`name` against the best one on the same `images`: a ranking only when the gap is beyond chance."""
+    gap = accuracy - best_accuracy
+    if not images:
+        return Finding(subject, False, f"{name}: {split} accuracy {accuracy:.2%} vs {best_name}'s {best_accuracy:.2%} "
+                       f"({pp(gap)}); the number of {split} images is unknown, so no ranking.", "no image count",
+                       difference=gap)
+    gap, noise = accuracy_gap(accuracy, best_accuracy, images, images)
+    beyond = abs(gap) > noise
+    verdict = (f"beyond the ±{100 * noise:.1f} pp chance difference on {images:,} {split} images" if beyond else
+               f"within the ±{100 * noise:.1f} pp chance difference on {images:,} {split} images: no ranking")
+    return Finding(subject, beyond, f"{name}: {split} accuracy {accuracy:.2%} vs {best_name}'s {best_accuracy:.2%}, "
+                   f"{pp(gap)}, {verdict}.", None if beyond else "within noise", difference=gap)
+
+
+def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_images: int | None = None) -> list[Finding]:
+    """Part-B/01: every fine-tuning strategy against `reference` and against the most accurate one.
+
+    `rows` maps a strategy label to its measurements: val_acc, epoch_seconds (mean per epoch; for head
+    its whole run), train_seconds, trainable_params, total_params (a DataFrame's `.to_dict("index")`).
+    Ratios are computed from the rows, never assumed; an accuracy ranking is claimed only when the gap
+    is beyond the chance difference on `val_images` validation images.
+    """
+    base = rows[reference]
+    findings = []
+    for label, row in rows.items():
+        if label == reference:
+            continue
+        unit = "its whole run (features once, then the head)" if label.startswith("head") else "its epoch time"
+        share = row["trainable_params"] / row["total_params"]
+        findings.append(Finding(f"{label} cost", True,
+                                f"{label}: {unit} is {ratio(row['epoch_seconds'] / base['epoch_seconds'])} {reference}'s "
+                                f"epoch time ({row['epoch_seconds']:.1f} s vs {base['epoch_seconds']:.1f} s); total "
+                                f"training time {ratio(row['train_seconds'] / base['train_seconds'])} {reference}'s; "
+                                f"trains {share:.2%} of the weights ({row['trainable_params']:,} parameters, "
+                                f"{ratio(row['trainable_params'] / base['trainable_params'])} {reference}'s)."))
+    best = max(rows, key=lambda label: rows[label]["val_acc"])
+    findings += [_accuracy_ranking(f"{label} accuracy", label, row["val_acc"], best, rows[best]["val_acc"],
+                                   val_images, "validation")
+                 for label, row in rows.items() if label != best]
+    return findings
+
+
+def overfitting(history: list[dict], name: str = "the model") -> Finding:
+    """Judge overfitting from per-epoch train and validation curves, only when they exist and are long enough.
+
+    Overfitting: at the last epoch train accuracy exceeds validation accuracy by >= OVERFIT_GAP AND the
+    validation loss has risen >= OVERFIT_LOSS_RISE above its minimum while the training loss kept falling.
+    Train accuracy is measured on augmented batches with dropout on, so it understates the fit: a large
+    gap despite that is a real signal.
+    """
+    needed = ("train_acc", "val_acc", "train_loss", "val_loss")
+    rows = [row for row in history or [] if "epoch" in row and all(row.get(k) is not None for k in needed)]
+    if len(rows) < MIN_EPOCHS_FOR_CURVES:
+        return Finding(f"{name} overfitting", False,
+                       f"The curves do not support a conclusion about overfitting of {name}: {len(rows)} epoch(s) "
+                       f"with train and validation curves (a conclusion needs >= {MIN_EPOCHS_FOR_CURVES}).",
+                       "too few epochs")
+    last = rows[-1]
+    lowest = min(range(len(rows)), key=lambda i: rows[i]["val_loss"])
+    gap = last["train_acc"] - last["val_acc"]
+    rise = last["val_loss"] / rows[lowest]["val_loss"] - 1 if rows[lowest]["val_loss"] > 0 else 0.0
+    train_still_falls = last["train_loss"] < rows[lowest]["train_loss"]
+    facts = (f"after {len(rows)} epochs train accuracy {last['train_acc']:.1%} vs validation {last['val_acc']:.1%} "
+             f"({pp(gap)}); validation loss lowest at epoch {rows[lowest]['epoch']}, last epoch {100 * rise:+.0f}% "
+             f"above it; training loss {'still falling' if train_still_falls else 'not falling'} since then")
+    if gap >= OVERFIT_GAP and rise >= OVERFIT_LOSS_RISE and train_still_falls:
+        return Finding(f"{name} overfitting", True, f"{name} overfits: {facts}.")
+    if gap < OVERFIT_GAP and rise < OVERFIT_LOSS_RISE:
+        return Finding(f"{name} overfitting", True, f"{name} shows no sign of overfitting: {facts}.")
+    return Finding(f"{name} overfitting", False, f"The curves of {name} give mixed signals about overfitting "
+                   f"(thresholds: gap >= {pp(OVERFIT_GAP)}, loss rise >= {OVERFIT_LOSS_RISE:.0%}): {facts}.",
+                   "mixed signals")
+
+
+def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int,
+                         names: tuple[str, str] = ("the scratch CNN", "the fine-tuned model")) -> list[Finding]:
+    """Part-B/02's inferences, computed: test-accuracy gap, trainable parameters, time to best, overfitting.
+
+    `scratch`: test_acc, params, seconds_to_best, optional history. `tuned`: test_acc, trainable_params,
+    total_params, seconds_to_best, optional history (the records the notebook already builds).
+    """
+    scratch_name, tuned_name = names
+    findings = [_accuracy_ranking("accuracy", tuned_name, tuned["test_acc"], scratch_name, scratch["test_acc"],
+                                  test_images, "test")]
+    findings.append(Finding("trainable parameters", True,
+                            f"{tuned_name} trains {tuned['trainable_params']:,} parameters, "
+                            f"{ratio(tuned['trainable_params'] / scratch['params'])} {scratch_name}'s "
+                            f"{scratch['params']:,}, out of {tuned['total_params']:,} in total "
+                            f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable)."))
+    if scratch.get("seconds_to_best") and tuned.get("seconds_to_best") is not None:
+        findings.append(Finding("time to best", True,
+                                f"{tuned_name} reached its best validation accuracy in {tuned['seconds_to_best']:.1f} s, "
+                                f"{ratio(tuned['seconds_to_best'] / scratch['seconds_to_best'])} the "
+                                f"{scratch['seconds_to_best']:.1f} s of {scratch_name} (one run each; the sweep that "
+                                f"found the scratch config is not counted)."))
+    findings += [overfitting(scratch.get("history"), scratch_name), overfitting(tuned.get("history"), tuned_name)]
+    return findings
