@@ -235,3 +235,107 @@ def test_guided_backprop_figure():
     fig = viz.plot_guided_backprop(images[[i for _, i in chosen]], gradients, boxes, ["a", "b"])
     assert sum(1 for ax in fig.axes if ax.images) == 6
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ figures that read at a glance
+def test_per_class_labels_do_not_sit_on_the_overall_line():
+    """90% just under a 91.5% overall line: a label above its bar would be crossed by the line."""
+    fig = viz.plot_per_class_accuracy({"a": 0.9, "b": 1.0, "c": 0.85, "d": 0.05}, overall=0.915)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    line_y = ax.transData.transform((0, 0.915))[1]
+    labels = [t for t in ax.texts if t.get_text().endswith("%")]
+    assert len(labels) == 4
+    for text in labels:
+        box = text.get_window_extent(renderer)
+        assert not box.y0 <= line_y <= box.y1, f"{text.get_text()} sits on the overall line"
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_prediction_grid_marks_are_colour_blind_safe(demo_test_set):
+    from matplotlib import font_manager, ft2font
+
+    font = ft2font.FT2Font(font_manager.findfont("DejaVu Sans"))
+    assert font.get_char_index(ord(viz.RIGHT_MARK)) and font.get_char_index(ord(viz.WRONG_MARK))
+    probs = torch.softmax(torch.randn(len(demo_test_set), 10), dim=1)
+    fig = viz.plot_prediction_grid(demo_test_set, probs)
+    titles = [ax.title for ax in fig.axes if ax.images]
+    marks = {t.get_text()[0] for t in titles}
+    assert marks <= {viz.RIGHT_MARK, viz.WRONG_MARK} and viz.WRONG_MARK in marks  # random probabilities: some wrong
+    colours = {matplotlib.colors.to_hex(t.get_color()) for t in titles}
+    assert colours <= {viz.CORRECT, viz.WRONG} and viz.CORRECT == "#0072b2" and viz.WRONG == "#d55e00"
+    plt.close(fig)
+
+
+def test_feature_maps_layout_has_no_gap_and_a_centred_title():
+    fig = viz.plot_feature_maps(CNN(CNNConfig(filters=(16, 4, 4, 4, 4), input_size=32)).eval(),
+                                torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), "caption")
+    image_ax, *map_axes = [ax for ax in fig.axes if ax.images]
+    assert len(map_axes) == 16
+    maps_top = max(ax.get_position().y1 for ax in map_axes)
+    maps_bottom = min(ax.get_position().y0 for ax in map_axes)
+    caption_band = 0.3 / fig.get_figheight()
+    assert image_ax.get_position().y0 == pytest.approx(maps_bottom, abs=1e-3)
+    assert image_ax.get_position().y1 + caption_band == pytest.approx(maps_top, abs=0.02)
+    assert fig._suptitle is not None and fig._suptitle.get_position()[0] == 0.5  # centred on the whole figure
+    plt.close(fig)
+
+
+def _guided_inputs(count, size=32):
+    images = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8)
+    gradients = [torch.randn(3, size, size) for _ in range(count)]
+    boxes = [(0, 0, size - 1, size - 1) if n % 2 else (4, 6, 20, 22) for n in range(count)]
+    return images, gradients, boxes, [f"CONV5 channel {n} | image #{n}" for n in range(count)]
+
+
+def test_guided_backprop_figure_is_legible():
+    fig = viz.plot_guided_backprop(*_guided_inputs(10))
+    width, height = fig.get_size_inches()
+    assert 0.7 <= height / width <= 1.4  # two columns of neurons, not one tall strip
+    texts = list(fig.texts) + [ax.title for ax in fig.axes] + [t for ax in fig.axes for t in ax.texts]
+    written = [t for t in texts if t.get_text()]
+    assert min(t.get_fontsize() for t in written) >= 9
+    headers = [t.get_text() for t in fig.texts]
+    assert headers.count("guided-backprop\nmap") == 2  # once per column of neurons, not once per row
+    image_axes = [ax for n, ax in enumerate(a for a in fig.axes if a.images) if n % 3 == 0]
+    # Neuron n is whole-image when n is odd: no box there, a box (black under yellow) otherwise.
+    assert [len(ax.patches) for ax in image_axes] == [2, 0] * 5
+    plt.close(fig)
+    all_whole = _guided_inputs(2)
+    fig = viz.plot_guided_backprop(all_whole[0], all_whole[1], [(0, 0, 31, 31)] * 2, all_whole[3])
+    assert "covers the whole image, so no box is drawn" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_learning_curves():
+    history = [dict(epoch=e, train_loss=2.0 / e, val_loss=1.5 / e + 0.1 * e, train_acc=0.3 + 0.1 * e,
+                    val_acc=[0.4, 0.6, 0.55][e - 1]) for e in (1, 2, 3)]
+    fig = viz.plot_learning_curves(history, title="run")
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "epoch" and loss_ax.get_ylabel() and acc_ax.get_ylabel()
+    assert len(loss_ax.get_lines()) == 3 and "best epoch (2)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert "best validation accuracy at epoch 2" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="per-epoch"):
+        viz.plot_learning_curves([{"step": 10, "val_acc": 0.5}])
+
+
+def test_preprocessing_comparison(tmp_path):
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (120, 60), (30, 160, 90)).save(path)
+    fig = viz.plot_preprocessing_comparison(path, size=32, resize_to=40)
+    original, squashed, cropped = (ax.images[0].get_array() for ax in fig.axes)
+    assert original.shape[:2] == (60, 120) and squashed.shape[:2] == cropped.shape[:2] == (32, 32)
+    box = max(fig.axes[0].patches, key=lambda p: p.get_linewidth())
+    assert box.get_width() == pytest.approx(32 * 60 / 40)  # the crop region in the original's pixels
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_layer_costs_have_axis_labels():
+    fig = viz.plot_layer_costs(["conv1", "dense", "output"], [100, 10_000, 110], [10**6, 10_000, 100])
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["99.0%", "1.0%", "0.010%"]
+    plt.close(fig)
