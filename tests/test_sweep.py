@@ -1,5 +1,10 @@
-"""Sweeps: config building, offline runs through the `sweeps` engine, failure isolation, plots."""
+"""Sweeps: config building, offline runs through the `sweeps` engine, a runs table that keeps every run
+of every sweep and ties it to its data, continuing a sweep, several agents, hyperband, failures, plots."""
 import json
+import os
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -7,11 +12,13 @@ import torch
 
 from shared import data, sweep, sweep_plots, train as train_lib
 from shared.model import CNNConfig
+from shared.runtime import REPO_ROOT, UserError, run_mode
 from shared.train import TrainConfig
 
 TINY = dict(base_filters=8, organisation="same", kernel_size=3, activation="relu", augment=False,
             batch_norm=True, dropout=0.2, dense_neurons=32, lr=2e-3, batch_size=64, weight_decay=0.0,
             epochs=1, input_size=32)
+SHORT_HYPERBAND = {"min_iter": 1, "eta": 2}  # checks after epochs 2, 3, 5: what 2-4 epoch demo runs need
 
 
 @pytest.fixture(scope="module")
@@ -19,21 +26,81 @@ def root():
     return data.find_data()
 
 
-def tiny_config(method="grid", **values):
+def tiny_config(method="grid", early_terminate=False, **values):
     """A sweep config with one value per key, except the ones given as lists."""
-    return sweep.sweep_config(method, **{**TINY, **values})
+    return sweep.sweep_config(method, early_terminate=early_terminate, **{**TINY, **values})
 
 
+def planted_train(accuracy):
+    """A stand-in for train.train whose val_acc per epoch is planted: accuracy(train_config, epoch).
+
+    It honours fit's on_epoch contract (a True answer stops the run), so the sweep's record keeping,
+    engine and hyperband are tested on known curves in a fraction of the time of real training.
+    """
+    def fake_train(cnn, root, tcfg, on_epoch=None, **kwargs):
+        history, stopped_by = [], None
+        for epoch in range(1, tcfg.epochs + 1):
+            row = {"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+                   "val_acc": accuracy(tcfg, epoch), "lr": tcfg.lr, "epoch_seconds": 2.0, "images_per_second": 10.0}
+            history.append(row)
+            if on_epoch and on_epoch(row):
+                stopped_by = "on_epoch"
+                break
+        best = max(history, key=lambda row: row["val_acc"])
+        return train_lib.TrainResult(config={}, val_acc=best["val_acc"], best_epoch=best["epoch"],
+                                     epoch_seconds=[r["epoch_seconds"] for r in history], cache_seconds=0.0,
+                                     images_per_second=10.0, params=1, macs=1, split={}, skipped=[],
+                                     history=history, stopped_by=stopped_by)
+    return fake_train
+
+
+def planted_record(sweep_id, val_accs, root=None, state="finished", name="planted", **overrides):
+    """A runs-table record with a planted val_acc history, made on `root`'s data in this mode."""
+    _, _, flat = sweep.configs_from_params(TINY)
+    fingerprint = data.data_fingerprint(root) if root is not None else None
+    history = [{"epoch": i + 1, "val_acc": acc, "epoch_seconds": 2.0} for i, acc in enumerate(val_accs)]
+    record = {"config": flat, "val_acc": max(val_accs) if val_accs else None, "state": state, "error": None,
+              "name": name, "created": "2026-01-01T00:00:00+00:00", "params": 1, "macs": 1,
+              "epoch_seconds": [2.0] * len(val_accs), "best_epoch": 1, "images_per_second": None,
+              "history": history, "skipped": [], "sweep_id": sweep_id, "data": fingerprint,
+              "mode": run_mode(True), "input_size": 32, "epochs_asked": len(val_accs), "epochs_run": len(val_accs)}
+    return {**record, **overrides}
+
+
+def plant_sweep(path, root, config, records=(), sweep_id=None):
+    """A local sweep in the table at `path`, as run_sweep registers one, with planted runs."""
+    sweep_id = sweep_id or sweep.new_local_id()
+    sweep._register_sweep({"sweep_id": sweep_id, "method": config["method"], "wandb_mode": "offline",
+                           "config": config, "created": "2026-01-01T00:00:00+00:00",
+                           "data": data.data_fingerprint(root), "mode": run_mode(True)}, path)
+    for record in records:
+        sweep.append_run({**record, "sweep_id": sweep_id}, path)
+    return sweep_id
+
+
+# ------------------------------------------------------------------------------------------------
+# The sweep space
+# ------------------------------------------------------------------------------------------------
 def test_sweep_config_covers_the_assignment_space():
     params = sweep.SWEEP_CONFIG["parameters"]
     assert sweep.SWEEP_CONFIG["method"] == "bayes"
     assert sweep.SWEEP_CONFIG["metric"] == {"name": "val_acc", "goal": "maximize"}
+    assert sweep.SWEEP_CONFIG["early_terminate"] == {"type": "hyperband", "min_iter": 3, "eta": 2}
     assert set(params["organisation"]["values"]) == {"same", "doubling", "halving"}
     assert set(params["activation"]["values"]) == {"relu", "gelu", "silu", "mish"}
     assert set(params["augment"]["values"]) == set(params["batch_norm"]["values"]) == {True, False}
     assert set(params["dropout"]["values"]) == {0.2, 0.3}
     for key in ["base_filters", "kernel_size", "dense_neurons", "lr", "batch_size", "epochs", "weight_decay"]:
         assert key in params
+
+
+def test_the_sweep_space_is_fair():
+    """Issue 9: every organisation keeps >= 10 CONV5 channels (Question 4) and 512 -> 32 is in the space."""
+    params = sweep.SWEEP_CONFIG["parameters"]
+    spaces = [sweep.configs_from_params({**TINY, "base_filters": base, "organisation": organisation})[0].filters
+              for base in params["base_filters"]["values"] for organisation in params["organisation"]["values"]]
+    assert min(filters[-1] for filters in spaces) >= 10
+    assert (512, 256, 128, 64, 32) in spaces and (32, 64, 128, 256, 512) in spaces
 
 
 def test_sweep_config_narrows_without_touching_the_default():
@@ -48,6 +115,15 @@ def test_sweep_config_narrows_without_touching_the_default():
     assert all("distribution" not in spec for spec in grid["parameters"].values())
 
 
+def test_early_termination_can_be_shortened_or_switched_off():
+    short = sweep.sweep_config("bayes", 32, 3, early_terminate=SHORT_HYPERBAND)
+    assert short["early_terminate"] == {"type": "hyperband", "min_iter": 1, "eta": 2}
+    assert "early_terminate" not in sweep.sweep_config(early_terminate=False)
+    assert sweep.SWEEP_CONFIG["early_terminate"]["min_iter"] == 3  # the default is untouched
+    with pytest.raises(UserError, match="eta"):
+        sweep.sweep_config(early_terminate={"eta": 1})
+
+
 def test_flat_config_holds_every_field_and_plain_types():
     params = {**TINY, "base_filters": np.int64(16), "organisation": "doubling", "lr": np.float64(1e-3),
               "kernel_size": np.int64(5)}
@@ -60,11 +136,14 @@ def test_flat_config_holds_every_field_and_plain_types():
     assert CNNConfig.from_dict(flat) == cnn and TrainConfig.from_dict(flat) == tcfg
 
 
+# ------------------------------------------------------------------------------------------------
+# Real offline sweeps: records, failures
+# ------------------------------------------------------------------------------------------------
 def test_offline_sweep_writes_the_runs_table(root, tmp_path):
     path = tmp_path / "runs.json"
     config = tiny_config("bayes", activation=["relu", "silu"])
     result = sweep.run_sweep(root, 2, config=config, path=path)
-    assert result["mode"] == "offline" and result["method"] == "bayes" and result["sweep_id"]
+    assert result["mode"] == "offline" and result["method"] == "bayes" and result["sweep_id"].startswith("local-")
     assert len(result["runs"]) == 2
     for run in result["runs"]:
         assert run["state"] == "finished" and run["error"] is None
@@ -72,9 +151,13 @@ def test_offline_sweep_writes_the_runs_table(root, tmp_path):
         assert len(run["epoch_seconds"]) == 1 and run["params"] > 0 and run["macs"] > 0
         assert run["created"] and run["name"]
         assert run["config"]["activation"] in ("relu", "silu") and run["config"]["filters"] == [8] * 5
+        assert run["sweep_id"] == result["sweep_id"] and run["mode"] == "quick"
+        assert data.same_data(run["data"], data.data_fingerprint(root)) and run["data"]["demo"]
+        assert (run["input_size"], run["epochs_asked"], run["epochs_run"]) == (32, 1, 1)
     saved = json.loads(path.read_text())
     assert saved["runs"] == json.loads(json.dumps(result["runs"]))
-    cnn, tcfg, source = sweep.best_config(path=path)
+    assert saved["sweeps"][result["sweep_id"]]["config"] == config
+    cnn, tcfg, source = sweep.best_config(root, path=path)
     best = max(result["runs"], key=lambda r: r["val_acc"])
     assert cnn.activation == best["config"]["activation"] and source.startswith("sweep run")
 
@@ -108,17 +191,290 @@ def test_out_of_memory_is_recorded_and_memory_released(root, tmp_path, monkeypat
 
 
 def test_other_errors_propagate_but_keep_finished_runs(root, tmp_path, monkeypatch):
+    """A bug in run 2 stops the sweep, but run 1, finished before it, is already in the table."""
     path = tmp_path / "runs.json"
+    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
 
-    def broken(*args, **kwargs):
-        raise KeyError("a real bug")
+    def bug_in_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyError("a real bug")
+        return fake(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "train", broken)
+    monkeypatch.setattr(sweep, "train", bug_in_second_run)
     with pytest.raises(KeyError):
-        sweep.run_sweep(root, 1, config=tiny_config(), path=path)
-    assert json.loads(path.read_text())["runs"] == []
+        sweep.run_sweep(root, 3, config=tiny_config("grid", lr=[1e-3, 2e-3, 3e-3]), path=path)
+    runs = json.loads(path.read_text())["runs"]
+    assert [run["config"]["lr"] for run in runs] == [1e-3] and runs[0]["state"] == "finished"
 
 
+# ------------------------------------------------------------------------------------------------
+# Nothing lost, nothing stale
+# ------------------------------------------------------------------------------------------------
+def test_every_sweep_is_kept_and_count_zero_changes_nothing(root, tmp_path, monkeypatch):
+    """Issue 8: a second sweep used to overwrite the first one's table, and --count 0 wrote "runs": []."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: 0.5))
+    path = tmp_path / "runs.json"
+    first = sweep.run_sweep(root, 1, config=tiny_config(), path=path)
+    second = sweep.run_sweep(root, 1, config=tiny_config(), path=path)
+    assert first["sweep_id"] != second["sweep_id"]
+    table = json.loads(path.read_text())
+    assert [run["sweep_id"] for run in table["runs"]] == [first["sweep_id"], second["sweep_id"]]
+    assert len(second["runs"]) == 1  # a sweep's result holds its own runs only
+    before = path.read_bytes()
+    assert sweep.run_sweep(root, 0, path=path)["runs"] == []
+    assert sweep.run_sweep(root, 0, sweep_id=first["sweep_id"], path=path)["runs"] == first["runs"]
+    assert path.read_bytes() == before
+
+
+def test_new_sweeps_draw_new_configs(root, tmp_path, monkeypatch):
+    """The engine was re-seeded with 0 for every sweep, so every new bayes sweep began with the same config."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: 0.5))
+    config = tiny_config("bayes", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
+    lrs = [sweep.run_sweep(root, 1, config=config, path=tmp_path / "runs.json")["runs"][0]["config"]["lr"]
+           for _ in range(2)]
+    assert lrs[0] != lrs[1]
+    state = np.random.get_state()[1].copy()
+    sweep.run_sweep(root, 1, config=config, path=tmp_path / "runs.json")
+    assert (np.random.get_state()[1] == state).all()  # the engine's seeding leaves the caller's generator alone
+
+
+def test_a_local_sweep_continues_with_its_history(root, tmp_path, monkeypatch):
+    """Issue 8: offline there was no way to continue a sweep; the engine must see the runs so far."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: min(0.9, 100 * tcfg.lr)))
+    engine, seen = sweep._engine(), []
+    real_next_run = engine.next_run
+
+    def spy(config, runs, *args, **kwargs):
+        seen.append([(run.state, run.config["lr"]["value"], run.summary_metrics) for run in runs])
+        return real_next_run(config, runs, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "next_run", spy)
+    path = tmp_path / "runs.json"
+    config = tiny_config("random", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
+    first = sweep.run_sweep(root, 2, config=config, path=path)
+    again = sweep.run_sweep(root, 1, sweep_id=first["sweep_id"], path=path)
+    assert again["sweep_id"] == first["sweep_id"] and again["runs"][:2] == first["runs"]
+    assert [len(history) for history in seen] == [0, 1, 2]
+    lr_so_far = [run["config"]["lr"] for run in first["runs"]]
+    assert [lr for _, lr, _ in seen[2]] == lr_so_far
+    assert seen[2][0][2] == {"val_acc": first["runs"][0]["val_acc"]}  # bayes would see the results, too
+    assert len({run["config"]["lr"] for run in again["runs"]}) == 3  # no repeated config
+    assert sweep.agent_command(first["sweep_id"], 5) == f"python -m shared sweep --sweep-id {first['sweep_id']} --count 5"
+
+
+def test_continue_a_local_sweep_from_the_command_line(root, tmp_path):
+    """`python -m shared sweep --sweep-id local-... --count N` continues offline; --json holds every run so far."""
+    path = tmp_path / "runs.json"
+    first = sweep.run_sweep(root, 1, config=tiny_config("grid", activation=["relu", "silu"]), path=path)
+    command = sweep.agent_command(first["sweep_id"], 1, data=root, path=path).split()[1:]
+    subprocess.run([sys.executable, *command, "--json", str(tmp_path / "out.json")], check=True, cwd=REPO_ROOT,
+                   env={**os.environ, "INAT_OUTPUTS": str(tmp_path)}, capture_output=True, text=True)
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["sweep_id"] == first["sweep_id"] and len(out["runs"]) == 2
+    assert [run["config"]["activation"] for run in out["runs"]] == ["relu", "silu"]  # the grid went on
+    assert out["runs"] == json.loads(path.read_text())["runs"]
+
+
+def test_continuing_refuses_what_would_mix_results(root, tmp_path):
+    path = tmp_path / "runs.json"
+    sweep_id = plant_sweep(path, root, tiny_config())
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="no local sweep local-nope"):
+        sweep.run_sweep(root, 1, sweep_id="local-nope", path=path)
+    with pytest.raises(UserError, match="W&B server"):
+        sweep.run_sweep(root, 1, sweep_id="abc123", path=path)  # W&B is offline in the tests
+    with pytest.raises(UserError, match="epochs"):
+        sweep.run_sweep(root, 1, sweep_id=sweep_id, epochs=7, path=path)
+    with pytest.raises(UserError, match="another sweep config"):
+        sweep.run_sweep(root, 1, sweep_id=sweep_id, config=tiny_config(lr=1e-2), path=path)
+    other = plant_sweep(path, root, tiny_config())
+    table = json.loads(path.read_text())
+    table["sweeps"][other]["data"] = {"root": "/elsewhere", "files": "0123456789abcdef", "demo": False}
+    path.write_text(json.dumps(table))
+    with pytest.raises(UserError, match="other data"):
+        sweep.run_sweep(root, 1, sweep_id=other, path=path)
+    assert json.loads(path.read_text())["runs"] == json.loads(before)["runs"] == []
+
+
+def test_best_config_uses_only_runs_on_the_data_in_use(root, tmp_path, capsys):
+    """Issue 8: the demo sweep's digits winner would have been retrained on the real data."""
+    path = tmp_path / "runs.json"
+    elsewhere = {"root": "/kaggle/input/inaturalist_12K", "files": "0123456789abcdef", "demo": False}
+    records = [planted_record("local-a", [0.6], root, name="here-good"),
+               planted_record("local-a", [0.4], root, name="here-worse"),
+               planted_record("local-a", [0.99], root, name="other-data", data=elsewhere),
+               planted_record("local-b", [0.98], root, name="demo-mode", mode="demo"),
+               planted_record("local-b", [0.97], root, name="stopped", state="stopped"),
+               {**planted_record("local-old", [0.95], name="legacy"), "data": None}]
+    for record in records:
+        sweep.append_run(record, path)
+    capsys.readouterr()
+    cnn, tcfg, source = sweep.best_config(root, path=path)
+    assert "here-good" in source
+    line = capsys.readouterr().out.strip()
+    assert line.count("\n") == 0 and "1 run made on other data" in line and "in demo mode" in line
+    assert "with no data record" in line
+    assert [r["name"] for r in sweep.load_runs(path=path, root=root)] == ["here-good", "here-worse", "stopped"]
+    assert [r["name"] for r in sweep.load_runs("local-b", path=path, root=root)] == ["stopped"]
+    assert len(sweep.load_runs(path=path)) == 6  # no root: every run, unfiltered
+    assert sweep.best_config(root, sweep_id="local-b", path=path)[2] == "default"  # no finished run on this data
+    with pytest.raises(UserError, match="not a data folder"):
+        sweep.best_config("abc123", path=path)  # the old positional call best_config(SWEEP_ID)
+
+
+# ------------------------------------------------------------------------------------------------
+# Several agents on one table
+# ------------------------------------------------------------------------------------------------
+def test_one_agent_per_gpu_each_with_its_own_device_and_table(root, tmp_path, monkeypatch):
+    """Without GPUs here: the subprocess commands, and a merge that reads only this sweep's runs.
+
+    A stale 0.99 run of an earlier sweep in the same table must not become this sweep's best, and the
+    agent killed after its first run keeps that run.
+    """
+    path = tmp_path / "runs.json"
+    sweep.append_run(planted_record("abc000", [0.99], root, name="stale"), path)
+    launched = []
+
+    class FakeAgent:
+        def __init__(self, command, env, cwd, stdout):
+            gpu = env["CUDA_VISIBLE_DEVICES"]
+            launched.append((command, gpu))
+            table = command[command.index("--runs") + 1]
+            sweep_id = command[command.index("--sweep-id") + 1]
+            sweep.append_run(planted_record(sweep_id, [0.5 + int(gpu) / 10], root, name=f"gpu{gpu}"), table)
+            self.returncode = -9 if gpu == "1" else 0  # the agent on GPU 1 was killed after one run
+
+        def wait(self):
+            return self.returncode
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeAgent)
+    result = sweep.run_agents_on_gpus(root, "abc123", count=5, gpus=2, input_size=64, path=path)
+    assert [gpu for _, gpu in launched] == ["0", "1"]
+    counts = [command[command.index("--count") + 1] for command, _ in launched]
+    assert counts == ["3", "2"]
+    assert all(["--sweep-id", "abc123"] == c[c.index("--sweep-id"):c.index("--sweep-id") + 2] for c, _ in launched)
+    assert [r["name"] for r in result["runs"]] == ["gpu0", "gpu1"] and result["sweep_id"] == "abc123"
+    assert "gpu1" in sweep.best_config(root, sweep_id="abc123", path=path)[2]
+    assert len(json.loads(path.read_text())["runs"]) == 3  # the stale run is kept, only not mixed in
+    assert sweep.agent_command("abc123", 4, 64) == "python -m shared sweep --sweep-id abc123 --count 4 --input-size 64"
+
+
+def test_concurrent_agents_never_drop_a_run(tmp_path):
+    """Three processes append 40 runs each to one table at the same time: all 120 are kept.
+
+    Each waits until all three are ready, so their read-modify-writes overlap (without the lock, runs are lost).
+    """
+    path = tmp_path / "runs.json"
+    script = ("import sys, time; from pathlib import Path; from shared import sweep\n"
+              "name, table, ready = sys.argv[1], sys.argv[2], Path(sys.argv[3])\n"
+              "(ready / name).touch()\n"
+              "while len(list(ready.iterdir())) < 3: time.sleep(0.01)\n"
+              "for i in range(40):\n"
+              "    sweep.append_run({'name': f'{name}-{i}', 'sweep_id': 's'}, table)\n")
+    (tmp_path / "ready").mkdir()
+    agents = [subprocess.Popen([sys.executable, "-c", script, f"agent{n}", str(path), str(tmp_path / "ready")],
+                               cwd=REPO_ROOT) for n in range(3)]
+    assert [agent.wait(timeout=300) for agent in agents] == [0, 0, 0]
+    names = [run["name"] for run in json.loads(path.read_text())["runs"]]
+    assert sorted(names) == sorted(f"agent{n}-{i}" for n in range(3) for i in range(40))
+
+
+# ------------------------------------------------------------------------------------------------
+# Early termination
+# ------------------------------------------------------------------------------------------------
+def hyperband_config(**early_terminate):
+    return sweep.sweep_config("bayes", early_terminate=early_terminate or SHORT_HYPERBAND)
+
+
+def test_hyperband_stops_a_planted_weak_run_and_spares_a_strong_one():
+    config = hyperband_config()  # min_iter 1, eta 2: bands at epochs 2, 3, 5 (1-based)
+    earlier = [planted_record("s", [0.5, 0.8, 0.9, 0.95], name=f"good{i}") for i in range(3)]
+    rows = lambda accs: [{"epoch": i + 1, "val_acc": acc} for i, acc in enumerate(accs)]  # noqa: E731
+    weak = sweep.hyperband_stop_reason(config, earlier, rows([0.1, 0.12]))
+    assert weak.startswith("hyperband: best val_acc 0.1200 after 2 epochs") and "epoch 2" in weak
+    assert sweep.hyperband_stop_reason(config, earlier, rows([0.5, 0.85])) is None  # top half: goes on
+    assert sweep.hyperband_stop_reason(config, earlier, rows([0.1])) is None  # before the first band
+    assert sweep.hyperband_stop_reason(config, [], rows([0.1, 0.12])) is None  # nothing to compare with
+    assert sweep.hyperband_stop_reason(sweep.sweep_config(early_terminate=False), earlier, rows([0.1, 0.1])) is None
+    # The real runs' rule: min_iter 3 waits for four epochs before its first comparison.
+    default = sweep.sweep_config("bayes")
+    slow_start = [{"epoch": i + 1, "val_acc": 0.1} for i in range(4)]
+    assert sweep.hyperband_stop_reason(default, earlier, slow_start[:3]) is None
+    assert sweep.hyperband_stop_reason(default, earlier, slow_start) is not None
+
+
+def test_offline_hyperband_stops_a_real_run_and_records_it(root, tmp_path):
+    """A real run that learns nothing (lr 1e-7) in a sweep of good planted runs is stopped after epoch 2."""
+    path = tmp_path / "runs.json"
+    config = tiny_config("random", early_terminate=SHORT_HYPERBAND, lr=1e-7, epochs=4)
+    good = [planted_record("", [0.6, 0.9, 0.95, 0.97], root, name=f"good{i}") for i in range(2)]
+    sweep_id = plant_sweep(path, root, config, good)
+    result = sweep.run_sweep(root, 1, sweep_id=sweep_id, path=path)
+    weak = result["runs"][-1]
+    assert weak["state"] == "stopped" and weak["stop_reason"].startswith("hyperband")
+    assert (weak["epochs_asked"], weak["epochs_run"]) == (4, 2) and len(weak["history"]) == 2
+    assert weak["val_acc"] == max(row["val_acc"] for row in weak["history"]) < 0.6
+    summary = sweep.early_termination_summary(result["runs"])
+    assert summary["stopped"] == 1 and summary["epochs_saved"] == 2 and summary["epochs_asked"] == 12
+    mean_epoch = sum(weak["epoch_seconds"]) / 2
+    assert summary["seconds_saved"] == pytest.approx(2 * mean_epoch)
+
+
+def test_offline_sweep_stops_weak_runs_as_it_goes(root, tmp_path, monkeypatch):
+    """Planted curves through the whole path: the weak config is stopped, the strong ones finish."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: min(0.95, 100 * tcfg.lr * epoch)))
+    config = tiny_config("grid", early_terminate=SHORT_HYPERBAND, lr=[3e-3, 2e-3, 1e-4], epochs=4)
+    runs = sweep.run_sweep(root, 3, config=config, path=tmp_path / "runs.json")["runs"]
+    assert [(run["config"]["lr"], run["state"], run["epochs_run"]) for run in runs] == [
+        (3e-3, "finished", 4), (2e-3, "finished", 4), (1e-4, "stopped", 2)]
+
+
+def test_early_termination_summary_counts_epochs_and_seconds():
+    runs = [planted_record("s", [0.5, 0.6, 0.7, 0.8]),
+            planted_record("s", [0.2, 0.25], state="stopped", epochs_asked=4, epoch_seconds=[3.0, 5.0]),
+            planted_record("s", [0.3], state="stopped", epochs_asked=10),
+            planted_record("s", [0.5, 0.5], epochs_asked=4)]  # ended by its own patience: not hyperband's saving
+    summary = sweep.early_termination_summary(runs)
+    assert summary == {"runs": 4, "stopped": 2, "epochs_asked": 22, "epochs_run": 9, "epochs_saved": 11,
+                       "seconds_spent": 8.0 + 8.0 + 2.0 + 4.0, "seconds_saved": 2 * 4.0 + 9 * 2.0,
+                       "fraction_of_time_saved": pytest.approx(26 / 48)}
+
+
+def test_a_run_the_wandb_agent_stops_is_recorded_as_stopped(root, monkeypatch):
+    """Online, W&B's agent stops a run by raising a bare Exception in the run's thread (pyagent._terminate_thread)."""
+    from wandb.agents import pyagent
+
+    monkeypatch.setattr(pyagent, "_INSTANCES", 1)  # as inside wandb.agent
+    first_epoch, records = threading.Event(), []
+    params = {**TINY, "epochs": 30}
+    real_train = sweep.train
+
+    def train_and_signal(*args, on_epoch, **kwargs):
+        return real_train(*args, on_epoch=lambda row: on_epoch(row) or first_epoch.set(), **kwargs)
+
+    monkeypatch.setattr(sweep, "train", train_and_signal)
+    worker = threading.Thread(target=lambda: records.append(sweep.train_one(params, root)))
+    worker.start()
+    first_epoch.wait(timeout=120)
+    pyagent._terminate_thread(worker)  # what the agent does on the server's "stop" command
+    worker.join(timeout=120)
+    record, = records
+    assert record["state"] == "stopped" and "W&B sweep controller" in record["stop_reason"]
+    assert 1 <= record["epochs_run"] < 30 and record["val_acc"] == max(r["val_acc"] for r in record["history"])
+    monkeypatch.setattr(pyagent, "_INSTANCES", 0)  # outside an agent a bare Exception is a bug: it propagates
+
+    def bare_exception(*args, **kwargs):
+        raise Exception()
+
+    monkeypatch.setattr(sweep, "train", bare_exception)
+    with pytest.raises(Exception):
+        sweep.train_one(TINY, root)
+
+
+# ------------------------------------------------------------------------------------------------
+# Plots
+# ------------------------------------------------------------------------------------------------
 def fake_runs():
     runs = []
     for i, (activation, bn, acc) in enumerate([("relu", True, 0.5), ("gelu", False, 0.3), ("silu", True, 0.7),
@@ -151,31 +507,3 @@ def test_plots_and_importance_from_the_runs_table():
     by = sweep_plots.mean_accuracy_by(table, "batch_norm")
     assert by.loc["True", "runs"] == 3 and by.index[0] == "True"
     plt.close("all")
-
-
-def test_one_agent_per_gpu_each_with_its_own_device_and_table(tmp_path, monkeypatch):
-    """Without GPUs here: check the subprocess commands and the merge of their runs tables."""
-    launched = []
-
-    class FakeAgent:
-        def __init__(self, command, env, cwd):
-            launched.append((command, env["CUDA_VISIBLE_DEVICES"]))
-            out = command[command.index("--json") + 1]
-            gpu = env["CUDA_VISIBLE_DEVICES"]
-            run = {**fake_runs()[0], "name": f"gpu{gpu}", "created": f"2026-01-01T00:00:0{gpu}+00:00"}
-            with open(out, "w") as f:
-                json.dump({"runs": [run]}, f)
-
-        def wait(self):
-            return 0
-
-    monkeypatch.setattr(sweep.subprocess, "Popen", FakeAgent)
-    path = tmp_path / "runs.json"
-    result = sweep.run_agents_on_gpus("/data", "abc123", count=5, gpus=2, input_size=64, path=path)
-    assert [gpu for _, gpu in launched] == ["0", "1"]
-    counts = [command[command.index("--count") + 1] for command, _ in launched]
-    assert counts == ["3", "2"]
-    assert all(["--sweep-id", "abc123"] == c[c.index("--sweep-id"):c.index("--sweep-id") + 2] for c, _ in launched)
-    assert [r["name"] for r in result["runs"]] == ["gpu0", "gpu1"]
-    assert json.loads(path.read_text())["sweep_id"] == "abc123"
-    assert sweep.agent_command("abc123", 4, 64) == "python -m shared sweep --sweep-id abc123 --count 4 --input-size 64"
