@@ -6,7 +6,7 @@ Introduced in Part-B/01. The pieces, in the order a run uses them:
   else a download), or one clear `WeightsUnavailable` line; `weights_or_random` decides, per run mode,
   whether a missing checkpoint stops the run (full mode) or means random weights (demo, quick);
 - `preprocessing`: the weights' own resize / crop / mean / std, applied once when the data cache is built;
-- `build_model`: the model with its 1000-way head replaced for our 10 classes, frozen per strategy;
+- `build_model`: the model with its 1000-way head replaced for the data's classes, frozen per strategy;
 - `fine_tune`: `head` trains a Linear on features computed once; the others run the engine
   (`shared.train.fit`) with discriminative learning rates and frozen BatchNorm kept in eval mode.
 """
