@@ -7,10 +7,14 @@ environment variables, or the same keys in one `inat_settings.json` (see `SETTIN
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
+import secrets
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,22 +112,95 @@ def banner(message: str, char: str = "=") -> None:
     print(char * width)
 
 
+ORPHAN_SECONDS = 3600  # a temporary file of atomic_path untouched this long was left by a killed write
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary file beside `path`; it replaces `path` only if the block finishes.
 
-    A crash, a full disk or Ctrl-C mid-write leaves the old file intact and no temporary file
-    behind, so a reader (the next notebook, the next run) never sees half a file.
+    A crash, a full disk or Ctrl-C mid-write leaves the old file intact, so a reader (the next
+    notebook, the next run) never sees half a file. The temporary file has a new file's normal
+    permissions (0666 less the umask) and is named `.NAME.<pid>@<host>.<random>.tmp`, so that
+    the next write of NAME can remove the ones a killed writer left (see `_is_orphan`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    _remove_orphans(path)
+    tmp = _new_temporary(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # names stay short and plain
+
+
+def _new_temporary(path: Path) -> Path:
+    """Create an empty, unique temporary file beside `path`. Unlike mkstemp's 0600, os.open's mode is
+    filtered by the umask, as for any new file: a result others may read stays readable to them."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}@{_HOST}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove_orphans(path: Path) -> None:
+    prefix = f".{path.name}."
+    try:
+        candidates = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in candidates:
+        with contextlib.suppress(OSError):  # another writer may have removed it first
+            if _is_orphan(entry, prefix):
+                os.unlink(entry.path)
+
+
+def _is_orphan(entry: os.DirEntry, prefix: str) -> bool:
+    """Whether a temporary file of `atomic_path` was left by a writer that is gone.
+
+    Gone when the pid in its name is dead on this host: a killed write is cleaned at once. Pids
+    say nothing about another host's writers (a shared Drive or NFS folder) and get reused, so
+    otherwise only age decides: no write here leaves its file untouched for ORPHAN_SECONDS, so such
+    a file is an orphan even if its name is of an older format.
+    """
+    writer = entry.name[len(prefix):-len(".tmp")].rpartition(".")[0]  # "<pid>@<host>"
+    pid, _, host = writer.partition("@")
+    if host == _HOST and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    return time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would not be a harmless probe there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def write_problem(folder: str | os.PathLike) -> str | None:
+    """Why no file can be written in `folder` (made if missing), or None when one can.
+
+    A real probe, a file created and removed: permission bits lie for root, ACLs and read-only mounts.
+    """
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
 
 
 def save_json(obj, path: str | os.PathLike, **dump_kwargs) -> Path:

@@ -4,9 +4,17 @@ Every dataset here is built under tmp_path, and the decode cache goes to a tmp f
 """
 import functools
 import io
+import json
 import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import time
 import urllib.error
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shared import data
+from shared import data, runtime
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,21 +54,22 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("INAT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(data, "_MEMO", {})  # a cache file rewritten in place must be read again
     # Kaggle is simulated by its env var alone, so these tests also hold when run on Kaggle itself.
     monkeypatch.setattr(data, "on_kaggle", lambda: bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")))
 
 
 @pytest.fixture
 def decode_calls(monkeypatch):
-    """Counts the decoder's calls, so a test can tell a cache hit (0 calls) from a rebuild."""
+    """Counts the image files read (by either decoder), so a test can tell a cache hit (0) from a rebuild."""
     calls = []
-    original = data._decode
+    original = data._read_file
 
-    def spy(args):
-        calls.append(args[0])
-        return original(args)
+    def spy(path):
+        calls.append(path)
+        return original(path)
 
-    monkeypatch.setattr(data, "_decode", spy)
+    monkeypatch.setattr(data, "_read_file", spy)
     return calls
 
 
@@ -92,6 +101,25 @@ def test_split_is_seeded_and_reproducible(tmp_path):
     assert v1.files == v2.files and t1.files == t2.files
     assert torch.equal(v1.images, v2.images)
     assert v1.files != v3.files
+
+
+@pytest.mark.parametrize("counts, val_fraction, culprit", [({"a": 5, "b": 2}, 0.2, r"'b' has 2 image\(s\)"),
+                                                           ({"a": 5, "b": 5}, 0.0, r"'a' has 5 image\(s\)"),
+                                                           ({"a": 5, "b": 5}, 1.0, "0 training images")])
+def test_a_split_that_leaves_a_class_without_validation_or_training_images_is_an_error(
+        tmp_path, decode_calls, counts, val_fraction, culprit):
+    root = make_dataset(tmp_path / "ds", counts)
+    with pytest.raises(data.DataError, match=culprit):
+        data.load_split(root, 32, val_fraction=val_fraction)
+    assert decode_calls == []  # said before any decoding
+
+
+def test_a_class_emptied_by_skipped_files_is_an_error_after_decoding(tmp_path):
+    root = make_dataset(tmp_path / "ds", {"a": 5, "b": 5})
+    for path in (root / "train" / "b").iterdir():
+        path.write_bytes(b"not an image")
+    with pytest.raises(data.DataError, match="'b' has 0 image"):
+        data.load_split(root, 32, verbose=False)
 
 
 def test_load_test_reads_val(tmp_path):
@@ -153,6 +181,62 @@ def test_damaged_cache_is_rebuilt(tmp_path, decode_calls, capsys):
     assert len(decode_calls) == 6 and "rebuilding" in capsys.readouterr().out
 
 
+def test_overwritten_pixels_in_the_cache_fail_its_checksum(tmp_path, decode_calls, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 4, "b": 4})
+    first = data.load_folder(root / "train", 32, progress=False)
+    (cache_file,) = (tmp_path / "cache").glob("*.pt")
+    raw = bytearray(cache_file.read_bytes())
+    start = raw.find(first.images.numpy().tobytes()[:256])  # where the pixels are stored
+    assert start > 0
+    raw[start:start + 5000] = bytes(255 - b for b in raw[start:start + 5000])
+    cache_file.write_bytes(raw)
+    decode_calls.clear()
+    again = data.load_folder(root / "train", 32, progress=False)
+    assert len(decode_calls) == 8  # rebuilt, not trusted
+    assert torch.equal(again.images, first.images)
+    report = capsys.readouterr().out
+    assert "checksum" in report and "rebuilding" in report and len(report.strip().splitlines()) == 1
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_warning_before_decoding(tmp_path, monkeypatch, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    (tmp_path / "a_file").write_text("a file where the cache folder would go")
+    printed_before_each_read = []
+    real_read = data._read_file
+    monkeypatch.setattr(data, "_read_file", lambda path: printed_before_each_read.append(capsys.readouterr().out)
+                        or real_read(path))
+    loaded = data.load_folder(root / "train", 32, cache_dir=tmp_path / "a_file" / "cache", progress=False)
+    assert len(loaded) == 6 and len(printed_before_each_read) == 6
+    warning = printed_before_each_read[0]
+    assert warning.startswith("Warning: cannot write the decode cache") and len(warning.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the test above covers the probe")
+def test_a_read_only_cache_folder_is_a_warning_and_the_run_goes_on(tmp_path, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    cache = tmp_path / "read_only"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        assert len(data.load_folder(root / "train", 32, cache_dir=cache, progress=False)) == 6
+    finally:
+        cache.chmod(0o755)
+    assert "cannot write the decode cache" in capsys.readouterr().out and not list(cache.iterdir())
+
+
+def test_a_failed_cache_save_is_a_warning_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+
+    def disk_full(obj, path):
+        Path(path).write_bytes(b"half a cache")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.torch, "save", disk_full)
+    assert len(data.load_folder(root / "train", 32, progress=False)) == 6
+    assert "could not save the decode cache" in capsys.readouterr().out
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-written file left behind
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------------
@@ -204,6 +288,66 @@ def test_every_bad_input(tmp_path, capsys):
     assert again.skipped == loaded.skipped
 
 
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path, capsys):
+    folder = tmp_path / "ds" / "train"
+    save_image(folder / "a" / "plain.jpg")
+    save_image(folder / "b" / "other.jpg", seed=1)
+    accented = os.path.join(os.fsencode(folder / "a"), b"caf\xe9.jpg")  # Latin-1, as an old camera or zip writes it
+    with open(accented, "wb") as out:
+        out.write((folder / "a" / "plain.jpg").read_bytes())
+    with open(os.path.join(os.fsencode(folder / "b"), b"broken\xff.jpg"), "wb") as out:
+        out.write(b"not an image")
+
+    loaded = data.load_folder(folder, 32, progress=False)
+    assert "a/caf\udce9.jpg" in loaded.files  # surrogate-escaped: os.fsencode gives back the real name
+    assert os.path.exists(os.fsencode(folder / loaded.files[loaded.files.index("a/caf\udce9.jpg")]))
+    assert [Path(path).name for path, _ in loaded.skipped] == ["broken\udcff.jpg"]
+    capsys.readouterr().out.encode("utf-8")  # the report prints (a surrogate would not encode)
+    again = data.load_folder(folder, 32, progress=False)  # and the cache round trip keeps the names
+    assert again.files == loaded.files and again.skipped == loaded.skipped
+
+
+def test_an_image_over_pils_pixel_limit_is_skipped_before_decoding(tmp_path, monkeypatch):
+    folder = tmp_path / "ds" / "train"
+    save_image(folder / "a" / "small.jpg", 40, 30)
+    save_image(folder / "a" / "large.jpg", 60, 40)  # 2,400 pixels
+    save_image(folder / "b" / "huge.png", 100, 60)  # 6,000 pixels: PIL itself refuses to open it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    loaded = data.load_folder(folder, 32, progress=False)
+    assert [Path(f).name for f in loaded.files] == ["small.jpg"]
+    reasons = {Path(path).name: reason for path, reason in loaded.skipped}
+    assert set(reasons) == {"large.jpg", "huge.png"}
+    assert "60x40 = 2,400 pixels is over PIL's Image.MAX_IMAGE_PIXELS (2,000)" in reasons["large.jpg"]
+    assert reasons["huge.png"].startswith("not decoded:") and "decompression bomb" in reasons["huge.png"]
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of width x height black pixels: tens of KB that decode to width*height*3 bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row * 1000) for _ in range(height // 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_never_decoded(tmp_path, monkeypatch):
+    folder = tmp_path / "ds" / "train"
+    save_image(folder / "a" / "fine.jpg")
+    bomb = folder / "b" / "bomb.png"
+    bomb.parent.mkdir(parents=True)
+    bomb.write_bytes(png_declaring(20000, 20000))  # 1.2 GB once decoded to RGB
+    assert bomb.stat().st_size < 400_000
+    real_decode = data._decode_other
+    monkeypatch.setattr(data, "_decode_other", lambda payload: pytest.fail("the bomb reached a decoder")
+                        if payload.startswith(b"\x89PNG") else real_decode(payload))
+    loaded = data.load_folder(folder, 32, progress=False)
+    assert [Path(path).name for path, _ in loaded.skipped] == ["bomb.png"]
+    assert "not decoded" in loaded.skipped[0][1] and "400000000 pixels" in loaded.skipped[0][1]
+
+
 def test_missing_train_or_val_names_the_path(tmp_path):
     root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere" / "train")):
@@ -217,14 +361,14 @@ def test_empty_class_folder_is_an_error(tmp_path):
     root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
     (root / "train" / "c").mkdir()
     (root / "train" / "c" / ".DS_Store").write_bytes(b"junk")  # stray files do not count as images
-    with pytest.raises(ValueError, match=r"train/c has no images"):
+    with pytest.raises(data.DataError, match=r"train/c has no images"):
         data.load_split(root, 32)
 
 
 def test_different_class_lists_are_an_error(tmp_path):
     root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
     (root / "val" / "b").rename(root / "val" / "B")
-    with pytest.raises(ValueError, match=r"only in train/: \['b'\]"):
+    with pytest.raises(data.DataError, match=r"only in train/: \['b'\]"):
         data.load_test(root, 32)
 
 
@@ -253,6 +397,77 @@ def test_bad_explicit_path_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
     with pytest.raises(FileNotFoundError, match="typo"):
         data.find_data()  # never a silent fallback to the demo set
+
+
+def test_a_missing_data_path_is_a_one_line_user_error(tmp_path, monkeypatch):
+    for path in (tmp_path / "typo", tmp_path / "file.zip"):
+        if path.suffix:
+            path.write_bytes(b"PK")
+        with pytest.raises(data.DataError) as caught:
+            data.find_data(path)
+        assert isinstance(caught.value, data.UserError) and len(str(caught.value).splitlines()) == 1
+    assert "unzip it first" in str(caught.value)
+    monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
+    with pytest.raises(data.DataError, match="typo does not exist"):
+        data.find_data()
+
+
+def test_a_path_may_name_any_folder_above_the_dataset(tmp_path):
+    root = make_dataset(tmp_path / "drive" / "MyDrive" / "datasets" / "inaturalist_12K", {"a": 1})
+    assert data.find_data(tmp_path / "drive") == root
+    (tmp_path / "other" / "deep" / "er" / "and" / "deeper" / "inaturalist_12K").mkdir(parents=True)
+    with pytest.raises(data.DataError, match="no folder with train/ and val/ at or up to 4 levels below"):
+        data.find_data(tmp_path / "other")
+
+
+def macosx_shadow(root: Path) -> None:
+    """What a zip made on a Mac adds: __MACOSX/<same folders>/._<file> resource forks."""
+    for split in ("train", "val"):
+        folder = root / split / "a"
+        folder.mkdir(parents=True)
+        (folder / "._000.jpg").write_bytes(b"\x00\x05\x16\x07 Mac resource fork")
+
+
+def test_macosx_and_hidden_folders_are_skipped(tmp_path, monkeypatch):
+    top = tmp_path / "input" / "nature-12k"
+    macosx_shadow(top / "__MACOSX" / "inaturalist_12K")  # sorts before the real one
+    macosx_shadow(top / ".Trash" / "inaturalist_12K")
+    real = make_dataset(top / "inaturalist_12K", {"a": 1, "b": 1})
+    assert data.find_data(tmp_path / "input") == real
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    assert data.find_data() == real
+
+
+def test_a_train_and_test_layout_is_explained(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "ds", {"a": 1, "b": 1})
+    (root / "val").rename(root / "test")
+    with pytest.raises(data.DataError, match=r"has train/ and test/ but no val/.*test set in val/.*rename"):
+        data.find_data(tmp_path)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path)
+    with pytest.raises(data.DataError, match="rename"):
+        data.find_data()
+
+
+@pytest.mark.parametrize("state", ["val missing", "few images", "empty folder"])
+def test_an_incomplete_local_copy_is_reported_before_any_download(tmp_path, monkeypatch, state):
+    local = make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 3, "b": 3})
+    if state == "val missing":
+        shutil.rmtree(local / "val")
+    elif state == "empty folder":
+        shutil.rmtree(local / "train")
+        shutil.rmtree(local / "val")
+    downloads = []
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *args, **kwargs: downloads.append(args))
+    expected = {"val missing": "has train/ but no val/", "few images": "6 train and 4 val images",
+                "empty folder": "has no train/ and val/"}[state]
+    with pytest.raises(data.DataError, match=expected) as caught:
+        data.find_data(download=True)
+    assert "Delete it" in str(caught.value) and downloads == []
+    if state != "few images":  # without a download asked for, an unusable local copy is not skipped silently
+        with pytest.raises(data.DataError, match=expected):
+            data.find_data()
 
 
 def test_repo_local_copy_is_found(tmp_path):
@@ -333,7 +548,7 @@ def test_download_unpacks_a_complete_zip(tmp_path, monkeypatch, nature_zip):
 
 def test_download_checks_completeness(tmp_path, monkeypatch, nature_zip):
     serve(monkeypatch, nature_zip)  # 6 train images: far below the real thresholds
-    with pytest.raises(RuntimeError, match="incomplete"):
+    with pytest.raises(data.DataError, match="incomplete"):
         data.download_dataset(tmp_path / "data")
     assert_nothing_left(tmp_path / "data")
 
@@ -387,3 +602,45 @@ def test_demo_dataset_loads_through_the_real_path(demo_root, tmp_path):
     assert train.classes == test.classes == [f"digit_{i}" for i in range(10)]
     assert not train.skipped and not test.skipped
     assert len(test) == 200 and abs(len(val) / (len(train) + len(val)) - 0.2) < 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes (runtime.atomic_path), which the cache, results and checkpoints use
+# --------------------------------------------------------------------------------------------
+def test_atomic_writes_get_a_new_files_normal_permissions(tmp_path):
+    old_umask = os.umask(0o027)
+    try:
+        runtime.save_json({"accuracy": 0.5}, tmp_path / "result.json")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o640  # 0666 less the umask, not 0600
+
+
+def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
+    target = tmp_path / "result.json"
+    writer = ("import sys, time; sys.path.insert(0, sys.argv[2]); from shared.runtime import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n"
+              "    tmp.write_text('half a result'); print('writing', flush=True); time.sleep(120)")
+    child = subprocess.Popen([sys.executable, "-c", writer, str(target), str(Path(data.__file__).parent.parent)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.kill()  # SIGKILL: no finally block runs
+    child.wait()
+    (killed,) = tmp_path.glob(".result.json.*.tmp")
+
+    def leftover(name: str, hours_old: float = 0) -> Path:
+        path = tmp_path / name
+        path.write_text("partial")
+        os.utime(path, (time.time() - 3600 * hours_old,) * 2)
+        return path
+
+    old_foreign = leftover(".result.json.123@0000beef.aaaa.tmp", hours_old=2)  # another host, untouched for 2 h
+    old_mkstemp = leftover(".result.json.k3j4h5x1.tmp", hours_old=2)  # the name format before pids were in it
+    fresh_foreign = leftover(".result.json.123@0000beef.bbbb.tmp")  # its writer may still be at work
+    live = leftover(f".result.json.{os.getpid()}@{runtime._HOST}.cccc.tmp")  # this process: alive
+    other_target = leftover(f".other.json.{child.pid}@{runtime._HOST}.dddd.tmp")  # not this file's to judge
+    runtime.save_json({"accuracy": 0.5}, target)
+    remaining = {p.name for p in tmp_path.glob(".*.tmp")}
+    assert remaining == {fresh_foreign.name, live.name, other_target.name}
+    assert not ({killed.name, old_foreign.name, old_mkstemp.name} & remaining)
+    assert json.loads(target.read_text()) == {"accuracy": 0.5}

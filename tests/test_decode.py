@@ -1,0 +1,246 @@
+"""The decoders behind `data.load_folder`: reduced-scale JPEG decoding, torch's threads, the decoder choice.
+
+Run by hand, `python tests/test_decode.py` measures the cache build side by side with a plain PIL
+pipeline and with cache version 1's decoder (images/s and pixel differences); it is not a test, so
+that no timing can fail a run on a busy machine.
+"""
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import data  # noqa: E402
+
+
+def photo_like(path: Path, width: int = 800, height: int = 600, seed: int = 0, mode: str = "RGB") -> Path:
+    """A JPEG with smooth colour waves, blotches and fine noise: what a photo costs, in small."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = np.stack([np.sin(0.02 * x + 0.013 * y + k) for k in (0, 2, 4)], -1) * 60 + 128
+    coarse = rng.normal(128, 40, (height // 8, width // 8, 3)).clip(0, 255).astype(np.uint8)
+    blotches = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.float32) - 128
+    pixels = (waves + blotches + rng.normal(0, 6, (height, width, 3))).clip(0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).convert(mode).save(path, quality=85)
+    return path
+
+
+def full_size_decode(path: Path, size: int, resize_to: int | None = None) -> torch.Tensor:
+    """Cache version 1's decoder: torchvision decodes the whole JPEG, then the same antialiased resize."""
+    return data.resize_uint8(data._decode_other(path.read_bytes()), size, resize_to)
+
+
+def mean_and_max_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
+    difference = (a.int() - b.int()).abs()
+    return difference.float().mean().item(), int(difference.max())
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("INAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_MEMO", {})
+
+
+# --------------------------------------------------------------------------------------------
+# Reduced-scale JPEG decoding
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size, resize_to, scale", [(64, None, 8), (224, None, 2), (224, 256, 2), (300, None, 2)])
+def test_jpegs_are_decoded_at_the_smallest_scale_that_keeps_the_target(tmp_path, monkeypatch, size, resize_to, scale):
+    photo = photo_like(tmp_path / "photo.jpg")  # 800x600
+    decoded_sizes = []
+    real_decode_jpeg = data._decode_jpeg
+    monkeypatch.setattr(data, "_decode_jpeg", lambda image, at_least: decoded_sizes.append(
+        (rgb := real_decode_jpeg(image, at_least)).shape[1:]) or rgb)
+    image = data._decode_bytes(photo.read_bytes(), size, resize_to)
+    assert decoded_sizes == [(600 // scale, 800 // scale)]  # both sides stay >= the target
+    assert image.shape == (3, size, size) and image.dtype == torch.uint8
+    mean, largest = mean_and_max_difference(image, full_size_decode(photo, size, resize_to))
+    assert mean < 3.0 and largest < 48, (mean, largest)  # measured on this image: mean 1.1-1.7, max 7-15
+
+
+def test_a_jpeg_that_cannot_be_reduced_is_decoded_whole_as_before(tmp_path, monkeypatch):
+    photo = photo_like(tmp_path / "photo.jpg")  # 800x600: a 400 px target leaves no 1/2 scale
+    monkeypatch.setattr(data, "_decode_jpeg", lambda *args: pytest.fail("reduced-scale decoding at scale 1"))
+    assert torch.equal(data._decode_bytes(photo.read_bytes(), 400, None), full_size_decode(photo, 400))
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grayscale_and_cmyk_jpegs_come_out_rgb(tmp_path, mode):
+    photo = photo_like(tmp_path / f"{mode}.jpg", mode=mode)
+    image = data._decode_bytes(photo.read_bytes(), 64, None)
+    assert image.shape == (3, 64, 64)
+    reference = full_size_decode(photo, 64)
+    assert mean_and_max_difference(image, reference)[0] < 3.0  # measured: 0.9 (L), 1.4 (CMYK)
+    if mode == "L":
+        assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+
+
+# --------------------------------------------------------------------------------------------
+# Torch's threads during the build
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def three_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_each_decoding_thread_runs_torch_single_threaded_and_the_count_comes_back(
+        tmp_path, monkeypatch, isolated_cache, three_torch_threads):
+    for i in range(6):
+        photo_like(tmp_path / "train" / f"c{i % 2}" / f"{i}.jpg", 120, 90, seed=i)
+    seen = []
+    real_read = data._read_file
+    monkeypatch.setattr(data, "_read_file", lambda path: seen.append(torch.get_num_threads()) or real_read(path))
+    data.load_folder(tmp_path / "train", 32, progress=False, decoder="cpu")
+    assert seen == [1] * 6  # 6 workers x 3 intra-op threads each would oversubscribe the CPU
+    assert torch.get_num_threads() == 3
+
+
+def test_torch_threads_come_back_after_an_error(tmp_path, monkeypatch, isolated_cache, three_torch_threads):
+    photo_like(tmp_path / "train" / "a" / "0.jpg", 120, 90)
+    photo_like(tmp_path / "train" / "b" / "0.jpg", 120, 90)
+
+    def broken(path):
+        raise KeyError("a bug in the decoder")
+
+    monkeypatch.setattr(data, "_read_file", broken)
+    with pytest.raises(KeyError):
+        data.load_folder(tmp_path / "train", 32, progress=False, decoder="cpu")
+    assert torch.get_num_threads() == 3
+
+
+# --------------------------------------------------------------------------------------------
+# The decoder choice
+# --------------------------------------------------------------------------------------------
+def test_an_unknown_decoder_is_a_user_error(tmp_path):
+    with pytest.raises(data.UserError, match="'auto', 'cpu' or 'cuda'"):
+        data.load_folder(tmp_path / "train", 32, decoder="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: tests/test_gpu.py covers decoder='cuda'")
+def test_cuda_decoder_without_cuda_is_a_user_error_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "scan_folder", lambda *args: pytest.fail("scanned before the decoder was checked"))
+    with pytest.raises(data.UserError, match="decoder='cuda' needs a CUDA GPU"):
+        data.load_folder(tmp_path / "train", 32, decoder="cuda")
+
+
+def test_the_cuda_decoders_batching_and_fallbacks_match_the_cpu_decoder(tmp_path, monkeypatch):
+    """The CUDA decoder's bookkeeping (batches, order, CPU fallbacks, skip reasons), with nvJPEG played by
+    torchvision's CPU decoder, which, like nvJPEG, fails a whole batch for one bad file. The real GPU
+    run is tests/test_gpu.py's."""
+    import torchvision.io
+
+    folder = tmp_path / "train"
+    files = [photo_like(folder / "a" / f"colour{i}.jpg", 60, 40, seed=i) for i in range(4)]
+    files.append(photo_like(folder / "a" / "gray.jpg", 60, 40, mode="L"))
+    files.append(photo_like(folder / "a" / "cmyk.jpg", 60, 40, mode="CMYK"))
+    Image.new("RGB", (50, 30), "red").save(folder / "a" / "plain.png")
+    files.append(folder / "a" / "plain.png")
+    truncated = files[0].read_bytes()
+    (folder / "b").mkdir()
+    for name, payload in (("truncated.jpg", truncated[: len(truncated) // 2]), ("empty.jpg", b"")):
+        (folder / "b" / name).write_bytes(payload)
+        files.append(folder / "b" / name)
+    files.append(photo_like(folder / "b" / "huge.jpg", 200, 150))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # 200x150 is over it
+
+    cpu_decode_jpeg, batches = torchvision.io.decode_jpeg, []
+
+    def nvjpeg_stand_in(encoded, mode, device):
+        assert device == "cuda" and isinstance(encoded, list)
+        batches.append(len(encoded))
+        return [cpu_decode_jpeg(e, mode=mode) for e in encoded]
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", nvjpeg_stand_in)
+    with ThreadPoolExecutor(2) as pool:
+        on_cuda = list(data._decode_cuda(files, 32, None, pool, batch_size=4))
+        on_cpu = list(pool.map(data._decode, ((f, 32, None) for f in files)))
+    assert batches == [4, 1]  # colour JPEGs only; the second batch (the truncated one alone) failed: CPU
+    assert [reason for _, reason in on_cuda] == [reason for _, reason in on_cpu]
+    assert [reason is None for _, reason in on_cuda] == [True] * 7 + [False] * 3
+    for (gpu_image, _), (cpu_image, _) in zip(on_cuda[:7], on_cpu[:7]):
+        assert torch.equal(gpu_image, cpu_image)  # small images: decoded whole on both paths
+
+
+# --------------------------------------------------------------------------------------------
+# By hand: python tests/test_decode.py
+# --------------------------------------------------------------------------------------------
+def _best_rates(functions: dict, files: list[Path], workers: int, repeats: int = 3) -> dict:
+    """images/s of each (function(path), context) over `files` on `workers` fresh threads: the best of
+    `repeats` rounds, the functions taking turns within a round, so that a busy spell on a shared machine
+    hits them all. The context is entered before the threads start: torch reads its thread count then."""
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats):
+        for name, (function, context) in functions.items():
+            with context(), ThreadPoolExecutor(workers) as pool:
+                start = time.perf_counter()
+                list(pool.map(function, files))
+                best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(files) / seconds for name, seconds in best.items()}
+
+
+def _build(folder: Path, size: int) -> data.ImageSet:
+    """A fresh cache build by `data.load_folder` (decoder="cpu"), in a temporary cache folder."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        data._MEMO.clear()
+        return data.load_folder(folder, size, cache_dir=cache_dir, progress=False, decoder="cpu")
+
+
+def _build_rate(folder: Path, size: int, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        built = _build(folder, size)
+        best = min(best, time.perf_counter() - start)
+    return len(built) / best
+
+
+def measure(per_class: int = 75) -> None:
+    """Side by side on ~800x600 JPEGs, on all cores: a plain PIL open+convert+resize, cache version 1's
+    decode+resize (torchvision, torch's default threads, as it ran), today's decode+resize alone and
+    today's whole cache build (scan, decode, save); then pixel differences against version 1."""
+    import contextlib
+    import os
+
+    from shared import bench
+
+    workers = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = bench.make_synthetic(Path(tmp) / "synthetic", classes=4, per_class=per_class)
+        files = sorted((root / "train").glob("*/*.jpg"))
+        print(f"{len(files)} synthetic 800x600 JPEGs, {workers} CPU cores and threads, torch {torch.__version__}, "
+              f"best of 3 (img/s)")
+        for size in (224, 64):
+            as_it_is = contextlib.nullcontext
+            rates = _best_rates({
+                "plain PIL": (lambda p: np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)),
+                              as_it_is),
+                "version 1": (lambda p: full_size_decode(p, size), as_it_is),
+                "today": (lambda p: data._decode((p, size, None)), data._one_torch_thread_each)}, files, workers)
+            rates["cache build"] = _build_rate(root / "train", size)
+            plain = rates["plain PIL"]
+            print(f"{size:>4} px: " + " | ".join(f"{name} {rate:5.0f} ({rate / plain:.2f}x)" for name, rate in rates.items()))
+        for size in (224, 64):
+            mean, largest = mean_and_max_difference(
+                _build(root / "train", size).images, torch.stack([full_size_decode(p, size) for p in files]))
+            print(f"synthetic at {size} px, pixels vs version 1: mean |diff| {mean:.3f}, max {largest} (of 255)")
+        demo = data.make_demo_dataset(Path(tmp) / "demo")
+        demo_files = sorted((demo / "train").glob("*/*.jpg"))
+        for size in (64, 32):
+            mean, largest = mean_and_max_difference(
+                _build(demo / "train", size).images, torch.stack([full_size_decode(p, size) for p in demo_files]))
+            print(f"demo set ({len(demo_files)} JPEGs) at {size} px, pixels vs version 1: mean |diff| {mean:.3f}, "
+                  f"max {largest}")
+
+
+if __name__ == "__main__":
+    measure()
