@@ -53,6 +53,8 @@ class Group:
         note = f", {self.note}" if self.note else ""
         if not self.values:
             return f"{self.label}: no finished runs{note}"
+        if self.n == 1:  # one run has no spread
+            return f"{self.label}: {self.mean:.1%} (n=1{note})"
         return f"{self.label}: {self.mean:.1%} ± {100 * self.std:.1f} pp (n={self.n}{note})"
 
 
@@ -306,8 +308,8 @@ def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_imag
         unit = "its whole run (features once, then the head)" if label.startswith("head") else "its epoch time"
         share = row["trainable_params"] / row["total_params"]
         findings.append(Finding(f"{label} cost", True,
-                                f"{label}: {unit} is {ratio(row['epoch_seconds'] / base['epoch_seconds'])} {reference}'s "
-                                f"epoch time ({row['epoch_seconds']:.1f} s vs {base['epoch_seconds']:.1f} s); total "
+                                f"{label}: {unit} is {ratio(row['epoch_seconds'] / base['epoch_seconds'])} "
+                                f"{reference}'s epoch time ({row['epoch_seconds']:.1f} s vs {base['epoch_seconds']:.1f} s); total "
                                 f"training time {ratio(row['train_seconds'] / base['train_seconds'])} {reference}'s; "
                                 f"trains {share:.2%} of the weights ({row['trainable_params']:,} parameters, "
                                 f"{ratio(row['trainable_params'] / base['trainable_params'])} {reference}'s)."))
@@ -367,7 +369,8 @@ def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int,
                             f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable)."))
     if scratch.get("seconds_to_best") and tuned.get("seconds_to_best") is not None:
         findings.append(Finding("time to best", True,
-                                f"{tuned_name} reached its best validation accuracy in {tuned['seconds_to_best']:.1f} s, "
+                                f"{tuned_name} reached its best validation accuracy in "
+                                f"{tuned['seconds_to_best']:.1f} s, "
                                 f"{ratio(tuned['seconds_to_best'] / scratch['seconds_to_best'])} the "
                                 f"{scratch['seconds_to_best']:.1f} s of {scratch_name} (one run each; the sweep that "
                                 f"found the scratch config is not counted)."))

@@ -5,8 +5,9 @@ Introduced in Part-A/02. `runs_table` turns the records of `shared.sweep.run_swe
 table, so a grader sees the same figures and sentences offline as online.
 
 Run states: "finished" runs ran their whole budget (or stopped on their own patience); "stopped"
-runs were ended early by the sweep's early termination (hyperband), so their accuracy comes from
-fewer epochs; "failed" runs (out of memory, diverged) have none. The plots draw the three apart.
+runs were ended early by the sweep's early termination (hyperband; W&B may call them "killed"), so
+their accuracy comes from fewer epochs; "failed" runs (out of memory, diverged, crashed) have none.
+The plots draw the three apart.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ LOG_SCALE = {"lr"}
 FEW_RUNS_FOR_IMPORTANCE = 20
 # A numeric parameter with more distinct values than this (lr) is split at its median for comparisons.
 MAX_GROUPS = 4
+# Run states whose accuracy comes from fewer epochs than asked (W&B reports a stopped run as killed).
+STOPPED_STATES = {"stopped", "killed"}
 # How each run state is drawn. Colour-blind safe: finished runs carry the accuracy colour map;
 # the others differ in line style and marker as well as colour.
 STATE_STYLE = {
@@ -50,7 +53,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
                    epochs_run=r.get("epochs_run") or len(r.get("history") or epoch_seconds) or None,
                    epochs_asked=r.get("epochs_asked", config.get("epochs")), sweep_id=r.get("sweep_id"))
         rows.append(row)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=None if rows else ["name", "val_acc", "state", "error", "created"])
     if len(df):
         df = df.sort_values("created", kind="stable").reset_index(drop=True)
         df["val_acc"] = pd.to_numeric(df["val_acc"], errors="coerce")
@@ -70,7 +73,7 @@ def constant_keys(df: pd.DataFrame) -> list[str]:
 def state_masks(df: pd.DataFrame) -> dict[str, pd.Series]:
     """Boolean masks of finished (with an accuracy), stopped-early and failed runs (any other state)."""
     finished = (df["state"] == "finished") & df["val_acc"].notna()
-    stopped = (df["state"] == "stopped") & df["val_acc"].notna()
+    stopped = df["state"].isin(STOPPED_STATES) & df["val_acc"].notna()
     return {"finished": finished, "stopped": stopped, "failed": ~(finished | stopped)}
 
 
@@ -111,10 +114,11 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     ax.set(xlabel="run created (UTC)", ylabel="validation accuracy",
            title=f"Validation accuracy vs. creation time: {len(df)} runs")
     # Below the axes: a legend inside would hide runs.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    ax.figure.autofmt_xdate()
+    locator = mdates.AutoDateLocator()  # ticks and labels that fit the sweep's span: minutes or days
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     return ax.figure
 
 
@@ -361,9 +365,9 @@ def observations(runs_or_df, keys: list[str] | None = None) -> list[evidence.Fin
         if partners[key]:
             other = partners[key][0]
             finding.supported, finding.reason = False, "confounded"
+            alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
             finding.text = (f"The runs do not support a conclusion about {key} alone: it cannot be separated from "
-                            f"{other} ({evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])}"
-                            f" in the finished runs), so any difference belongs to either. "
+                            f"{other} ({alignment} in the finished runs), so any difference belongs to either. "
                             + "; ".join(g.describe() for g in finding.groups) + ".")
         elif finding.supported:
             _refuse_if_confounded(finding, key, labels, masks, keys)
@@ -436,5 +440,5 @@ EXPECTATIONS = {
 def expectations(keys: list[str] | None = None) -> list[str]:
     """'Expected from the literature (not measured here)' lines for `keys` (default: all), with sources."""
     keys = [k for k in (keys or EXPECTATIONS) if k in EXPECTATIONS]
-    return [f"Expected from the literature, not measured here: {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
+    return [f"Expected from the literature (not measured here) for {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
             for k in keys]

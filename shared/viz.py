@@ -246,8 +246,8 @@ def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float
         ax.text(0.03, 0.97, str(n), transform=ax.transAxes, ha="left", va="top", fontsize=8,
                 bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
         ax.axis("off")
-    fig.suptitle(f"First-layer feature maps: {len(maps)} channels after the activation, {maps.shape[1]}x{maps.shape[2]} "
-                 f"px each (own colour scale; number = channel)", fontsize=10, y=1 - 0.08 / height, va="top")
+    fig.suptitle(f"First-layer feature maps: {len(maps)} channels after the activation, "
+                 f"{maps.shape[1]}x{maps.shape[2]} px each (own colour scale; number = channel)", fontsize=10, y=1 - 0.08 / height, va="top")
     return fig
 
 

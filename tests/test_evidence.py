@@ -55,7 +55,7 @@ def test_three_against_three_can_be_chance():
 def test_small_groups_are_left_out_but_named():
     finding = evidence.compare({"x": [0.6, 0.61, 0.62, 0.6], "y": [0.4, 0.41, 0.42, 0.4], "z": [0.9]}, "kernel_size")
     assert finding.supported and "x beats y" in finding.text
-    assert "Left out (fewer than 3 finished runs): z: 90.0%" in finding.text
+    assert "Left out (fewer than 3 finished runs): z: 90.0% (n=1)." in finding.text
 
 
 def test_alignment_and_association():

@@ -99,7 +99,7 @@ def test_claims_come_first_and_summary_counts_states(findings):
 
 def test_expectations_are_separate_and_sourced(findings):
     lines = sweep_plots.expectations(["batch_norm", "augment", "unknown"])
-    assert len(lines) == 2 and all(line.startswith("Expected from the literature, not measured here") for line in lines)
+    assert len(lines) == 2 and all(line.startswith("Expected from the literature (not measured here) for ") for line in lines)
     assert "Ioffe & Szegedy 2015" in lines[0]
     observed = " ".join(f.text for f in findings.values())
     assert not any(statement in observed for statement, _ in sweep_plots.EXPECTATIONS.values())
@@ -160,3 +160,12 @@ def test_importance_notes_its_run_count_and_labels_bars(table):
     assert "FEW RUNS" not in fig._suptitle.get_text()
     plt.close(fig)
 
+
+
+def test_killed_runs_count_as_stopped_and_an_empty_table_says_nothing():
+    runs = planted_runs()
+    runs[-2]["state"] = "killed"  # how W&B reports a run its sweep stopped early
+    masks = sweep_plots.state_masks(sweep_plots.runs_table(runs))
+    assert int(masks["stopped"].sum()) == 1 and int(masks["failed"].sum()) == 1
+    assert sweep_plots.observations([]) == []
+    assert sweep_plots.runs_summary(sweep_plots.runs_table([])).startswith("0 runs")

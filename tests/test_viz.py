@@ -315,7 +315,8 @@ def test_learning_curves():
     fig = viz.plot_learning_curves(history, title="run")
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "epoch" and loss_ax.get_ylabel() and acc_ax.get_ylabel()
-    assert len(loss_ax.get_lines()) == 3 and "best epoch (2)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert len(loss_ax.get_lines()) == 3
+    assert "best epoch (2)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
     assert "best validation accuracy at epoch 2" in fig._suptitle.get_text()
     plt.close(fig)
     with pytest.raises(ValueError, match="per-epoch"):
