@@ -59,7 +59,10 @@ def settings_file() -> Path | None:
 
 
 def _apply_settings_file() -> None:
-    """Fill INAT_* from the settings file; a variable already set wins. Child processes inherit the result."""
+    """Fill INAT_* from the settings file; a variable already set wins. Child processes inherit the result.
+
+    Runs at import, before any caller could catch an exception: a bad file exits with its one-line message
+    (SystemExit), which the CLI and a notebook both show without a traceback."""
     path = settings_file()
     if path is None:
         return
@@ -67,9 +70,9 @@ def _apply_settings_file() -> None:
         values = json.loads(path.read_text())
         unknown = sorted(set(values) - set(SETTINGS))
     except (ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{path} is not a JSON object of settings ({err}); keys: {', '.join(SETTINGS)}") from None
+        raise SystemExit(f"error: {path} is not a JSON object of settings ({err}); keys: {', '.join(SETTINGS)}")
     if unknown:
-        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
+        raise SystemExit(f"error: {path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
     for key, value in values.items():
         if value:
             os.environ.setdefault(SETTINGS[key], str(Path(str(value)).expanduser()))
