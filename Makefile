@@ -9,7 +9,7 @@ CELL_TIMEOUT ?= -1
 # puts the two notebook files on different workers.
 PYTEST_ARGS ?= tests -n 2 --dist loadfile -p no:cacheprovider
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean gpu-check
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,12 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf outputs data/cache
+
+## gpu-check: on a lent GPU, one call inside BUDGET seconds: GPU tests, cache-build rates, bench beside the
+## reference loop (REFERENCE=path/reference_loop.py), a timed 10-run sweep -> $(GPU_CHECK_OUT)/gpu_check.json.
+## No install step: a GPU machine that cannot reach pip runs it with its own python3 (wandb and sweeps carried as wheels).
+GPU_CHECK_OUT ?= $(or $(OUT),outputs/gpu-check)
+BUDGET ?= 480
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m shared.gpu_check --out $(GPU_CHECK_OUT) \
+		--budget-seconds $(BUDGET) $(if $(REFERENCE),--reference $(REFERENCE))
