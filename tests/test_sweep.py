@@ -323,6 +323,23 @@ def test_best_config_uses_only_runs_on_the_data_in_use(root, tmp_path, capsys):
         sweep.best_config("abc123", path=path)  # the old positional call best_config(SWEEP_ID)
 
 
+def test_an_older_table_is_kept_and_an_unreadable_one_never_overwritten(root, tmp_path):
+    path = tmp_path / "runs.json"
+    legacy = {**planted_record("x", [0.9], name="legacy"), "data": None}
+    legacy.pop("sweep_id")
+    path.write_text(json.dumps({"runs": [legacy], "sweep_id": "local-old", "method": "bayes", "mode": "offline",
+                                "config": tiny_config()}))
+    sweep.append_run(planted_record("local-new", [0.5], root, name="new"), path)
+    table = json.loads(path.read_text())
+    assert [(run["name"], run["sweep_id"]) for run in table["runs"]] == [("legacy", "local-old"), ("new", "local-new")]
+    assert table["sweeps"]["local-old"]["config"] == tiny_config()
+    assert "new" in sweep.best_config(root, path=path)[2]  # the legacy run has no data record: not trusted
+    path.write_text('{"runs": [')  # e.g. an edit by hand gone wrong
+    with pytest.raises(UserError, match="not valid JSON"):
+        sweep.append_run(planted_record("local-new", [0.5], root), path)
+    assert path.read_text() == '{"runs": ['
+
+
 # ------------------------------------------------------------------------------------------------
 # Several agents on one table
 # ------------------------------------------------------------------------------------------------
