@@ -163,6 +163,39 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
     return positions, ticks, labels, jitter
 
 
+LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)  # opaque: readable over lines
+
+
+def _label_axes(ax, df: pd.DataFrame, positions: dict[str, float], constants: list[str], columns: dict) -> None:
+    """Draw each parameter's vertical axis: its values just above their jitter band, or for a constant
+    parameter one grey 'name = value' label along a dotted axis."""
+    for k, x in positions.items():
+        if k in constants:
+            ax.axvline(x, color="#aaaaaa", lw=0.8, ls=":")
+            ax.text(x, 0.5, f"{k} = {_format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
+                    va="center", fontsize=9, color="#555555", bbox=LABEL_BOX, zorder=5)
+            continue
+        ax.axvline(x, color="k", lw=0.8, zorder=0)
+        _, ticks, labels, jitter = columns[k]
+        for t, label in zip(ticks, labels):
+            ax.text(x, t + jitter + 0.012, label, ha="center", va="bottom", fontsize=9, bbox=LABEL_BOX, zorder=5)
+
+
+def _state_handles(masks: dict) -> list:
+    """Legend entries for the run states present, with their counts."""
+    from matplotlib import cm
+    from matplotlib.lines import Line2D
+
+    counts = {state: int(mask.sum()) for state, mask in masks.items()}
+    handles = [Line2D([], [], color=cm.viridis(0.7), lw=1.8, label=f"finished ({counts['finished']})")]
+    for state in ("stopped", "failed"):
+        if counts[state]:
+            style = STATE_STYLE[state]
+            handles.append(Line2D([], [], color=style["color"], ls=style["ls"], lw=1.3,
+                                  label=f"{style['label']} ({counts[state]})"))
+    return handles
+
+
 def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     """One line per run across the hyperparameters, coloured by validation accuracy.
 
@@ -173,7 +206,6 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
-    from matplotlib.lines import Line2D
 
     keys = (keys or varied_keys(df)) + ["val_acc"]
     constants = [k for k in constant_keys(df) if k not in keys]
@@ -194,24 +226,16 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
         if masks["finished"].iloc[i]:
             ax.plot(varied_x, ys, color=cm.viridis(norm(accuracy.iloc[i])), lw=1.8, alpha=0.9, zorder=2)
         elif masks["stopped"].iloc[i]:
-            ax.plot(varied_x, ys, color=STATE_STYLE["stopped"]["color"], lw=1.3, ls=":", alpha=0.9, zorder=1)
+            style = STATE_STYLE["stopped"]
+            ax.plot(varied_x, ys, color=style["color"], ls=style["ls"], lw=1.3, alpha=0.9, zorder=1)
         else:
             ys[-1] = failed_position
-            ax.plot(varied_x, ys, color=STATE_STYLE["failed"]["color"], lw=1.0, ls="--", alpha=0.7, zorder=1)
-    label_box = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)
-    for x, k in zip(xs, axis_names):
-        if k in constants:
-            ax.axvline(x, color="#aaaaaa", lw=0.8, ls=":")
-            ax.text(x, 0.5, f"{k} = {_format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
-                    va="center", fontsize=9, color="#555555", bbox=label_box, zorder=5)
-            continue
-        ax.axvline(x, color="k", lw=0.8, zorder=0)
-        _, ticks, labels, jitter = columns[k]
-        for t, label in zip(ticks, labels):
-            ax.text(x, t + jitter + 0.012, label, ha="center", va="bottom", fontsize=9, bbox=label_box, zorder=5)
+            style = STATE_STYLE["failed"]
+            ax.plot(varied_x, ys, color=style["color"], ls=style["ls"], lw=1.0, alpha=0.7, zorder=1)
+    _label_axes(ax, df, dict(zip(axis_names, xs)), constants, columns)
     if (~known).any():
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
-                color=STATE_STYLE["failed"]["color"], bbox=label_box)
+                color=STATE_STYLE["failed"]["color"], bbox=LABEL_BOX)
     ax.set_xticks(varied_x, keys, rotation=30, ha="right")
     if constants:
         ax.text(xs[len(constants) - 1] / 2, 1.06, "constant in\nthis sweep", ha="center", va="center", fontsize=9,
@@ -223,12 +247,8 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="validation accuracy (finished runs)",
                  pad=0.01)
-    counts = {state: int(mask.sum()) for state, mask in masks.items()}
-    handles = [Line2D([], [], color=cm.viridis(0.7), lw=1.8, label=f"finished ({counts['finished']})")]
-    handles += [Line2D([], [], color=STATE_STYLE[s]["color"], ls=STATE_STYLE[s]["ls"], lw=1.3,
-                       label=f"{STATE_STYLE[s]['label']} ({counts[s]})") for s in ("stopped", "failed") if counts[s]]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.17), ncol=3,
-              fontsize=8, frameon=False)
+    ax.legend(handles=_state_handles(masks), loc="upper left", bbox_to_anchor=(0, -0.17), ncol=3, fontsize=8,
+              frameon=False)
     ax.set_title(f"Parallel coordinates: one line per run ({len(df)} runs; jittered within each value)")
     fig.tight_layout()
     return fig

@@ -1,6 +1,7 @@
 """Looking inside the best Part A model: test metrics, the prediction grid, filters and guided backprop.
 
-Introduced in Part-A/03 (test-set figures) and Part-A/04 (filters, feature maps, guided backprop).
+Introduced in Part-A/03 (test-set figures, learning curves) and Part-A/04 (filters, feature maps, guided
+backprop); Part-A/01 borrows `plot_layer_costs` and Part-B/01 `plot_preprocessing_comparison`.
 Every plotting function returns a matplotlib figure and draws nothing else; the notebooks show,
 save (`save_figures`) and log (`tracking.log_figures`) them.
 """
