@@ -44,9 +44,9 @@ def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tupl
     (about 17x the MACs of doubling at 224 px). Introduced in Part-A/01.
     """
     if organisation not in ORGANISATIONS:
-        raise ValueError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
+        raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
     if int(base) < 1:
-        raise ValueError(f"base must be >= 1 filter, got {base}")
+        raise ConfigError(f"base must be >= 1 filter, got {base}")
     widths = tuple(int(base) * 2**block for block in range(blocks))  # the range all three draw from
     return {"same": (int(base),) * blocks, "doubling": widths, "halving": widths[::-1]}[organisation]
 
