@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from shared.runtime import UserError
 from shared.model import ACTIVATIONS, CNN, CNNConfig, layer_summary, make_filters
 
 
@@ -30,9 +31,9 @@ def test_unknown_activation_is_rejected():
 def test_organisations():
     assert make_filters(32, "same") == (32, 32, 32, 32, 32)
     assert make_filters(16, "doubling") == (16, 32, 64, 128, 256)
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="organisation"):  # a typo in a sweep config: one line, no traceback
         make_filters(32, "tripling")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="base"):
         make_filters(0, "same")
     for organisation in ("same", "doubling", "halving"):
         cfg = small(filters=make_filters(8, organisation))
