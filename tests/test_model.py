@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from shared.runtime import UserError
 from shared.model import ACTIVATIONS, CNN, CNNConfig, layer_summary, make_filters
+from shared.runtime import UserError
 
 
 def small(**overrides) -> CNNConfig:
