@@ -324,7 +324,7 @@ def _why_not_usable(run: dict, fingerprint: dict, mode: str) -> str | None:
     return None
 
 
-def matching_runs(runs: list[dict], root, quiet: bool = False) -> list[dict]:
+def matching_runs(runs: list[dict], root) -> list[dict]:
     """The runs made on `root`'s data in the current mode; the others are counted in one printed line."""
     fingerprint, mode = data_lib.data_fingerprint(root), run_mode(data_lib.is_demo(root))
     kept, ignored = [], {}
@@ -334,7 +334,7 @@ def matching_runs(runs: list[dict], root, quiet: bool = False) -> list[dict]:
             kept.append(run)
         else:
             ignored[reason] = ignored.get(reason, 0) + 1
-    if ignored and not quiet:
+    if ignored:
         parts = [f"{n} run{'s' * (n != 1)} made {reason}" for reason, n in ignored.items()]
         print(f"Ignored {'; '.join(parts)}: using the {len(kept)} made on {_describe_data(fingerprint)} "
               f"in {mode} mode.")
