@@ -14,6 +14,7 @@ the epochs after the first, which pays warm-up, worker start and compilation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import statistics
@@ -82,6 +83,11 @@ def make_synthetic(dest: str | os.PathLike = DATA_DIR / "bench_synthetic", class
     return dest
 
 
+@functools.lru_cache(maxsize=2)
+def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.mgrid[0:height, 0:width].astype(np.float32))
+
+
 def _write_synthetic_jpeg(job) -> None:
     """One photo-like JPEG of `make_synthetic`: its class sets the wave frequency, its seed the rest."""
     from PIL import Image
@@ -89,13 +95,14 @@ def _write_synthetic_jpeg(job) -> None:
     path, file_seed, c, size, quality = job
     rng = np.random.default_rng(file_seed)
     width, height = size
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = _pixel_grid(height, width)
     angle, frequency = rng.uniform(0, 2 * np.pi), 0.01 + 0.004 * c
-    phase = frequency * (x * np.cos(angle) + y * np.sin(angle))
-    waves = np.stack([np.sin(phase + k) for k in (0, 2, 4)], -1) * 60 + 128
+    phase = frequency * (x * np.float32(np.cos(angle)) + y * np.float32(np.sin(angle)))
+    waves = np.stack([np.sin(phase + np.float32(k)) for k in (0, 2, 4)], -1) * 60 + 128
     coarse = rng.normal(128, 40, (max(1, height // 8), max(1, width // 8), 3)).clip(0, 255).astype(np.uint8)
     blotches = np.asarray(Image.fromarray(coarse).resize(size, Image.BICUBIC), np.float32) - 128
-    pixels = waves + blotches + rng.normal(0, 6, (height, width, 3))
+    # float32 throughout: the noise is the costliest part, and thousands of files are made per check.
+    pixels = waves + blotches + rng.standard_normal((height, width, 3), dtype=np.float32) * 6
     with atomic_path(path) as tmp:
         Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=quality)
 
@@ -296,6 +303,12 @@ def _speed_model(points: list[dict]):
     return lambda macs: intercept + slope * macs
 
 
+def estimate_run_seconds(cnn: CNNConfig, tcfg: TrainConfig, train_folder_images: int, speed: dict) -> float:
+    """Estimated seconds of one run going all its epochs, priced by a measured `speed` (see `estimate_sweep`)."""
+    seconds_per_image = _speed_model(speed["points"])(count_macs(cnn))
+    return tcfg.epochs * sum(_epoch_images(train_folder_images, tcfg)) * seconds_per_image
+
+
 def format_duration(seconds: float) -> str:
     """'~45 s', '~12 min', '~2.3 h': the precision an estimate deserves."""
     if seconds < 90:
@@ -344,9 +357,7 @@ def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, 
     if speed["device"] != str(device) or speed["input_size"] != input_sizes[0]:
         raise UserError(f"speed was measured on {speed['device']} at {speed['input_size']} px; this estimate "
                         f"is for {device} at {input_sizes[0]} px: leave speed=None to measure again")
-    seconds_per_image = _speed_model(speed["points"])
-    per_run = [tcfg.epochs * sum(_epoch_images(folder_images, tcfg)) * seconds_per_image(count_macs(cnn))
-               for cnn, tcfg in runs]
+    per_run = [estimate_run_seconds(cnn, tcfg, folder_images, speed) for cnn, tcfg in runs]
     machine = _machine(device)
     where = machine["gpu"] or f"CPU ({machine['cpu']}, {machine['cpu_count']} cores)"
     shorten = ("early stopping will shorten it" if any(tcfg.patience for _, tcfg in runs)

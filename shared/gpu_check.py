@@ -27,6 +27,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,8 +42,8 @@ import torch
 from .runtime import DATA_DIR, REPO_ROOT, UserError, save_json
 
 STAGES = ("data", "tests", "decode", "bench", "sweep")
-# Shares of the budget: at the default 480 s, data 45 s, tests 90 s, decode 25 s, bench 115 s, sweep 205 s.
-STAGE_WEIGHTS = {"data": 45, "tests": 90, "decode": 25, "bench": 115, "sweep": 205}
+# Shares of the budget: at the default 480 s, data 35 s, tests 90 s, decode 20 s, bench 130 s, sweep 205 s.
+STAGE_WEIGHTS = {"data": 35, "tests": 90, "decode": 20, "bench": 130, "sweep": 205}
 MIN_STAGE_SECONDS = 10   # less than this cannot even import torch and start
 JSON_RESERVE_SECONDS = 3  # kept back for writing the report
 REPORT_NAME = "gpu_check.json"
@@ -52,7 +53,7 @@ REPORT_NAME = "gpu_check.json"
 class Scale:
     """Sizes of one check. FULL is the real scale; TINY proves the same code on a CPU in about a minute."""
     train_per_class: int = 1000          # nature_12K has 9,999 train/ images in 10 classes
-    val_per_class: int = 200
+    val_per_class: int = 20              # its val/ (the test set) has 200; a sweep never reads it
     image_size: tuple = (800, 600)
     bench_per_class: int = 300           # 3,000 images, as the reference measurement used
     input_size: int = 224
@@ -187,7 +188,7 @@ def compare_decoded(reference, other) -> dict:
 
 def stage_bench(scale: Scale, work: Path, reference: str | None = None, save=None) -> dict:
     """`run_bench` per config (saved after each), and the reference loop beside it in this same process."""
-    from .bench import CONFIGS, run_bench
+    from .bench import run_bench
 
     _, bench_root = data_roots(scale)
     reference_loop = load_reference(reference) if reference and torch.cuda.is_available() else None
@@ -197,22 +198,34 @@ def stage_bench(scale: Scale, work: Path, reference: str | None = None, save=Non
                          str(reference) if reference else "not given (--reference PATH)")}
     names = ("light", "heavy") if torch.cuda.is_available() else ("light",)  # heavy takes minutes on a CPU
     for name in names:
+        out["configs"][name] = {}
+        if reference_loop is not None:  # first: if the budget runs out later, the comparison's other half is here
+            out["configs"][name]["reference"] = {"images_per_second": reference_rate(reference_loop, name, scale)}
+            if save:
+                save(out)
         result = run_bench(bench_root, input_size=scale.input_size, batch_size=scale.batch_size,
                            epochs=scale.bench_epochs, configs=(name,), compile="true")
         out["machine"] = result["machine"]
-        out["configs"][name] = result["configs"][name]
+        out["configs"][name].update(result["configs"][name])
         if reference_loop is not None:
-            images = scale.classes * scale.bench_per_class
-            val_images = scale.classes * round(0.2 * scale.bench_per_class)  # bench's class-balanced split
-            if tuple(reference_loop.CONFIGS[name]) != CONFIGS[name]["filters"]:
-                raise RuntimeError(f"reference {name} filters {reference_loop.CONFIGS[name]} differ from the bench's")
-            rate = reference_loop.images_per_second(CONFIGS[name]["filters"], size=scale.input_size,
-                                                    batch=scale.batch_size, n=images, n_train=images - val_images)
-            engine = out["configs"][name]["engine"]["images_per_second"]
-            out["configs"][name]["reference"] = {"images_per_second": rate, "engine_over_reference": engine / rate}
+            rate = out["configs"][name]["reference"]["images_per_second"]
+            out["configs"][name]["reference"]["engine_over_reference"] = result["configs"][name]["engine"][
+                "images_per_second"] / rate
         if save:
             save(out)
     return out
+
+
+def reference_rate(reference_loop, name: str, scale: Scale) -> float:
+    """The reference loop's images/s for a bench config, on as many images as the bench, split as the bench splits."""
+    from .bench import CONFIGS
+
+    if tuple(reference_loop.CONFIGS[name]) != CONFIGS[name]["filters"]:
+        raise RuntimeError(f"reference {name} filters {reference_loop.CONFIGS[name]} differ from the bench's")
+    images = scale.classes * scale.bench_per_class
+    val_images = scale.classes * round(0.2 * scale.bench_per_class)  # bench's class-balanced split
+    return reference_loop.images_per_second(CONFIGS[name]["filters"], size=scale.input_size, batch=scale.batch_size,
+                                            n=images, n_train=images - val_images)
 
 
 def stage_sweep(scale: Scale, work: Path, save=None) -> dict:
@@ -238,31 +251,41 @@ def stage_sweep(scale: Scale, work: Path, save=None) -> dict:
 
 
 def sweep_timings(stage: dict, runs_table: Path) -> dict:
-    """Per-run wall times from the runs table the sweep saved after each run (also after a kill).
+    """Per-run wall times from the runs table the sweep saved after each run (also after a kill), and
+    two extrapolations to 30 runs.
 
     A run's record is stamped (to the second) when it starts training, so a run's wall time is the
     gap to the next run's stamp; the last run ends at the sweep's end (or the table's last save).
+    `extrapolated_30_runs_seconds` assumes the finished runs are typical; `calibrated_estimate_30_runs_seconds`
+    scales the estimate over the whole space by how far the finished runs were from their own estimates,
+    which holds up when only a few (possibly light or heavy) runs finished.
     """
-    if not runs_table.exists():
-        return {"runs_finished": 0}
-    runs = json.loads(runs_table.read_text())["runs"]
+    from .bench import estimate_run_seconds
+    from .model import CNNConfig
+    from .train import TrainConfig
+
+    runs = json.loads(runs_table.read_text())["runs"] if runs_table.exists() else []
     if not runs:
         return {"runs_finished": 0}
     end = stage.get("finished") or runs_table.stat().st_mtime
     stamps = [datetime.datetime.fromisoformat(run["created"]).timestamp() for run in runs] + [end]
     walls = [b - a for a, b in zip(stamps, stamps[1:])]
     per_run = (end - stage["started"]) / len(runs)
-    estimate = stage.get("estimate", {})
+    estimate = stage["estimate"]
+    estimated = [estimate_run_seconds(CNNConfig.from_dict(run["config"]), TrainConfig.from_dict(run["config"]),
+                                      estimate["train_folder_images"], estimate["speed"]) for run in runs]
+    measured_over_estimated = (end - stage["started"]) / sum(estimated)
     return {
         "runs_finished": len(runs),
         "runs": [{"name": run["name"], "state": run["state"], "error": run["error"], "epochs": len(run["epoch_seconds"]),
                   "macs": run["macs"], "batch_size": run["config"].get("batch_size"), "wall_seconds": wall,
-                  "train_seconds": sum(run["epoch_seconds"]), "images_per_second": run["images_per_second"],
-                  "compile": run["config"].get("compile")} for run, wall in zip(runs, walls)],
+                  "estimated_seconds": guess, "train_seconds": sum(run["epoch_seconds"]),
+                  "images_per_second": run["images_per_second"]} for run, wall, guess in zip(runs, walls, estimated)],
         "sweep_seconds": end - stage["started"], "mean_run_seconds": per_run,
         "extrapolated_30_runs_seconds": stage["cache_build"]["seconds"] + 30 * per_run,
-        "estimated_run_seconds": estimate.get("seconds_per_run"),
-        "measured_over_estimated": per_run / estimate["seconds_per_run"] if estimate.get("seconds_per_run") else None,
+        "measured_over_estimated": measured_over_estimated,
+        "calibrated_estimate_30_runs_seconds": (stage["cache_build"]["seconds"]
+                                                + estimate["seconds_per_run"] * 30 * measured_over_estimated),
     }
 
 
@@ -285,6 +308,18 @@ def junit_summary(path: Path) -> dict:
     return {**counts, "tests": tests}
 
 
+def verbose_summary(output: str) -> dict:
+    """The same counts from `pytest -v` lines ("tests/test_gpu.py::test_x PASSED [ 10%]") of a run cut short."""
+    words = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error", "SKIPPED": "skipped"}
+    tests = []
+    for line in output.splitlines():
+        match = re.match(r"\S+::(\S+) (PASSED|FAILED|ERROR|SKIPPED)", line)
+        if match:
+            tests.append({"name": match[1], "outcome": words[match[2]], "seconds": None, "message": ""})
+    counts = {outcome: sum(t["outcome"] == outcome for t in tests) for outcome in words.values()}
+    return {**counts, "tests": tests, "cut_short": True}
+
+
 # --------------------------------------------------------------------------------------------
 # Running the stages inside the budget
 # --------------------------------------------------------------------------------------------
@@ -301,7 +336,7 @@ def run_process(command: list[str], timeout: float, env: dict) -> dict:
         output, _ = process.communicate()
         timed_out = True
     return {"returncode": process.returncode, "timed_out": timed_out, "seconds": time.perf_counter() - start,
-            "output_tail": (output or "")[-2000:]}
+            "output": output or ""}
 
 
 def skip_reason(name: str, args, has_cuda: bool, missing: list[str]) -> str | None:
@@ -312,6 +347,8 @@ def skip_reason(name: str, args, has_cuda: bool, missing: list[str]) -> str | No
     if name == "sweep" and missing:
         return (f"{' and '.join(missing)} not installed here: carry their wheels (requirements.txt pins "
                 f"wandb and sweeps)")
+    if name != "data" and not all((folder / "DONE").exists() for folder in data_roots(TINY if args.tiny else FULL)):
+        return "no data: the data stage did not finish (give it more --budget-seconds)"
     return None
 
 
@@ -335,15 +372,15 @@ def run_stage_process(name: str, args, work: Path, timeout: float) -> dict:
     process = run_process(command, timeout, child_env(work))
     saved = work / f"{name}.json"
     result = json.loads(saved.read_text()) if saved.exists() else {}
-    if name == "tests" and junit.exists():
-        result = junit_summary(junit)
+    if name == "tests":  # pytest writes its XML at the end: a killed run is read from its verbose lines
+        result = junit_summary(junit) if junit.exists() else verbose_summary(process["output"])
     if name == "sweep" and "started" in result:
         result["timings"] = sweep_timings(result, work / "sweep_runs.json")
     ok = process["returncode"] == 0 and not (name == "tests" and (result.get("failed") or result.get("error")))
     status = (f"partial: its {timeout:.0f} s were spent" if process["timed_out"] else "done" if ok else "failed")
     result.update(status=status, seconds=process["seconds"], budget_seconds=timeout)
     if status != "done":
-        result["output_tail"] = process["output_tail"]
+        result["output_tail"] = process["output"][-3000:]
     return result
 
 
@@ -398,20 +435,22 @@ def summarize(report: dict) -> list[str]:
         lines.append(f"  decode {decoder}: " + (f"{rate['images_per_second']:,.0f} img/s" if "images_per_second" in rate
                                                  else f"skipped: {rate['skipped']}"))
     for config, bench in stages.get("bench", {}).get("configs", {}).items():
-        reference = bench.get("reference")
-        lines.append(f"  bench {config}: engine {bench['engine']['images_per_second']:,.0f} img/s, typical "
-                     f"{bench['typical']['images_per_second']:,.0f}, cache build "
-                     f"{bench['engine']['cache_images_per_second']:,.0f}" +
-                     (f", reference {reference['images_per_second']:,.0f} (engine x{reference['engine_over_reference']:.2f})"
-                      if reference else ""))
+        parts = [f"{pipeline} {bench[pipeline]['images_per_second']:,.0f} img/s"
+                 for pipeline in ("engine", "reference", "typical") if pipeline in bench]
+        if "engine_over_reference" in bench.get("reference", {}):
+            parts.append(f"engine/reference x{bench['reference']['engine_over_reference']:.2f}")
+        if "engine" in bench:
+            parts.append(f"cache build {bench['engine']['cache_images_per_second']:,.0f} img/s")
+        lines.append(f"  bench {config}: " + ", ".join(parts))
     sweep = stages.get("sweep", {})
     if "estimate" in sweep:
         lines.append(f"  {sweep['estimate']['describe']}")
     timings = sweep.get("timings", {})
     if timings.get("runs_finished"):
-        lines.append(f"  sweep: {timings['runs_finished']} runs, {timings['mean_run_seconds']:.1f} s per run "
-                     f"(estimated {timings['estimated_run_seconds']:.1f}); 30 runs ~"
-                     f"{timings['extrapolated_30_runs_seconds'] / 60:.1f} min with the cache build")
+        lines.append(f"  sweep: {timings['runs_finished']} runs, {timings['mean_run_seconds']:.1f} s per run, "
+                     f"x{timings['measured_over_estimated']:.2f} their estimates; 30 runs ~"
+                     f"{timings['extrapolated_30_runs_seconds'] / 60:.1f} min at this mean, ~"
+                     f"{timings['calibrated_estimate_30_runs_seconds'] / 60:.1f} min by the calibrated estimate")
     return lines
 
 
@@ -460,8 +499,6 @@ def run_stage(args) -> None:
     work = Path(args.work)
     scale = TINY if args.tiny else FULL
     save = lambda result: save_json(result, work / f"{args.stage}.json", default=str)  # noqa: E731
-    if args.stage != "data" and not (data_roots(scale)[0] / "DONE").exists():
-        raise UserError("no data: the data stage did not finish (rerun with more --budget-seconds)")
     stage = {"data": stage_data, "decode": stage_decode, "bench": stage_bench, "sweep": stage_sweep}[args.stage]
     options = {"reference": args.reference} if args.stage == "bench" else {}
     if args.stage in ("bench", "sweep"):

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from shared import data, gpu_check
+from shared.model import CNNConfig
 from shared.runtime import REPO_ROOT, UserError
+from shared.train import TrainConfig
 
 FAKE_REFERENCE = '''
 CONFIGS = {"light": (32,) * 5, "heavy": (512, 256, 128, 64, 32)}
@@ -66,7 +68,7 @@ def test_a_stage_past_its_time_is_killed_with_its_children(tmp_path):
     start = time.perf_counter()
     result = gpu_check.run_process([sys.executable, "-c", script], timeout=3, env=dict(os.environ))
     assert result["timed_out"] and time.perf_counter() - start < 20
-    assert "started" in result["output_tail"]
+    assert "started" in result["output"]
     pid = int(grandchild_pid.read_text())
     for _ in range(50):  # the killed grandchild is reaped by init shortly after
         try:
@@ -94,20 +96,33 @@ traceback</failure></testcase>
 
 def test_sweep_timings_from_the_runs_table(tmp_path):
     table = tmp_path / "sweep_runs.json"
+    config = {**CNNConfig(input_size=32).to_dict(), **TrainConfig(epochs=2, batch_size=64).to_dict()}
     record = lambda name, created: {"name": name, "state": "finished", "error": None, "created": created,  # noqa: E731
                                     "epoch_seconds": [4.0, 3.0], "macs": 10, "images_per_second": 100.0,
-                                    "config": {"batch_size": 64, "compile": "auto"}}
+                                    "config": config}
     table.write_text(json.dumps({"runs": [record("r00", "2026-01-01T00:00:10+00:00"),
                                           record("r01", "2026-01-01T00:00:22+00:00")]}))
     started = 1767225605.0  # 2026-01-01T00:00:05Z
-    stage = {"started": started, "finished": started + 25, "cache_build": {"seconds": 7.0},
-             "estimate": {"seconds_per_run": 10.0}}
+    # 1,280 images: 1,024 train + 256 val per epoch at 1 ms each -> 2.56 s per 2-epoch run.
+    estimate = {"seconds_per_run": 10.0, "train_folder_images": 1280,
+                "speed": {"points": [{"macs": 1, "seconds_per_image": 0.001}]}}
+    stage = {"started": started, "finished": started + 25, "cache_build": {"seconds": 7.0}, "estimate": estimate}
     timings = gpu_check.sweep_timings(stage, table)
     assert timings["runs_finished"] == 2
     assert [run["wall_seconds"] for run in timings["runs"]] == [12.0, 8.0]  # 00:10 -> 00:22 -> end at 00:30
-    assert timings["runs"][0]["train_seconds"] == 7.0
-    assert timings["mean_run_seconds"] == 12.5 and timings["measured_over_estimated"] == 1.25
-    assert timings["extrapolated_30_runs_seconds"] == 7.0 + 30 * 12.5
+    assert timings["runs"][0]["train_seconds"] == 7.0 and timings["runs"][0]["estimated_seconds"] == pytest.approx(2.56)
+    assert timings["mean_run_seconds"] == 12.5 and timings["extrapolated_30_runs_seconds"] == 7.0 + 30 * 12.5
+    assert timings["measured_over_estimated"] == pytest.approx(25 / 5.12)
+    assert timings["calibrated_estimate_30_runs_seconds"] == pytest.approx(7.0 + 30 * 10.0 * 25 / 5.12)
+    assert gpu_check.sweep_timings(stage, tmp_path / "none.json") == {"runs_finished": 0}
+
+
+def test_a_test_run_cut_short_is_read_from_its_verbose_lines():
+    output = ("tests/test_gpu.py::test_fp16 PASSED [ 10%]\ntests/test_gpu.py::test_compiled FAILED [ 20%]\n"
+              "tests/test_gpu.py::test_one[head] PASSED [ 30%]\nsome log line\n")
+    summary = gpu_check.verbose_summary(output)
+    assert (summary["passed"], summary["failed"], summary["skipped"]) == (2, 1, 0) and summary["cut_short"]
+    assert [t["name"] for t in summary["tests"]] == ["test_fp16", "test_compiled", "test_one[head]"]
 
 
 def test_compare_decoded_reports_pixel_differences():
@@ -160,7 +175,25 @@ def test_tiny_check_runs_every_stage_and_writes_one_json(tmp_path):
     assert timings["runs_finished"] == 2 and all(run["wall_seconds"] >= 0 for run in timings["runs"])
     assert all(run["state"] == "finished" and run["epochs"] == 1 for run in timings["runs"])
     assert timings["extrapolated_30_runs_seconds"] > timings["mean_run_seconds"] > 0
+    assert timings["calibrated_estimate_30_runs_seconds"] > 0 and timings["measured_over_estimated"] > 0
     summary = process.stdout
     assert "GPU check on" in summary and "Estimated sweep time" in summary and "wrote " in summary
     # The stages wrote into a work folder that is gone now, never into the user's outputs (their sweep results).
     assert not (tmp_path / "outputs").exists() and not list((tmp_path / "data").glob("gpu_check-*"))
+
+
+def test_a_short_budget_skips_and_cuts_stages_but_still_writes_the_json(tmp_path):
+    """40 s for data, tests and sweep: the data stage's share is under MIN_STAGE_SECONDS, so it is skipped,
+    the tests get what is left of theirs, and the sweep, with no data, says so instead of failing."""
+    out = tmp_path / "out"
+    env = {**os.environ, "INAT_DATA_DIR": str(tmp_path / "data")}
+    start = time.perf_counter()
+    process = subprocess.run([sys.executable, "-m", "shared.gpu_check", "--out", str(out), "--tiny",
+                              "--stages", "data,tests,sweep", "--budget-seconds", "40"],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert time.perf_counter() - start < 40 + 15  # the budget, plus starting Python and torch in this process
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-2000:]
+    stages = json.loads((out / gpu_check.REPORT_NAME).read_text())["stages"]
+    assert stages["data"]["status"] == "skipped: budget spent"
+    assert stages["tests"]["status"] in ("done", f"partial: its {stages['tests']['budget_seconds']:.0f} s were spent")
+    assert stages["sweep"]["status"].startswith("skipped: no data")
