@@ -415,7 +415,7 @@ def test_a_missing_data_path_is_a_one_line_user_error(tmp_path, monkeypatch):
 def test_a_path_may_name_any_folder_above_the_dataset(tmp_path):
     root = make_dataset(tmp_path / "drive" / "MyDrive" / "datasets" / "inaturalist_12K", {"a": 1})
     assert data.find_data(tmp_path / "drive") == root
-    (tmp_path / "other" / "deep" / "er" / "and" / "deeper" / "inaturalist_12K").mkdir(parents=True)
+    make_dataset(tmp_path / "other" / "one" / "two" / "three" / "four" / "inaturalist_12K", {"a": 1})  # too deep
     with pytest.raises(data.DataError, match="no folder with train/ and val/ at or up to 4 levels below"):
         data.find_data(tmp_path / "other")
 
