@@ -1,7 +1,8 @@
 """One call on a lent GPU: the GPU tests, cache-build rates, the bench beside the reference loop, a timed sweep.
 
 Introduced for the README's GPU figures (no notebook needs it). A lent GPU comes with minutes, so
-everything runs in one command inside a time budget and writes ONE JSON, `OUT/gpu_check.json`:
+everything runs in one command inside a time budget and writes ONE JSON, `OUT/gpu_check.json`
+(`gpu_check-2.json` and so on when an earlier check's report is there: it is never overwritten):
 
     python -m shared.gpu_check --out DIR [--reference PATH/reference_loop.py] [--budget-seconds 480]
     python -m shared.gpu_check --out DIR --tiny     # the same stages in miniature: a CPU runs them in a minute
@@ -14,7 +15,8 @@ The stages, in order; each gets a share of the budget, and time one leaves unuse
 - bench: `bench.run_bench` light + heavy, 224 px, batch 256, compile true, on 3,000 of those JPEGs,
   and with --reference the reference loop in the same process, same sizes, side by side;
 - sweep: `bench.estimate_sweep`, then `sweep.run_sweep` over SWEEP_CONFIG with patience 0 (every run
-  goes its full 10 or 15 epochs), at least 10 runs; each run's wall time and the 30-run extrapolation.
+  goes its full 10 or 15 epochs), 10 runs asked for; each finished run's wall time, and the 30-run time
+  extrapolated two ways (the finished runs' mean, and the estimate calibrated by those runs).
 Each stage runs in its own process and is killed when its time is up; what it finished is kept (the
 JSON is rewritten after every stage). Without CUDA every stage but the (then skipped) tests says
 "skipped: no CUDA", unless --tiny asks for the miniature.
@@ -395,7 +397,7 @@ def run_check(args) -> dict:
               "cuda": torch.version.cuda, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "tiny": args.tiny, "budget_seconds": args.budget_seconds, "reference": args.reference,
               "missing_packages": missing, "stages": {}}
-    out_file = Path(args.out) / REPORT_NAME
+    out_file = args.report
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gpu_check-", dir=DATA_DIR) as work:
         for name in stages:
@@ -474,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    print("\n".join(report["summary"] + [f"wrote {Path(args.out) / REPORT_NAME}"]))
+    print("\n".join(report["summary"] + [f"wrote {args.report}"]))
     raise SystemExit(0 if report["ok"] else 1)
 
 
@@ -491,7 +493,17 @@ def check_arguments(args) -> list[str]:
         load_reference(args.reference)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder")
+    args.report = report_path(Path(args.out))
     return stages
+
+
+def report_path(out: Path) -> Path:
+    """OUT/gpu_check.json, or the first free gpu_check-N.json: an earlier check's figures are never overwritten."""
+    path, number = out / REPORT_NAME, 1
+    while path.exists():
+        number += 1
+        path = out / f"{Path(REPORT_NAME).stem}-{number}.json"
+    return path
 
 
 def run_stage(args) -> None:

@@ -51,6 +51,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, arguments, message)
     assert not (tmp_path / gpu_check.REPORT_NAME).exists()  # refused before any work
 
 
+def test_an_earlier_report_is_never_overwritten(tmp_path):
+    assert gpu_check.report_path(tmp_path) == tmp_path / "gpu_check.json"
+    (tmp_path / "gpu_check.json").write_text("{}")
+    (tmp_path / "gpu_check-2.json").write_text("{}")
+    assert gpu_check.report_path(tmp_path) == tmp_path / "gpu_check-3.json"
+
+
 def test_reference_loop_is_loaded_from_its_path_and_checked(tmp_path):
     good = tmp_path / "reference_loop.py"
     good.write_text(FAKE_REFERENCE)
