@@ -553,3 +553,16 @@ def save_figures(figures: dict, folder: str | Path | None = None, dpi: int = 110
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         paths.append(path)
     return paths
+
+
+def filter_structure(weights: torch.Tensor) -> float:
+    """How spatially smooth conv kernels are: the mean correlation between horizontally and vertically
+    neighbouring weights of the same filter and input channel. About 0 for i.i.d. noise (a fresh
+    initialisation); clearly positive for blob- and edge-like kernels. Introduced in Part-A/04.
+    """
+    w = weights.detach().float().cpu()
+    w = w - w.mean(dim=(2, 3), keepdim=True)
+    pairs = [(w[..., :, :-1], w[..., :, 1:]), (w[..., :-1, :], w[..., 1:, :])]
+    numerator = sum((a * b).sum() for a, b in pairs)
+    denominator = sum(torch.sqrt((a * a).sum() * (b * b).sum()) for a, b in pairs)
+    return float(numerator / denominator) if denominator > 0 else 0.0

@@ -340,3 +340,13 @@ def test_layer_costs_have_axis_labels():
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
     assert [t.get_text() for t in fig.axes[1].texts] == ["99.0%", "1.0%", "0.010%"]
     plt.close(fig)
+
+
+def test_filter_structure_tells_smooth_kernels_from_noise():
+    torch.manual_seed(0)
+    noise = torch.nn.Conv2d(3, 64, 5).weight
+    ramp = torch.linspace(-1, 1, 5)
+    edges = (ramp[None, :] * torch.ones(5, 1)).expand(64, 3, 5, 5) * torch.randn(64, 3, 1, 1)  # oriented edges
+    assert abs(viz.filter_structure(noise)) < 0.1
+    assert viz.filter_structure(edges) > 0.4
+    assert viz.filter_structure(torch.zeros(4, 3, 3, 3)) == 0.0
