@@ -14,13 +14,11 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .model import CNNConfig, ConfigError
-from .runtime import UserError, save_json
+from .runtime import UserError, save_json, write_problem
 from .train import TrainConfig
 
 
@@ -70,13 +68,9 @@ def check_output_path(path: str | None, flag: str) -> None:
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {target / 'result.json'}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise UserError(f"{flag} {path} cannot be written ({err.strerror or err}); choose another place") from None
+    problem = write_problem(target.parent)
+    if problem:
+        raise UserError(f"{flag} {path} cannot be written ({problem}); choose another place")
 
 
 def _write_json(payload: dict, path: str | None) -> None:

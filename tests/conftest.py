@@ -11,3 +11,10 @@ os.environ.setdefault("INAT_OUTPUTS", str(REPO / "outputs" / "test-run"))  # kee
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.pop("INAT_DATA", None)       # tests run on the embedded demo data
 sys.path.insert(0, str(REPO))
+
+
+def pytest_configure(config):
+    # torchvision 0.29 deprecates decode_image/decode_jpeg (for TorchCodec) and warns on every call; data.py
+    # still uses them on purpose (see its decoders), so the warning is noise in test output.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning")
