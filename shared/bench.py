@@ -55,12 +55,11 @@ def make_synthetic(dest: str | os.PathLike = DATA_DIR / "bench_synthetic", class
     dest = Path(dest)
     done = dest / "DONE"
     width, height = size
-    description = (f"{classes} classes x {per_class} train + {val_per_class} val synthetic {width}x{height} "
-                   f"JPEGs (quality {quality}, seed {seed})\n")
     if done.exists():
-        if done.read_text() != description:
-            raise UserError(f"{dest} already holds another synthetic set ({done.read_text().strip()}); "
-                            f"delete it or choose another folder")
+        found = _synthetic_shape(dest)
+        if found != (classes, per_class, val_per_class, tuple(size)):
+            raise UserError(f"{dest} already holds another synthetic set (classes, train and val per class, "
+                            f"size: {found}); delete it or choose another folder")
         return dest
     jobs = [(dest / split / f"class_{c}" / f"{i:04d}.jpg", (seed, split_index, c, i), c, size, quality)
             for split_index, (split, count) in enumerate((("train", per_class), ("val", val_per_class)))
@@ -79,8 +78,24 @@ def make_synthetic(dest: str | os.PathLike = DATA_DIR / "bench_synthetic", class
     else:
         for job in jobs:
             _write_synthetic_jpeg(job)
-    done.write_text(description)
+    done.write_text(f"{classes} classes x {per_class} train + {val_per_class} val synthetic {width}x{height} "
+                    f"JPEGs (quality {quality}, seed {seed})\n")
     return dest
+
+
+def _synthetic_shape(dest: Path) -> tuple:
+    """(classes, train per class, val per class, image size) of a finished synthetic set, read from its files:
+    sets built before DONE carried these numbers are checked the same way."""
+    from PIL import Image
+
+    def per_class(split: str) -> int:
+        counts = {len(list(folder.glob("*.jpg"))) for folder in (dest / split).glob("class_*")}
+        return counts.pop() if len(counts) == 1 else -1  # -1: classes of different sizes, not ours
+
+    train_classes = sorted((dest / "train").glob("class_*"))
+    first = next(train_classes[0].glob("*.jpg"), None) if train_classes else None
+    size = Image.open(first).size if first else None
+    return len(train_classes), per_class("train"), per_class("val") if (dest / "val").exists() else 0, size
 
 
 @functools.lru_cache(maxsize=2)

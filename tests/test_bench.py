@@ -72,6 +72,8 @@ def test_synthetic_set_in_nature_12k_layout_resumes_and_refuses_another(tmp_path
     assert lost.exists() and kept.read_bytes() == kept_bytes and (root / "DONE").exists()
     with pytest.raises(UserError, match="already holds another synthetic set"):
         bench.make_synthetic(dest, classes=2, per_class=5, size=(80, 60))
+    (root / "DONE").write_text("2 classes x 3 synthetic 80x60 JPEGs\n")  # as sets built before val/ existed
+    assert bench.make_synthetic(dest, classes=2, per_class=3, size=(80, 60), val_per_class=1) == root
 
 
 def test_synthetic_workers_write_the_same_files_as_one_process(tmp_path):
