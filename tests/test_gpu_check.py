@@ -20,8 +20,10 @@ from shared.train import TrainConfig
 
 FAKE_REFERENCE = '''
 CONFIGS = {"light": (32,) * 5, "heavy": (512, 256, 128, 64, 32)}
+CALLS = []
 
 def images_per_second(filters, size=224, batch=256, n=3000, n_train=2400):
+    CALLS.append(dict(filters=filters, size=size, batch=batch, n=n, n_train=n_train))
     return 1000.0
 '''
 
@@ -61,7 +63,10 @@ def test_an_earlier_report_is_never_overwritten(tmp_path):
 def test_reference_loop_is_loaded_from_its_path_and_checked(tmp_path):
     good = tmp_path / "reference_loop.py"
     good.write_text(FAKE_REFERENCE)
-    assert gpu_check.load_reference(good).images_per_second((32,) * 5) == 1000.0
+    reference = gpu_check.load_reference(good)
+    # The bench's data, sizes and split: 3,000 images, 600 of them (20% of each class) for validation.
+    assert gpu_check.reference_rate(reference, "heavy", gpu_check.FULL) == 1000.0
+    assert reference.CALLS == [dict(filters=(512, 256, 128, 64, 32), size=224, batch=256, n=3000, n_train=2400)]
     bad = tmp_path / "other.py"
     bad.write_text("x = 1\n")
     with pytest.raises(UserError, match="is it reference_loop.py"):
