@@ -46,8 +46,9 @@ def split(root):
 def test_fp16_with_grad_scaler_and_no_compile_learns(split, monkeypatch):
     """The T4/V100 path (fp16 autocast + GradScaler) and the P100 path (no compile), forced on this GPU.
 
-    A skipped optimizer step halves the GradScaler's scale: a scale that keeps falling means every
-    step is skipped and nothing trains, while the loss printed would still look plausible.
+    A skipped optimizer step halves the GradScaler's scale. A few falls at the start are its calibration
+    (it starts at 2**16); a scale that keeps falling means the steps are skipped and nothing trains,
+    while the printed loss could still look plausible.
     """
     monkeypatch.setattr(train_lib, "amp_dtype", lambda device: torch.float16 if device.type == "cuda" else None)
     scalers = []
@@ -69,9 +70,10 @@ def test_fp16_with_grad_scaler_and_no_compile_learns(split, monkeypatch):
     out = train_lib.fit(model, *split, quick(compile="false"), DEVICE, progress=False)
     assert len(scalers) == 1, "fp16 autocast must train through a GradScaler"
     scales = scalers[0].scales
-    skipped = sum(later < earlier for earlier, later in zip(scales, scales[1:]))
+    falls = [later < earlier for earlier, later in zip(scales, scales[1:])]
+    late = falls[len(falls) // 2:]
     assert all(math.isfinite(s) and s > 0 for s in scales)
-    assert skipped <= max(3, len(scales) // 10), f"{skipped} of {len(scales)} steps skipped (scales {scales[-5:]})"
+    assert sum(late) <= max(1, len(late) // 10), f"{sum(late)} of the last {len(late)} steps skipped: {scales}"
     losses = [row["train_loss"] for row in out["history"]]
     assert losses[-1] < losses[0], losses
     moved = [name for name, p in model.named_parameters() if not torch.equal(p.detach().cpu(), before[name])]
