@@ -93,7 +93,7 @@ def test_compiled_training_matches_eager_roughly(split):
     assert eager_graphs == 0 and compiled_graphs >= 1, "compile=true did not compile (or false did)"
     first_eager, first_compiled = eager["history"][0]["train_loss"], compiled["history"][0]["train_loss"]
     assert abs(first_compiled - first_eager) / first_eager < 0.05, (first_eager, first_compiled)
-    assert abs(compiled["val_acc"] - eager["val_acc"]) < 0.1, (eager["val_acc"], compiled["val_acc"])
+    assert abs(compiled["val_acc"] - eager["val_acc"]) < 0.15, (eager["val_acc"], compiled["val_acc"])
 
 
 def test_best_checkpoint_and_test_set_on_cuda(root, tmp_path):
