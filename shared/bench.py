@@ -10,6 +10,9 @@ Introduced in Part-A/02 (the README's speed table). `python -m shared bench [--d
 Both train and validate on the same class-balanced 80/20 split, without augmentation (the typical
 pipeline has none), and report images/s over train + val of a steady-state epoch (the median of
 the epochs after the first, which pays warm-up, worker start and compilation).
+
+Also here: `estimate_sweep`, a sweep's wall time estimated before it starts (Part-A/02 prints it), and
+`make_synthetic`, the photo-like JPEGs that this bench and `python -m shared.gpu_check` run on.
 """
 from __future__ import annotations
 
