@@ -34,7 +34,7 @@ from . import data as data_lib
 from .formulas import count_macs
 from .model import CNN, CNNConfig
 from .runtime import DATA_DIR, UserError, atomic_path, describe, get_device
-from .sweep import SWEEP_CONFIG, _plain, configs_from_params
+from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
 from .train import TrainConfig, fit, release_memory
 
 # The published solution's two reference configs (see the README): cheap and compute-heavy.
@@ -240,7 +240,7 @@ def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list
     space = HyperParameterSet.from_config(config["parameters"])
     rng = np.random.default_rng(seed)
     draw = lambda hp: hp.ppf(rng.uniform())  # noqa: E731
-    return [{hp.name: _plain(draw(hp)) for hp in space} for _ in range(samples)]
+    return [{hp.name: plain_value(draw(hp)) for hp in space} for _ in range(samples)]
 
 
 def _train_folder_images(root_or_counts) -> int:

@@ -258,8 +258,8 @@ def sweep_timings(stage: dict, runs_table: Path) -> dict:
     """Per-run wall times from the runs table the sweep saved after each run (also after a kill), and
     two extrapolations to 30 runs.
 
-    A run's record is stamped (to the second) when it starts training, so a run's wall time is the
-    gap to the next run's stamp; the last run ends at the sweep's end (or the table's last save).
+    A run's wall time is its record's `wall_seconds` (training, data loading and evaluation); in an older
+    table, the gap between runs' `created` stamps (to the second) stands in for it.
     `extrapolated_30_runs_seconds` assumes the finished runs are typical; `calibrated_estimate_30_runs_seconds`
     scales the estimate over the whole space by how far the finished runs were from their own estimates,
     which holds up when only a few (possibly light or heavy) runs finished.
@@ -273,7 +273,9 @@ def sweep_timings(stage: dict, runs_table: Path) -> dict:
         return {"runs_finished": 0}
     end = stage.get("finished") or runs_table.stat().st_mtime
     stamps = [datetime.datetime.fromisoformat(run["created"]).timestamp() for run in runs] + [end]
-    walls = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    # Runs record their own wall time (sweep.train_one); the stamps' gaps are the fallback for older tables.
+    walls = [run.get("wall_seconds", gap) for run, gap in zip(runs, gaps)]
     per_run = (end - stage["started"]) / len(runs)
     estimate = stage["estimate"]
     estimated = [estimate_run_seconds(CNNConfig.from_dict(run["config"]), TrainConfig.from_dict(run["config"]),

@@ -226,9 +226,14 @@ def _make_optimizer(params, tcfg: TrainConfig, device: torch.device):
 
 def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
     if tcfg.schedule == "onecycle":
+        # OneCycleLR divides by (warm-up steps - 1) and by the steps after it: with 5 steps at 0.2 that is 0.
+        # Keep at least 2 warm-up steps and 1 after them; a run of under 3 steps keeps a constant rate.
+        if total_steps < 3:
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        pct_start = min(max(tcfg.warmup_fraction, 2 / total_steps), 1 - 1 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
-            pct_start=tcfg.warmup_fraction)
+            pct_start=pct_start)
     if tcfg.schedule == "cosine":
         warmup = max(1, int(tcfg.warmup_fraction * total_steps))
 

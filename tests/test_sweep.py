@@ -524,3 +524,13 @@ def test_plots_and_importance_from_the_runs_table():
     by = sweep_plots.mean_accuracy_by(table, "batch_norm")
     assert by.loc["True", "runs"] == 3 and by.index[0] == "True"
     plt.close("all")
+
+
+def test_a_stop_at_the_last_epoch_is_a_finished_run(root, monkeypatch):
+    """Hyperband answering 'stop' after the final epoch saves nothing: the run is finished, not stopped."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: 0.1))
+    always = lambda history: "hyperband: planted"  # noqa: E731
+    last = sweep.train_one({**TINY, "epochs": 3}, root, should_stop=lambda h: always(h) if len(h) >= 3 else None)
+    assert (last["state"], last["epochs_run"]) == ("finished", 3) and "stop_reason" not in last
+    early = sweep.train_one({**TINY, "epochs": 3}, root, should_stop=always)
+    assert (early["state"], early["epochs_run"]) == ("stopped", 1) and early["wall_seconds"] >= 0

@@ -272,3 +272,16 @@ def test_evaluate_matches_a_reference_from_predict(split):
     assert model.training  # both leave the model as they found it
     empty = val_set.subset([])
     assert all(v != v for v in train_lib.evaluate(model, empty))  # nan, nan: nothing to average
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 5, 10, 37])
+def test_onecycle_schedule_works_for_any_number_of_steps(total_steps):
+    """OneCycleLR raised ZeroDivisionError when total_steps x warmup_fraction == 1 (e.g. 5 steps at 0.2)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = train_lib._make_schedule(optimizer, fast(), total_steps)
+    rates = []
+    for _ in range(total_steps):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(rate > 0 for rate in rates[:-1]) and max(rates) <= 0.1 + 1e-12
