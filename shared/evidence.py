@@ -340,9 +340,13 @@ def overfitting(history: list[dict], name: str = "the model") -> Finding:
     gap = last["train_acc"] - last["val_acc"]
     rise = last["val_loss"] / rows[lowest]["val_loss"] - 1 if rows[lowest]["val_loss"] > 0 else 0.0
     train_still_falls = last["train_loss"] < rows[lowest]["train_loss"]
+    if lowest == len(rows) - 1:
+        loss_facts = "validation loss lowest in the last epoch"
+    else:
+        loss_facts = (f"validation loss lowest at epoch {rows[lowest]['epoch']}, last epoch {100 * rise:+.0f}% above "
+                      f"it; training loss {'still falling' if train_still_falls else 'not falling'} since then")
     facts = (f"after {len(rows)} epochs train accuracy {last['train_acc']:.1%} vs validation {last['val_acc']:.1%} "
-             f"({pp(gap)}); validation loss lowest at epoch {rows[lowest]['epoch']}, last epoch {100 * rise:+.0f}% "
-             f"above it; training loss {'still falling' if train_still_falls else 'not falling'} since then")
+             f"({pp(gap)}); {loss_facts}")
     if gap >= OVERFIT_GAP and rise >= OVERFIT_LOSS_RISE and train_still_falls:
         return Finding(f"{name} overfitting", True, f"{name} overfits: {facts}.")
     if gap < OVERFIT_GAP and rise < OVERFIT_LOSS_RISE:
