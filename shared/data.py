@@ -117,9 +117,9 @@ def _search_root(top: Path) -> tuple[Path | None, str | None]:
 
 
 def _explicit_root(explicit: str | os.PathLike) -> Path:
-    """The dataset root at or below a path the user gave (--data, INAT_DATA, the notebook's DATA)."""
+    """The dataset root at or below a path the user gave (--data, INAT_DATA or the settings file's "data")."""
     top = Path(explicit).expanduser()
-    where = (f"Point INAT_DATA / --data (or the notebook's DATA) at the unzipped inaturalist_12K folder from "
+    where = (f"Point INAT_DATA, --data or the 'data' setting at the unzipped inaturalist_12K folder from "
              f"{DATASET_URL}, or at any folder above it")
     if not top.exists():
         raise MissingData(f"{explicit} does not exist. {where}")
