@@ -1,17 +1,15 @@
-"""Finding, decoding once and serving the iNaturalist-12K images (or the embedded demo set).
+"""Finding, caching and serving the iNaturalist-12K images (or the embedded demo set).
 
 Introduced in Part-A/01; every later notebook loads its data through this file.
 
 The one idea: JPEG decoding is the slowest step of a typical pipeline, so every image is
-decoded exactly once, resized as uint8, and kept as one `[N, 3, S, S]` uint8 tensor that is
-cached on disk. Training epochs only index that tensor (on the GPU when it fits).
+decoded exactly once (by `shared.decode`), resized as uint8, and kept as one `[N, 3, S, S]`
+uint8 tensor that is cached on disk. Training epochs only index that tensor (on the GPU when it fits).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -20,20 +18,19 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as TF
 
 with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a text bar; its warning is noise
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
+from . import decode
+from .decode import BadImage, resize_uint8  # noqa: F401 (still data.BadImage, data.resize_uint8)
 from .runtime import DATA_DIR, UserError, atomic_path, banner, on_colab, on_kaggle, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
@@ -366,207 +363,8 @@ def same_data(fingerprint: dict | None, other: dict | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding once
+# The decode-once cache (the decoding itself is shared/decode.py)
 # --------------------------------------------------------------------------------------------
-class BadImage(Exception):
-    pass
-
-
-def _read_file(path: Path) -> bytes:
-    """The one place an image file is read, whichever decoder runs (tests count its calls)."""
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise BadImage(f"cannot be read ({err.strerror or err})") from None
-
-
-def _open_header(data: bytes) -> Image.Image:
-    """PIL's lazy open: format, mode and size from the header, no pixels decoded yet.
-
-    An image over PIL's `Image.MAX_IMAGE_PIXELS` is refused here, before a decompression bomb (a
-    0.4 MB PNG declaring 20000x20000 pixels needs 1.2 GB once decoded) can take the memory.
-    """
-    if not data:
-        raise BadImage("empty file")
-    try:
-        image = Image.open(io.BytesIO(data))  # below 2x its limit PIL only warns; we refuse from 1x, below
-    except Image.DecompressionBombError as err:
-        raise BadImage(f"not decoded: {err}") from None
-    except Exception as err:
-        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
-    width, height = image.size
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        image.close()
-        raise BadImage(f"not decoded: {width}x{height} = {width * height:,} pixels is over PIL's "
-                       f"Image.MAX_IMAGE_PIXELS ({limit:,}), a possible decompression bomb")
-    return image
-
-
-def _decode_jpeg(image: Image.Image, at_least: int) -> torch.Tensor:
-    """uint8 [3, H, W] RGB of a JPEG, decoded at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps
-    both sides >= `at_least`.
-
-    libjpeg scales in the DCT domain (PIL's `draft`): a 800x600 photo wanted at 64 px comes out
-    at 100x75, in 1.8 ms instead of 2.5 ms whole (the entropy decoding stays, the inverse DCT and
-    colour conversion shrink), and the resize that follows reads 64x fewer pixels. That resize
-    starts from at least the target size, so it still only shrinks.
-    """
-    try:
-        image.draft("RGB", (at_least, at_least))
-        image.load()  # raises on truncated or corrupt data
-        rgb = image if image.mode == "RGB" else image.convert("RGB")  # grayscale, CMYK
-        return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
-    except Exception as err:
-        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
-
-
-def _decode_other(data: bytes) -> torch.Tensor:
-    """uint8 [3, H, W] RGB of a PNG, GIF, BMP, WebP or TIFF, or of a JPEG decoded whole.
-
-    No warnings.catch_warnings() here: it swaps the process-wide filters, so in concurrent threads one
-    thread's exit can leave another's "ignore" installed for good.
-    """
-    try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        if image.ndim == 4:  # an animated GIF/WebP decodes to [frames, 3, H, W]: keep the first frame
-            image = image[0]
-        if image.dtype != torch.uint8:  # 16-bit PNGs decode to uint16; a plain cast would wrap around
-            image = TF.to_dtype(image, torch.uint8, scale=True)
-        return image
-    except RuntimeError:  # corrupt/truncated data, or a format torchvision lacks: PIL decides
-        pass
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            array = np.array(image.convert("RGB"))
-    except Exception as err:
-        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
-    return torch.from_numpy(array).permute(2, 0, 1)
-
-
-def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -> torch.Tensor:
-    """Resize a uint8 image before any float conversion.
-
-    resize_to=None squashes to size x size (the whole photo is kept: the Part A choice);
-    resize_to=R resizes the shorter side to R, then centre-crops size x size (torchvision weights' recipe).
-    """
-    if resize_to is None:
-        return TF.resize(image, [size, size], antialias=True)
-    image = TF.resize(image, resize_to, antialias=True)
-    return TF.center_crop(image, [size, size])
-
-
-def _decode_bytes(data: bytes, size: int, resize_to: int | None) -> torch.Tensor:
-    """One file's bytes -> uint8 [3, size, size] on the CPU; BadImage when they are not a usable image."""
-    at_least = resize_to or size
-    with _open_header(data) as header:
-        width, height = header.size
-        # MPO: a camera's JPEG with extra views appended. At full scale torchvision's decoder is faster
-        # (2.5 vs 3.2 ms for 800x600) and gives the same pixels.
-        if header.format in ("JPEG", "MPO") and min(width, height) >= 2 * at_least:
-            rgb = _decode_jpeg(header, at_least)
-        else:
-            rgb = _decode_other(data)
-    return resize_uint8(rgb, size, resize_to)
-
-
-def _decode(args):
-    """The CPU decoder, one file given by its path or its bytes already read:
-    (uint8 [3, size, size], None), or (None, why it is skipped)."""
-    source, size, resize_to = args
-    try:
-        data = _read_file(source) if isinstance(source, Path) else source
-        return _decode_bytes(data, size, resize_to), None
-    except BadImage as err:
-        return None, str(err)
-
-
-def _inspect(path: Path) -> tuple[bytes, bool] | tuple[None, str]:
-    """For the CUDA decoder: (the file's bytes, whether nvJPEG takes it), or (None, why it is skipped).
-
-    nvJPEG gets colour JPEGs only; grayscale and CMYK JPEGs and every other format take the CPU path.
-    """
-    try:
-        data = _read_file(path)
-        with _open_header(data) as header:
-            return data, header.format == "JPEG" and header.mode == "RGB"
-    except BadImage as err:
-        return None, str(err)
-
-
-def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: ThreadPoolExecutor, batch_size: int = 64):
-    """The CUDA decoder: yields (image, reason) per file, in order, like `_decode` over `files`.
-
-    Threads read the files and check their headers (the same checks as the CPU path); colour JPEGs are
-    decoded by nvJPEG in batches and resized on the GPU; the rest, and every file of a batch nvJPEG
-    refuses (one corrupt JPEG fails the whole call), go through the CPU path, so skips and their
-    reasons are the CPU path's.
-    """
-    from torchvision.io import decode_jpeg  # batched GPU decoding needs torchvision >= 0.19
-
-    for start in range(0, len(files), batch_size):
-        inspected = list(pool.map(_inspect, files[start:start + batch_size]))
-        results = [None if data is not None else (None, reason) for data, reason in inspected]
-        on_gpu = [i for i, (data, nvjpeg_takes_it) in enumerate(inspected) if data is not None and nvjpeg_takes_it]
-        try:
-            encoded = [torch.frombuffer(bytearray(inspected[i][0]), dtype=torch.uint8) for i in on_gpu]
-            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device="cuda") if encoded else []
-            resized = torch.stack([resize_uint8(image, size, resize_to) for image in decoded]).cpu() if decoded else []
-            for i, image in zip(on_gpu, resized):
-                results[i] = (image, None)
-        except RuntimeError:  # nvJPEG refused the batch: its files go to the CPU path below
-            pass
-        on_cpu = [i for i, result in enumerate(results) if result is None]
-        for i, result in zip(on_cpu, pool.map(_decode, ((inspected[i][0], size, resize_to) for i in on_cpu))):
-            results[i] = result
-        yield from results
-
-
-@contextlib.contextmanager
-def _one_torch_thread_each():
-    """Torch ops (the resize) single-threaded inside each decoding thread, restored afterwards even on error.
-
-    Each worker thread's resize otherwise spreads over all of torch's intra-op threads: on a 16-core
-    host, 16 workers x 16 threads built the cache at 323-369 img/s, and at 1,018 img/s with one each.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _choose_decoder(decoder: str) -> str:
-    """"cpu" or "cuda" from "auto" | "cpu" | "cuda"; a UserError for a choice this machine cannot run."""
-    if decoder not in ("auto", "cpu", "cuda"):
-        raise UserError(f"decoder must be 'auto', 'cpu' or 'cuda', got {decoder!r}")
-    if decoder == "cuda" and not torch.cuda.is_available():
-        raise UserError("decoder='cuda' needs a CUDA GPU, and torch.cuda.is_available() is False; use 'cpu' or 'auto'")
-    if decoder == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return decoder
-
-
-def _decode_all(files: list[Path], size: int, resize_to: int | None, decoder: str, workers: int, bar) -> tuple:
-    """(uint8 [N, 3, size, size] of the readable files, their indices in `files`, [(path, reason)] of the rest)."""
-    images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
-    keep, skipped = [], []
-    with _one_torch_thread_each(), ThreadPoolExecutor(workers) as pool:  # PIL, libjpeg and torch release the GIL
-        if decoder == "cuda":
-            results = _decode_cuda(files, size, resize_to, pool)
-        else:
-            results = pool.map(_decode, ((f, size, resize_to) for f in files))
-        for i, (image, error) in enumerate(bar(results)):
-            if error is None:
-                images[len(keep)] = image
-                keep.append(i)
-            else:
-                skipped.append((str(files[i]), error))
-    return (images if len(keep) == len(files) else images[:len(keep)].clone()), keep, skipped
-
-
 def _printable(text: str) -> str:
     """`text` safe to print: a file name that is not UTF-8 (kept by Python as surrogates) shows as U+FFFD."""
     return os.fsencode(text).decode("utf-8", "replace")
@@ -641,7 +439,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     decoded whole, as before) and 0.44 (max 25) at 32 px.
     """
     folder = Path(folder)
-    decoder = _choose_decoder(decoder)
+    decoder = decode.choose_decoder(decoder)
     classes, files, labels = scan_folder(folder, expected_classes)
     cache_file = _cache_path(folder, files, size, resize_to,
                              Path(cache_dir or os.environ.get("INAT_CACHE", DATA_DIR / "cache")))
@@ -653,7 +451,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
         cache_file = None
     bar = functools.partial(tqdm, total=len(files), disable=not progress, unit="img",
                             desc=f"decoding {_printable(folder.name)}/ at {size}px")
-    images, keep, skipped = _decode_all(files, size, resize_to, decoder, workers or os.cpu_count() or 1, bar)
+    images, keep, skipped = decode.decode_all(files, size, resize_to, decoder, workers or os.cpu_count() or 1, bar)
     _report_skipped(folder, skipped)
     result = ImageSet(images, torch.tensor([labels[i] for i in keep], dtype=torch.long),
                       classes, [str(files[i].relative_to(folder)) for i in keep], skipped)

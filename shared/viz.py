@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
 from . import data as data_lib
+from . import decode
 from .runtime import OUTPUT_DIR
 
 # Okabe-Ito blue and vermillion: told apart with every common colour-vision deficiency; the grid
@@ -482,19 +483,16 @@ def plot_preprocessing_comparison(image_path, size: int, resize_to: int, scratch
                                   title: str | None = None):
     """One photo three ways (Part-B Q1(a)): the original with the centre crop's region drawn on it, Part A's
     squash to `scratch_size` (default `size`) square, and Part B's resize of the shorter side to
-    `resize_to` followed by the centre `size` x `size` crop. Both use `data.resize_uint8`, the function
+    `resize_to` followed by the centre `size` x `size` crop. Both use `decode.resize_uint8`, the function
     the caches are built with, so the panels show exactly what each model sees.
 
     Introduced in Part-B/01.
     """
-    from PIL import Image
-
     # The whole photo at full resolution (the cache decoders may decode JPEGs at a reduced scale).
-    with Image.open(image_path) as photo:
-        original = torch.from_numpy(np.array(photo.convert("RGB"))).permute(2, 0, 1)
+    original = decode.read_rgb(image_path)
     height, width = original.shape[1:]
-    squashed = data_lib.resize_uint8(original, scratch_size or size)
-    cropped = data_lib.resize_uint8(original, size, resize_to)
+    squashed = decode.resize_uint8(original, scratch_size or size)
+    cropped = decode.resize_uint8(original, size, resize_to)
     # The crop in the original's pixels: the shorter side is scaled to resize_to, then `size` is kept.
     crop_side = size * min(height, width) / resize_to
     crop_left, crop_top = (width - crop_side) / 2, (height - crop_side) / 2

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 
 
 def pytest_configure(config):
-    # torchvision 0.29 deprecates decode_image/decode_jpeg (for TorchCodec) and warns on every call; data.py
+    # torchvision 0.29 deprecates decode_image/decode_jpeg (for TorchCodec) and warns on every call; decode.py
     # still uses them on purpose (see its decoders), so the warning is noise in test output.
     config.addinivalue_line(
         "filterwarnings", "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning")

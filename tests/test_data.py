@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shared import data, runtime
+from shared import data, decode, runtime
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,13 +63,13 @@ def isolated(tmp_path, monkeypatch):
 def decode_calls(monkeypatch):
     """Counts the image files read (by either decoder), so a test can tell a cache hit (0) from a rebuild."""
     calls = []
-    original = data._read_file
+    original = decode._read_file
 
     def spy(path):
         calls.append(path)
         return original(path)
 
-    monkeypatch.setattr(data, "_read_file", spy)
+    monkeypatch.setattr(decode, "_read_file", spy)
     return calls
 
 
@@ -202,8 +202,8 @@ def test_a_cache_folder_that_cannot_be_made_is_a_warning_before_decoding(tmp_pat
     root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
     (tmp_path / "a_file").write_text("a file where the cache folder would go")
     printed_before_each_read = []
-    real_read = data._read_file
-    monkeypatch.setattr(data, "_read_file", lambda path: printed_before_each_read.append(capsys.readouterr().out)
+    real_read = decode._read_file
+    monkeypatch.setattr(decode, "_read_file", lambda path: printed_before_each_read.append(capsys.readouterr().out)
                         or real_read(path))
     loaded = data.load_folder(root / "train", 32, cache_dir=tmp_path / "a_file" / "cache", progress=False)
     assert len(loaded) == 6 and len(printed_before_each_read) == 6
@@ -340,8 +340,8 @@ def test_a_decompression_bomb_is_never_decoded(tmp_path, monkeypatch):
     bomb.parent.mkdir(parents=True)
     bomb.write_bytes(png_declaring(20000, 20000))  # 1.2 GB once decoded to RGB
     assert bomb.stat().st_size < 400_000
-    real_decode = data._decode_other
-    monkeypatch.setattr(data, "_decode_other", lambda payload: pytest.fail("the bomb reached a decoder")
+    real_decode = decode._decode_other
+    monkeypatch.setattr(decode, "_decode_other", lambda payload: pytest.fail("the bomb reached a decoder")
                         if payload.startswith(b"\x89PNG") else real_decode(payload))
     loaded = data.load_folder(folder, 32, progress=False)
     assert [Path(path).name for path, _ in loaded.skipped] == ["bomb.png"]

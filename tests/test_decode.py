@@ -1,4 +1,4 @@
-"""The decoders behind `data.load_folder`: reduced-scale JPEG decoding, torch's threads, the decoder choice.
+"""shared.decode, the decoders behind `data.load_folder`: reduced-scale JPEGs, torch's threads, the decoder choice.
 
 Run by hand, `python tests/test_decode.py` measures the cache build side by side with a plain PIL
 pipeline and with cache version 1's decoder (images/s and pixel differences); it is not a test, so
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import data  # noqa: E402
+from shared import data, decode  # noqa: E402
 
 
 def photo_like(path: Path, width: int = 800, height: int = 600, seed: int = 0, mode: str = "RGB") -> Path:
@@ -34,7 +34,7 @@ def photo_like(path: Path, width: int = 800, height: int = 600, seed: int = 0, m
 
 def full_size_decode(path: Path, size: int, resize_to: int | None = None) -> torch.Tensor:
     """Cache version 1's decoder: torchvision decodes the whole JPEG, then the same antialiased resize."""
-    return data.resize_uint8(data._decode_other(path.read_bytes()), size, resize_to)
+    return decode.resize_uint8(decode._decode_other(path.read_bytes()), size, resize_to)
 
 
 def mean_and_max_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
@@ -55,10 +55,10 @@ def isolated_cache(tmp_path, monkeypatch):
 def test_jpegs_are_decoded_at_the_smallest_scale_that_keeps_the_target(tmp_path, monkeypatch, size, resize_to, scale):
     photo = photo_like(tmp_path / "photo.jpg")  # 800x600
     decoded_sizes = []
-    real_decode_jpeg = data._decode_jpeg
-    monkeypatch.setattr(data, "_decode_jpeg", lambda image, at_least: decoded_sizes.append(
+    real_decode_jpeg = decode._decode_jpeg
+    monkeypatch.setattr(decode, "_decode_jpeg", lambda image, at_least: decoded_sizes.append(
         (rgb := real_decode_jpeg(image, at_least)).shape[1:]) or rgb)
-    image = data._decode_bytes(photo.read_bytes(), size, resize_to)
+    image = decode._decode_bytes(photo.read_bytes(), size, resize_to)
     assert decoded_sizes == [(600 // scale, 800 // scale)]  # both sides stay >= the target
     assert image.shape == (3, size, size) and image.dtype == torch.uint8
     mean, largest = mean_and_max_difference(image, full_size_decode(photo, size, resize_to))
@@ -67,19 +67,50 @@ def test_jpegs_are_decoded_at_the_smallest_scale_that_keeps_the_target(tmp_path,
 
 def test_a_jpeg_that_cannot_be_reduced_is_decoded_whole_as_before(tmp_path, monkeypatch):
     photo = photo_like(tmp_path / "photo.jpg")  # 800x600: a 400 px target leaves no 1/2 scale
-    monkeypatch.setattr(data, "_decode_jpeg", lambda *args: pytest.fail("reduced-scale decoding at scale 1"))
-    assert torch.equal(data._decode_bytes(photo.read_bytes(), 400, None), full_size_decode(photo, 400))
+    monkeypatch.setattr(decode, "_decode_jpeg", lambda *args: pytest.fail("reduced-scale decoding at scale 1"))
+    assert torch.equal(decode._decode_bytes(photo.read_bytes(), 400, None), full_size_decode(photo, 400))
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_grayscale_and_cmyk_jpegs_come_out_rgb(tmp_path, mode):
     photo = photo_like(tmp_path / f"{mode}.jpg", mode=mode)
-    image = data._decode_bytes(photo.read_bytes(), 64, None)
+    image = decode._decode_bytes(photo.read_bytes(), 64, None)
     assert image.shape == (3, 64, 64)
     reference = full_size_decode(photo, 64)
     assert mean_and_max_difference(image, reference)[0] < 3.0  # measured: 0.9 (L), 1.4 (CMYK)
     if mode == "L":
         assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+
+
+# --------------------------------------------------------------------------------------------
+# One photo at full resolution, for figures
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, mode", [("photo.jpg", "RGB"), ("gray.jpg", "L"), ("cmyk.jpg", "CMYK"),
+                                        ("alpha.png", "RGBA")])
+def test_read_rgb_is_the_whole_photo_with_pils_pixels(tmp_path, monkeypatch, name, mode):
+    path = tmp_path / name
+    if name.endswith(".jpg"):
+        photo_like(path, 333, 517, mode=mode)  # large enough that the cache would decode it at 1/8 for 32 px
+    else:
+        Image.new(mode, (50, 30), (10, 200, 30, 90)).save(path)
+    read = []
+    real_read = decode._read_file
+    monkeypatch.setattr(decode, "_read_file", lambda file: read.append(file) or real_read(file))
+    with Image.open(path) as photo:
+        expected = torch.from_numpy(np.array(photo.convert("RGB"))).permute(2, 0, 1)
+    image = decode.read_rgb(str(path))
+    assert read == [path]  # the cache's reader
+    assert image.dtype == torch.uint8 and torch.equal(image, expected)
+
+
+def test_read_rgb_refuses_what_the_cache_skips_and_names_the_file(tmp_path, monkeypatch):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(decode.BadImage, match=r"empty\.jpg: empty file"):
+        decode.read_rgb(tmp_path / "empty.jpg")
+    photo_like(tmp_path / "huge.jpg", 200, 150)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # 200x150 is over it
+    with pytest.raises(decode.BadImage, match=r"huge\.jpg: not decoded: 200x150"):
+        decode.read_rgb(tmp_path / "huge.jpg")
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,8 +129,8 @@ def test_each_decoding_thread_runs_torch_single_threaded_and_the_count_comes_bac
     for i in range(6):
         photo_like(tmp_path / "train" / f"c{i % 2}" / f"{i}.jpg", 120, 90, seed=i)
     seen = []
-    real_read = data._read_file
-    monkeypatch.setattr(data, "_read_file", lambda path: seen.append(torch.get_num_threads()) or real_read(path))
+    real_read = decode._read_file
+    monkeypatch.setattr(decode, "_read_file", lambda path: seen.append(torch.get_num_threads()) or real_read(path))
     data.load_folder(tmp_path / "train", 32, progress=False, decoder="cpu")
     assert seen == [1] * 6  # 6 workers x 3 intra-op threads each would oversubscribe the CPU
     assert torch.get_num_threads() == 3
@@ -112,7 +143,7 @@ def test_torch_threads_come_back_after_an_error(tmp_path, monkeypatch, isolated_
     def broken(path):
         raise KeyError("a bug in the decoder")
 
-    monkeypatch.setattr(data, "_read_file", broken)
+    monkeypatch.setattr(decode, "_read_file", broken)
     with pytest.raises(KeyError):
         data.load_folder(tmp_path / "train", 32, progress=False, decoder="cpu")
     assert torch.get_num_threads() == 3
@@ -162,8 +193,8 @@ def test_the_cuda_decoders_batching_and_fallbacks_match_the_cpu_decoder(tmp_path
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", nvjpeg_stand_in)
     with ThreadPoolExecutor(2) as pool:
-        on_cuda = list(data._decode_cuda(files, 32, None, pool, batch_size=4))
-        on_cpu = list(pool.map(data._decode, ((f, 32, None) for f in files)))
+        on_cuda = list(decode._decode_cuda(files, 32, None, pool, batch_size=4))
+        on_cpu = list(pool.map(decode._decode, ((f, 32, None) for f in files)))
     assert batches == [4, 1]  # colour JPEGs only; the second batch (the truncated one alone) failed: CPU
     assert [reason for _, reason in on_cuda] == [reason for _, reason in on_cpu]
     assert [reason is None for _, reason in on_cuda] == [True] * 7 + [False] * 3
@@ -225,7 +256,7 @@ def measure(per_class: int = 75) -> None:
                 "plain PIL": (lambda p: np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)),
                               as_it_is),
                 "version 1": (lambda p: full_size_decode(p, size), as_it_is),
-                "today": (lambda p: data._decode((p, size, None)), data._one_torch_thread_each)}, files, workers)
+                "today": (lambda p: decode._decode((p, size, None)), decode._one_torch_thread_each)}, files, workers)
             rates["cache build"] = _build_rate(root / "train", size)
             plain = rates["plain PIL"]
             print(f"{size:>4} px: " + " | ".join(f"{name} {rate:5.0f} ({rate / plain:.2f}x)" for name, rate in rates.items()))

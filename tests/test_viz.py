@@ -11,7 +11,7 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shared import data, viz  # noqa: E402
+from shared import data, decode, viz  # noqa: E402
 from shared.model import CNN, CNNConfig  # noqa: E402
 
 
@@ -215,8 +215,8 @@ def test_only_load_test_reads_the_test_set(tmp_path, monkeypatch):
             for i in range(count):
                 Image.new("RGB", (40, 30), (i * 40, 90, 200)).save(folder / f"{i}.jpg")
     opened = []
-    real_read = data._read_file  # the one place an image file is read
-    monkeypatch.setattr(data, "_read_file", lambda path: opened.append(path) or real_read(path))
+    real_read = decode._read_file  # the one place an image file is read
+    monkeypatch.setattr(decode, "_read_file", lambda path: opened.append(path) or real_read(path))
     data.load_split(root, 32, verbose=False, cache_dir=tmp_path / "cache")
     assert opened and not any("val" in p.relative_to(root).parts[0] for p in opened)
     opened.clear()

@@ -1,0 +1,244 @@
+"""Decoding every image once: a file's bytes -> uint8 [3, S, S], or the reason the file is skipped.
+
+Introduced in Part-A/01, behind `shared.data.load_folder`, which caches what this file decodes.
+
+- JPEGs at least twice the target on their shorter side are decoded by PIL's `draft()` at the smallest DCT
+  scale (1/2, 1/4, 1/8) that keeps the target; every other image by torchvision (PIL where it cannot).
+- decoder="cuda": colour JPEGs go to nvJPEG in batches and are resized on the GPU; the rest take
+  the CPU path, so both decoders skip the same files for the same reasons.
+- Threads decode in parallel (PIL, libjpeg and torch release the GIL), each running torch on one
+  thread, so that the threads' resizes do not oversubscribe the CPU.
+- A file that is empty, unreadable, corrupt, truncated or over PIL's `Image.MAX_IMAGE_PIXELS` (a
+  possible decompression bomb) is a skip with a one-line reason, never a crash.
+- `read_rgb` gives one photo at full resolution through the same readers, for figures.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as TF
+
+from .runtime import UserError
+
+
+class BadImage(Exception):
+    """A file that is not a usable image; the message is why it is skipped."""
+
+
+def _read_file(path: Path) -> bytes:
+    """The one place an image file is read, whichever decoder runs (tests count its calls)."""
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise BadImage(f"cannot be read ({err.strerror or err})") from None
+
+
+def _open_header(data: bytes) -> Image.Image:
+    """PIL's lazy open: format, mode and size from the header, no pixels decoded yet.
+
+    An image over PIL's `Image.MAX_IMAGE_PIXELS` is refused here, before a decompression bomb (a
+    0.4 MB PNG declaring 20000x20000 pixels needs 1.2 GB once decoded) can take the memory.
+    """
+    if not data:
+        raise BadImage("empty file")
+    try:
+        image = Image.open(io.BytesIO(data))  # below 2x its limit PIL only warns; we refuse from 1x, below
+    except Image.DecompressionBombError as err:
+        raise BadImage(f"not decoded: {err}") from None
+    except Exception as err:
+        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        image.close()
+        raise BadImage(f"not decoded: {width}x{height} = {width * height:,} pixels is over PIL's "
+                       f"Image.MAX_IMAGE_PIXELS ({limit:,}), a possible decompression bomb")
+    return image
+
+
+def _decode_jpeg(image: Image.Image, at_least: int) -> torch.Tensor:
+    """uint8 [3, H, W] RGB of a JPEG, decoded at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps
+    both sides >= `at_least`.
+
+    libjpeg scales in the DCT domain (PIL's `draft`): a 800x600 photo wanted at 64 px comes out
+    at 100x75, in 1.8 ms instead of 2.5 ms whole (the entropy decoding stays, the inverse DCT and
+    colour conversion shrink), and the resize that follows reads 64x fewer pixels. That resize
+    starts from at least the target size, so it still only shrinks.
+    """
+    try:
+        image.draft("RGB", (at_least, at_least))
+        image.load()  # raises on truncated or corrupt data
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # grayscale, CMYK
+        return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
+    except Exception as err:
+        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def _decode_other(data: bytes) -> torch.Tensor:
+    """uint8 [3, H, W] RGB of a PNG, GIF, BMP, WebP or TIFF, or of a JPEG decoded whole.
+
+    No warnings.catch_warnings() here: it swaps the process-wide filters, so in concurrent threads one
+    thread's exit can leave another's "ignore" installed for good.
+    """
+    try:
+        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        if image.ndim == 4:  # an animated GIF/WebP decodes to [frames, 3, H, W]: keep the first frame
+            image = image[0]
+        if image.dtype != torch.uint8:  # 16-bit PNGs decode to uint16; a plain cast would wrap around
+            image = TF.to_dtype(image, torch.uint8, scale=True)
+        return image
+    except RuntimeError:  # corrupt/truncated data, or a format torchvision lacks: PIL decides
+        pass
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            array = np.array(image.convert("RGB"))
+    except Exception as err:
+        raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -> torch.Tensor:
+    """Resize a uint8 image before any float conversion.
+
+    resize_to=None squashes to size x size (the whole photo is kept: the Part A choice);
+    resize_to=R resizes the shorter side to R, then centre-crops size x size (torchvision weights' recipe).
+    """
+    if resize_to is None:
+        return TF.resize(image, [size, size], antialias=True)
+    image = TF.resize(image, resize_to, antialias=True)
+    return TF.center_crop(image, [size, size])
+
+
+def _decode_bytes(data: bytes, size: int, resize_to: int | None) -> torch.Tensor:
+    """One file's bytes -> uint8 [3, size, size] on the CPU; BadImage when they are not a usable image."""
+    at_least = resize_to or size
+    with _open_header(data) as header:
+        width, height = header.size
+        # MPO: a camera's JPEG with extra views appended. At full scale torchvision's decoder is faster
+        # (2.5 vs 3.2 ms for 800x600) and gives the same pixels.
+        if header.format in ("JPEG", "MPO") and min(width, height) >= 2 * at_least:
+            rgb = _decode_jpeg(header, at_least)
+        else:
+            rgb = _decode_other(data)
+    return resize_uint8(rgb, size, resize_to)
+
+
+def read_rgb(path: str | os.PathLike) -> torch.Tensor:
+    """One image at full resolution as uint8 [3, H, W] RGB, through the readers the cache uses: the same
+    checks, and the pixels of a whole decode (PIL's open + convert("RGB") gives the same for JPEGs).
+
+    Introduced in Part-B/01, for the figure that shows a photo before any resize. A file the cache
+    would skip raises BadImage with the file and the reason.
+    """
+    path = Path(path)
+    try:
+        data = _read_file(path)
+        _open_header(data).close()  # the cache's checks first: empty, not an image, a decompression bomb
+        return _decode_other(data)
+    except BadImage as err:
+        raise BadImage(f"{path}: {err}") from None
+
+
+def _decode(args):
+    """The CPU decoder, one file given by its path or its bytes already read:
+    (uint8 [3, size, size], None), or (None, why it is skipped)."""
+    source, size, resize_to = args
+    try:
+        data = _read_file(source) if isinstance(source, Path) else source
+        return _decode_bytes(data, size, resize_to), None
+    except BadImage as err:
+        return None, str(err)
+
+
+def _inspect(path: Path) -> tuple[bytes, bool] | tuple[None, str]:
+    """For the CUDA decoder: (the file's bytes, whether nvJPEG takes it), or (None, why it is skipped).
+
+    nvJPEG gets colour JPEGs only; grayscale and CMYK JPEGs and every other format take the CPU path.
+    """
+    try:
+        data = _read_file(path)
+        with _open_header(data) as header:
+            return data, header.format == "JPEG" and header.mode == "RGB"
+    except BadImage as err:
+        return None, str(err)
+
+
+def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: ThreadPoolExecutor, batch_size: int = 64):
+    """The CUDA decoder: yields (image, reason) per file, in order, like `_decode` over `files`.
+
+    Threads read the files and check their headers (the same checks as the CPU path); colour JPEGs are
+    decoded by nvJPEG in batches and resized on the GPU; the rest, and every file of a batch nvJPEG
+    refuses (one corrupt JPEG fails the whole call), go through the CPU path, so skips and their
+    reasons are the CPU path's.
+    """
+    from torchvision.io import decode_jpeg  # batched GPU decoding needs torchvision >= 0.19
+
+    for start in range(0, len(files), batch_size):
+        inspected = list(pool.map(_inspect, files[start:start + batch_size]))
+        results = [None if data is not None else (None, reason) for data, reason in inspected]
+        on_gpu = [i for i, (data, nvjpeg_takes_it) in enumerate(inspected) if data is not None and nvjpeg_takes_it]
+        try:
+            encoded = [torch.frombuffer(bytearray(inspected[i][0]), dtype=torch.uint8) for i in on_gpu]
+            decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device="cuda") if encoded else []
+            resized = torch.stack([resize_uint8(image, size, resize_to) for image in decoded]).cpu() if decoded else []
+            for i, image in zip(on_gpu, resized):
+                results[i] = (image, None)
+        except RuntimeError:  # nvJPEG refused the batch: its files go to the CPU path below
+            pass
+        on_cpu = [i for i, result in enumerate(results) if result is None]
+        for i, result in zip(on_cpu, pool.map(_decode, ((inspected[i][0], size, resize_to) for i in on_cpu))):
+            results[i] = result
+        yield from results
+
+
+@contextlib.contextmanager
+def _one_torch_thread_each():
+    """Torch ops (the resize) single-threaded inside each decoding thread, restored afterwards even on error.
+
+    Each worker thread's resize otherwise spreads over all of torch's intra-op threads: on a 16-core
+    host, 16 workers x 16 threads built the cache at 323-369 img/s, and at 1,018 img/s with one each.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def choose_decoder(decoder: str) -> str:
+    """"cpu" or "cuda" from "auto" | "cpu" | "cuda"; a UserError for a choice this machine cannot run."""
+    if decoder not in ("auto", "cpu", "cuda"):
+        raise UserError(f"decoder must be 'auto', 'cpu' or 'cuda', got {decoder!r}")
+    if decoder == "cuda" and not torch.cuda.is_available():
+        raise UserError("decoder='cuda' needs a CUDA GPU, and torch.cuda.is_available() is False; use 'cpu' or 'auto'")
+    if decoder == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return decoder
+
+
+def decode_all(files: list[Path], size: int, resize_to: int | None, decoder: str, workers: int, bar) -> tuple:
+    """(uint8 [N, 3, size, size] of the readable files, their indices in `files`, [(path, reason)] of the rest)."""
+    images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+    keep, skipped = [], []
+    with _one_torch_thread_each(), ThreadPoolExecutor(workers) as pool:  # PIL, libjpeg and torch release the GIL
+        if decoder == "cuda":
+            results = _decode_cuda(files, size, resize_to, pool)
+        else:
+            results = pool.map(_decode, ((f, size, resize_to) for f in files))
+        for i, (image, error) in enumerate(bar(results)):
+            if error is None:
+                images[len(keep)] = image
+                keep.append(i)
+            else:
+                skipped.append((str(files[i]), error))
+    return (images if len(keep) == len(files) else images[:len(keep)].clone()), keep, skipped
