@@ -103,14 +103,21 @@ def setup_cell_differs(source: str) -> bool:
     return not source.startswith(SETUP_CELL)
 
 
+def _read_with_setup_cell(path: Path):
+    """(notebook, its first code cell): the cell that must start with SETUP_CELL."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return nb, next(c for c in nb.cells if c.cell_type == "code")
+
+
 def sync(paths=None) -> list[Path]:
     """Replace the bootstrap block at the top of each notebook's first code cell with SETUP_CELL."""
     import nbformat
 
     changed = []
     for path in paths or notebooks():
-        nb = nbformat.read(path, as_version=4)
-        cell = next(c for c in nb.cells if c.cell_type == "code")
+        nb, cell = _read_with_setup_cell(path)
         if not setup_cell_differs(cell.source):
             continue
         marker = "print(runtime.describe())\n"
@@ -129,6 +136,5 @@ if __name__ == "__main__":
         for path in sync():
             print(f"synced {path.relative_to(REPO_ROOT)}")
     else:
-        stale = [p for p in notebooks() if setup_cell_differs(
-            next(c for c in __import__("nbformat").read(p, as_version=4).cells if c.cell_type == "code").source)]
+        stale = [p for p in notebooks() if setup_cell_differs(_read_with_setup_cell(p)[1].source)]
         print("\n".join(f"out of sync: {p.relative_to(REPO_ROOT)}" for p in stale) or "all setup cells in sync")

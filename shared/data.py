@@ -32,6 +32,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
 from . import decode
 from .decode import BadImage, resize_uint8  # noqa: F401 (still data.BadImage, data.resize_uint8)
 from .runtime import DATA_DIR, UserError, atomic_path, banner, on_colab, on_kaggle, write_problem
+from .runtime import cache_dir as runtime_cache_dir
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -442,7 +443,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     decoder = decode.choose_decoder(decoder)
     classes, files, labels = scan_folder(folder, expected_classes)
     cache_file = _cache_path(folder, files, size, resize_to,
-                             Path(cache_dir or os.environ.get("INAT_CACHE", DATA_DIR / "cache")))
+                             Path(cache_dir or runtime_cache_dir()))
     if (cached := _load_cache(cache_file, folder, classes, progress)) is not None:
         return cached
     if (problem := write_problem(cache_file.parent)) is not None:

@@ -88,7 +88,11 @@ def _default_outputs() -> Path:
 _apply_settings_file()
 DATA_DIR = Path(os.environ.get("INAT_DATA_DIR", REPO_ROOT / "data"))      # git-ignored
 OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS") or _default_outputs())   # git-ignored
-CACHE_DIR = Path(os.environ.get("INAT_CACHE", DATA_DIR / "cache"))
+
+
+def cache_dir() -> Path:
+    """Where decoded-image caches go: $INAT_CACHE (read at each call, so a test or a cell may change it)."""
+    return Path(os.environ.get("INAT_CACHE", DATA_DIR / "cache"))
 
 
 def get_device() -> torch.device:
@@ -220,7 +224,7 @@ def describe() -> str:
     file = settings_file()
     return (f"torch {torch.__version__} | device {device}{gpu} | {where} | "
             f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}\n"
-            f"outputs: {OUTPUT_DIR} | image cache: {CACHE_DIR} | settings: {file or 'environment only'}"
+            f"outputs: {OUTPUT_DIR} | image cache: {cache_dir()} | settings: {file or 'environment only'}"
             + ("" if OUTPUT_DIR.is_relative_to(COLAB_DRIVE) or not on_colab() else
                "\nNOTE: outputs are inside this Colab session and vanish with it; mount Google Drive "
                "(or set INAT_OUTPUTS) to keep them."))

@@ -99,7 +99,7 @@ def settings_in_child(tmp_path, settings: dict | str, **env):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("INAT_")}
     environment.update(INAT_SETTINGS=str(path), **env)
     code = ("from shared import runtime; import os; "
-            "print(runtime.OUTPUT_DIR, runtime.CACHE_DIR, os.environ.get('INAT_DATA'), sep='|')")
+            "print(runtime.OUTPUT_DIR, runtime.cache_dir(), os.environ.get('INAT_DATA'), sep='|')")
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True)
 
 
@@ -121,4 +121,4 @@ def test_a_bad_settings_file_is_one_clear_line(tmp_path):
 
 def test_describe_says_where_outputs_and_caches_go():
     text = runtime.describe()
-    assert str(runtime.OUTPUT_DIR) in text and str(runtime.CACHE_DIR) in text
+    assert str(runtime.OUTPUT_DIR) in text and str(runtime.cache_dir()) in text
