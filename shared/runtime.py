@@ -210,6 +210,27 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
+def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:
+    """Refuse, before any work, an output path that is another output or an input of the same command.
+
+    `outputs` and `inputs` map a name the user knows (e.g. "--json", "the runs table") to a path or None.
+    A command that wrote its JSON over its checkpoint, or one sweep's payload over the runs table that keeps
+    every sweep, would lose data and still exit 0; this turns that into one `error:` line.
+    """
+    seen: dict[Path, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(Path(path).expanduser().resolve(), name)
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).expanduser().resolve()
+        if resolved in seen:
+            raise UserError(f"{name} {path} is also {seen[resolved]}: writing it would replace that file. "
+                            f"Give {name} a path of its own.")
+        seen[resolved] = name
+
+
 def save_json(obj, path: str | os.PathLike, **dump_kwargs) -> Path:
     """Write JSON atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp:
