@@ -174,20 +174,6 @@ def demo_test_set():
     return data.load_test(data.make_demo_dataset(), 32, verbose=False)
 
 
-def test_confusion_matrix_sums_to_test_size(demo_test_set):
-    model = small_model().eval()
-    from shared.train import predict
-    probs = predict(model, demo_test_set)
-    metrics = viz.test_metrics(probs, demo_test_set.labels, demo_test_set.classes)
-    assert metrics["confusion"].sum() == len(demo_test_set)
-    assert metrics["confusion"].sum(1).tolist() == list(demo_test_set.class_counts().values())
-    assert 0 <= metrics["test_acc"] <= 1 and metrics["test_loss"] > 0
-    fig = viz.plot_confusion_matrix(metrics["confusion"], demo_test_set.classes)
-    annotations = [int(t.get_text()) for t in fig.axes[0].texts]
-    assert sum(annotations) == len(demo_test_set)
-    plt.close(fig)
-
-
 def test_prediction_grid_has_30_image_axes(demo_test_set):
     probs = torch.softmax(torch.randn(len(demo_test_set), 10), dim=1)
     fig = viz.plot_prediction_grid(demo_test_set, probs)
@@ -196,8 +182,6 @@ def test_prediction_grid_has_30_image_axes(demo_test_set):
 
 
 def test_filter_and_feature_map_figures():
-    assert viz.grid_shape(64) == (8, 8) and viz.grid_shape(32) == (4, 8) and viz.grid_shape(10) == (2, 5)
-    assert viz.grid_shape(7) == (3, 3)
     model = small_model()
     fig = viz.plot_filters(model)
     assert sum(1 for ax in fig.axes if ax.images) == 4
@@ -238,22 +222,6 @@ def test_guided_backprop_figure():
 
 
 # ------------------------------------------------------------------ figures that read at a glance
-def test_per_class_labels_do_not_sit_on_the_overall_line():
-    """90% just under a 91.5% overall line: a label above its bar would be crossed by the line."""
-    fig = viz.plot_per_class_accuracy({"a": 0.9, "b": 1.0, "c": 0.85, "d": 0.05}, overall=0.915)
-    ax = fig.axes[0]
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    line_y = ax.transData.transform((0, 0.915))[1]
-    labels = [t for t in ax.texts if t.get_text().endswith("%")]
-    assert len(labels) == 4
-    for text in labels:
-        box = text.get_window_extent(renderer)
-        assert not box.y0 <= line_y <= box.y1, f"{text.get_text()} sits on the overall line"
-    assert ax.get_xlabel() and ax.get_ylabel()
-    plt.close(fig)
-
-
 def test_prediction_grid_marks_are_colour_blind_safe(demo_test_set):
     from matplotlib import font_manager, ft2font
 
@@ -306,39 +274,6 @@ def test_guided_backprop_figure_is_legible():
     all_whole = _guided_inputs(2)
     fig = viz.plot_guided_backprop(all_whole[0], all_whole[1], [(0, 0, 31, 31)] * 2, all_whole[3])
     assert "covers the whole image, so no box is drawn" in fig._suptitle.get_text()
-    plt.close(fig)
-
-
-def test_learning_curves():
-    history = [dict(epoch=e, train_loss=2.0 / e, val_loss=1.5 / e + 0.1 * e, train_acc=0.3 + 0.1 * e,
-                    val_acc=[0.4, 0.6, 0.55][e - 1]) for e in (1, 2, 3)]
-    fig = viz.plot_learning_curves(history, title="run")
-    loss_ax, acc_ax = fig.axes
-    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "epoch" and loss_ax.get_ylabel() and acc_ax.get_ylabel()
-    assert len(loss_ax.get_lines()) == 3
-    assert "best epoch (2)" in [t.get_text() for t in loss_ax.get_legend().get_texts()]
-    assert "best validation accuracy at epoch 2" in fig._suptitle.get_text()
-    plt.close(fig)
-    with pytest.raises(ValueError, match="per-epoch"):
-        viz.plot_learning_curves([{"step": 10, "val_acc": 0.5}])
-
-
-def test_preprocessing_comparison(tmp_path):
-    path = tmp_path / "wide.jpg"
-    Image.new("RGB", (120, 60), (30, 160, 90)).save(path)
-    fig = viz.plot_preprocessing_comparison(path, size=32, resize_to=40)
-    original, squashed, cropped = (ax.images[0].get_array() for ax in fig.axes)
-    assert original.shape[:2] == (60, 120) and squashed.shape[:2] == cropped.shape[:2] == (32, 32)
-    box = max(fig.axes[0].patches, key=lambda p: p.get_linewidth())
-    assert box.get_width() == pytest.approx(32 * 60 / 40)  # the crop region in the original's pixels
-    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
-    plt.close(fig)
-
-
-def test_layer_costs_have_axis_labels():
-    fig = viz.plot_layer_costs(["conv1", "dense", "output"], [100, 10_000, 110], [10**6, 10_000, 100])
-    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
-    assert [t.get_text() for t in fig.axes[1].texts] == ["99.0%", "1.0%", "0.010%"]
     plt.close(fig)
 
 
