@@ -18,6 +18,8 @@ Convention
 """
 from __future__ import annotations
 
+import math
+
 from .model import CNNConfig
 
 
@@ -70,6 +72,29 @@ def macs_uniform(m: int, k: int, n: int, size: int) -> int:
     s5 = size // 2**5
     conv = 3 * k * k * m * size * size + sum(k * k * m * m * (size // 2**i) ** 2 for i in range(1, 5))
     return conv + m * s5 * s5 * n + 10 * n
+
+
+def log_slope(count, point: dict, name: str, low: float, high: float, size: int) -> float:
+    """How fast `count` (params_uniform or macs_uniform) grows in `name` between `low` and `high`, the other
+    values as in `point`: the slope of log(count) against log(name). 2 means quadratic there, 1 linear, 0 flat.
+
+    Introduced in Part-A/01, which measures it around the example: at the far end of a range the largest
+    term has taken over, and the slope says nothing about the example.
+    """
+    at = lambda value: count(**{**point, name: value}, size=size)  # noqa: E731
+    return math.log(at(high) / at(low)) / math.log(high / low)
+
+
+# Upper ends of the slope bands and their words; a slope is a local exponent, so the bands sit around 0, 1, 2.
+_GROWTH_WORDS = ((0.15, "hardly at all"), (0.75, "slower than linearly"), (1.25, "about linearly"),
+                 (1.75, "between linearly and quadratically"), (2.25, "about quadratically"))
+
+
+def growth_words(slope: float) -> str:
+    """Words for a log-log slope, so printed prose follows the measured number."""
+    if not math.isfinite(slope):
+        raise ValueError(f"growth_words needs a finite slope, got {slope}")
+    return next((words for upper, words in _GROWTH_WORDS if slope < upper), "faster than quadratically")
 
 
 def torch_counts(model, input_size: int, in_channels: int = 3) -> tuple[int, int]:

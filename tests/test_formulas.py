@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from shared.formulas import count_macs, count_params, macs_uniform, params_uniform, torch_counts
+from shared.formulas import (count_macs, count_params, growth_words, log_slope, macs_uniform, params_uniform,
+                             torch_counts)
 from shared.model import CNN, CNNConfig
 
 
@@ -52,3 +53,19 @@ def test_uniform_formula_by_hand():
     assert params_uniform(1, 1, 1, 32) == 4 + 8 + 2 + 20
     # MACs: 3*32^2 + (16^2 + 8^2 + 4^2 + 2^2) + 1 + 10, with S_i = floor(S/2^i), not S/(2i).
     assert macs_uniform(1, 1, 1, 32) == 3 * 1024 + 256 + 64 + 16 + 4 + 1 + 10
+
+
+def test_log_slope_is_local_and_its_words_follow_the_number():
+    """Around (32, 3, 256) at 224 px the dense layer's 49mn dominates the parameters, so they hardly grow in k;
+    at the far end (k 9 -> 11) the 4k^2m^2 term has taken over and the slope is about 1, the old cell's k^1.01."""
+    point = dict(m=32, k=3, n=256)
+    near = log_slope(params_uniform, point, "k", 2, 4, 224)
+    far = log_slope(params_uniform, point, "k", 9, 11, 224)
+    assert 0.1 < near < 0.25 and 0.9 < far < 1.2
+    assert log_slope(macs_uniform, point, "k", 2, 4, 224) == pytest.approx(2.0, abs=0.02)
+    assert log_slope(macs_uniform, point, "n", 128, 512, 224) < 0.01
+    assert growth_words(near) == "slower than linearly" and growth_words(0.0) == "hardly at all"
+    assert growth_words(1.0) == "about linearly" and growth_words(1.5) == "between linearly and quadratically"
+    assert growth_words(2.0) == "about quadratically" and growth_words(3.0) == "faster than quadratically"
+    with pytest.raises(ValueError):
+        growth_words(float("nan"))
