@@ -1,8 +1,10 @@
 """Where we run and how: repo paths, the settings, the quick switch, Kaggle/Colab detection, device, seeds.
 
 Introduced in Part-A/01. One place for settings, read once by every notebook and the CLI: the INAT_*
-environment variables, or the same keys in one `inat_settings.json` (see `SETTINGS`). Notebooks print
-`describe()` in their setup cell, which says where outputs and caches go.
+environment variables, or the same keys in one `inat_settings.json` (see `SETTINGS`), whose relative paths
+are relative to the repo root (see `read_settings_file`). Settings are checked at import, so a bad one stops
+with one line before any work. Notebooks print `describe()` in their setup cell, which says where outputs and
+caches go; on Colab with Google Drive mounted they default to Drive (see `drive_home`).
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ SETTINGS = {"data": "INAT_DATA",          # the dataset root (or a folder above 
             "outputs": "INAT_OUTPUTS",    # results, figures, checkpoints, W&B offline runs
             "cache": "INAT_CACHE",        # the decoded uint8 image caches
             "data_dir": "INAT_DATA_DIR"}  # where downloads and the demo set go
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "a number",
+               float: "a number", type(None): "null"}
 
 
 def settings_file() -> Path | None:
@@ -56,6 +60,35 @@ def settings_file() -> Path | None:
     candidates = [os.environ.get("INAT_SETTINGS"), REPO_ROOT / "inat_settings.json",
                   COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def read_settings_file(path: Path) -> dict[str, str]:
+    """{variable: path} from a settings file such as `{"data": "~/inaturalist_12K", "outputs": "results"}`.
+
+    Every value is a path in quotes, or null for "not set". A relative path is relative to the repo root,
+    wherever the reader runs (notebooks run in Part-A/, the CLI at the root: both get the same folder); in an
+    environment variable, a relative path keeps its usual meaning, the current folder. Anything else (a
+    list, `true`, `0`, an unknown key) is a UserError: a silently ignored setting sends results elsewhere.
+    """
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path} holds {_JSON_TYPES.get(type(values), 'a JSON value')}, not an object of settings: "
+                        f'write e.g. {{"data": "/path/to/inaturalist_12K"}}; keys: {", ".join(SETTINGS)}')
+    unknown = sorted(set(values) - set(SETTINGS))
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
+    paths = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f'{path}: "{key}" must be a folder path in quotes (or null), got {json.dumps(value)}')
+        folder = Path(value).expanduser()
+        paths[SETTINGS[key]] = os.path.normpath(folder if folder.is_absolute() else REPO_ROOT / folder)
+    return paths
 
 
 def _apply_settings_file() -> None:
@@ -67,32 +100,55 @@ def _apply_settings_file() -> None:
     if path is None:
         return
     try:
-        values = json.loads(path.read_text())
-        unknown = sorted(set(values) - set(SETTINGS))
-    except (ValueError, TypeError, AttributeError) as err:
-        raise SystemExit(f"error: {path} is not a JSON object of settings ({err}); keys: {', '.join(SETTINGS)}")
-    if unknown:
-        raise SystemExit(f"error: {path}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
-    for key, value in values.items():
-        if value:
-            os.environ.setdefault(SETTINGS[key], str(Path(str(value)).expanduser()))
+        paths = read_settings_file(path)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    for variable, value in paths.items():
+        os.environ.setdefault(variable, value)
 
 
-def _default_outputs() -> Path:
-    """On Colab with Drive mounted, outputs go to Drive so that a dropped session loses nothing."""
-    if on_colab() and COLAB_DRIVE.is_dir():
-        return COLAB_DRIVE / "da6401-a2" / "outputs"
-    return REPO_ROOT / "outputs"
+def drive_home() -> Path | None:
+    """MyDrive/da6401-a2 on Colab with Google Drive mounted, else None.
+
+    Each Colab notebook is its own runtime: on Drive, outputs survive a dropped session, and the 3.6 GB
+    download and its decoded cache are made once for all six notebooks instead of once per notebook.
+    """
+    return COLAB_DRIVE / "da6401-a2" if on_colab() and COLAB_DRIVE.is_dir() else None
+
+
+def default_folder(key: str) -> Path:
+    """Where the setting `key` ("outputs", "data_dir" or "cache") points when nothing sets it."""
+    if (drive := drive_home()) is not None:
+        return drive / {"outputs": "outputs", "data_dir": "data", "cache": "cache"}[key]
+    return DATA_DIR / "cache" if key == "cache" else REPO_ROOT / {"outputs": "outputs", "data_dir": "data"}[key]
+
+
+def outputs_problem(folder: Path) -> str | None:
+    """Why results cannot be written under `folder` ("is a file, ..."), or None. Creates nothing: where
+    `folder` does not exist yet, it probes the nearest folder above it, where it would be made."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir():
+        return "is a file, not a folder" if existing == folder else f"lies under {existing}, which is a file"
+    if (problem := write_problem(existing)) is None:
+        return None
+    return f"cannot be written ({problem})" if existing == folder else f"cannot be made in {existing} ({problem})"
+
+
+def _check_outputs(folder: Path) -> None:
+    """Refuse, at import, an outputs folder that no result could be written to (else a run learns it at its end)."""
+    if (problem := outputs_problem(folder)) is not None:
+        raise SystemExit(f"error: outputs {folder} {problem}; set INAT_OUTPUTS (or \"outputs\" in "
+                         f"inat_settings.json) to a folder you can write")
 
 
 _apply_settings_file()
-DATA_DIR = Path(os.environ.get("INAT_DATA_DIR", REPO_ROOT / "data"))      # git-ignored
-OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS") or _default_outputs())   # git-ignored
+DATA_DIR = Path(os.environ.get("INAT_DATA_DIR") or default_folder("data_dir"))  # git-ignored
+OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS") or default_folder("outputs"))   # git-ignored
 
 
 def cache_dir() -> Path:
     """Where decoded-image caches go: $INAT_CACHE (read at each call, so a test or a cell may change it)."""
-    return Path(os.environ.get("INAT_CACHE", DATA_DIR / "cache"))
+    return Path(os.environ.get("INAT_CACHE") or default_folder("cache"))
 
 
 def get_device() -> torch.device:
@@ -104,6 +160,10 @@ def get_device() -> torch.device:
 
 
 def seed_everything(seed: int = 42) -> None:
+    """Seed Python, numpy and torch alike. numpy takes the narrowest range, 0 to 2**32 - 1; a seed outside it
+    is a UserError here rather than a ValueError from numpy."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise UserError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -255,6 +315,7 @@ def describe() -> str:
 SWEEP_RUNS = OUTPUT_DIR / "sweep_runs.json"       # Part-A/02 -> Part-A/03
 BEST_CHECKPOINT = OUTPUT_DIR / "partA_best.pt"     # Part-A/03 -> Part-A/04
 BEST_RESULT = OUTPUT_DIR / "partA_best.json"       # Part-A/03 -> Part-B/02
+_check_outputs(OUTPUT_DIR)  # here, once write_problem exists: still at import, before any work
 
 
 def run_mode(demo: bool) -> str:
