@@ -5,15 +5,28 @@ WANDB_MODE environment variable that users and tests set.
 """
 from __future__ import annotations
 
+import base64
 import io
+import json
 import netrc
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .runtime import OUTPUT_DIR
 
 PROJECT = os.environ.get("WANDB_PROJECT", "da6401-assignment2")
 ENTITY = os.environ.get("WANDB_ENTITY") or None
+# A key is checked against the server once, within this many seconds, before anything goes online: a dummy
+# key or a machine without network then costs seconds and one printed line, not wandb.init's 30 s of retries
+# and an AuthenticationError.
+VERIFY_SECONDS = 5
+
+
+def base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
 
 
 def _find_key() -> str | None:
@@ -32,32 +45,57 @@ def _find_key() -> str | None:
     return None
 
 
-def _logged_in_before() -> bool:
-    """An earlier `wandb login` leaves the key in ~/.netrc."""
+def _netrc_key() -> str | None:
+    """The key an earlier `wandb login` left in ~/.netrc (or $NETRC), if any."""
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        entry = netrc.netrc(os.environ.get("NETRC")).authenticators(urlparse(base_url()).hostname or "")
     except (OSError, netrc.NetrcParseError):
-        return False
+        return None
+    return entry[2] if entry and entry[2] else None
+
+
+def key_problem(key: str, timeout: float = VERIFY_SECONDS) -> str | None:
+    """None when the W&B server accepts `key`; otherwise why not, in a few words. Never waits longer
+    than `timeout` seconds (one request, no retries)."""
+    request = urllib.request.Request(
+        f"{base_url()}/graphql", data=json.dumps({"query": "query { viewer { id } }"}).encode(),
+        headers={"Content-Type": "application/json",
+                 "Authorization": "Basic " + base64.b64encode(f"api:{key}".encode()).decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            viewer = (json.loads(response.read() or b"{}").get("data") or {}).get("viewer")
+    except urllib.error.HTTPError as err:
+        return f"the server rejected the key (HTTP {err.code})" if err.code in (401, 403) else f"HTTP {err.code}"
+    except (OSError, ValueError) as err:  # URLError, timeouts, refused connections, a garbled answer
+        reason = getattr(err, "reason", err)
+        return f"{base_url()} is unreachable ({type(reason).__name__}: {reason})"
+    return None if viewer else "the server does not know this key"
+
+
+_VERIFIED: list[bool] = []  # non-empty once setup_wandb has checked a key in this process
 
 
 def setup_wandb(verbose: bool = True) -> str:
-    """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'."""
+    """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'.
+
+    Online only with a key the server accepts: an explicit WANDB_MODE=online is checked as well, because
+    wandb.init with an unusable key retries for minutes and then raises."""
     os.environ.setdefault("WANDB_DIR", str(OUTPUT_DIR))
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]  # the user's explicit choice wins
+    chosen = os.environ.get("WANDB_MODE")
+    if chosen and chosen != "online" or chosen == "online" and _VERIFIED:
+        return chosen  # the user's explicit choice wins, and a checked choice stays made
     key = _find_key()
     if key:
         os.environ["WANDB_API_KEY"] = key
-        os.environ["WANDB_MODE"] = "online"
-    elif _logged_in_before():
-        os.environ["WANDB_MODE"] = "online"
-    else:
-        os.environ["WANDB_MODE"] = "offline"
-        if verbose:
-            print(f"W&B: no API key found, logging offline to {os.environ['WANDB_DIR']}/wandb "
-                  f"(upload later with `wandb sync`).")
+    key = key or _netrc_key()
+    problem = key_problem(key) if key else "no API key found"
+    os.environ["WANDB_MODE"] = "offline" if problem else "online"
+    _VERIFIED.append(not problem)
+    if problem and verbose:
+        print(f"W&B: {problem}; logging offline to {os.environ['WANDB_DIR']}/wandb "
+              f"(upload later with `wandb sync`).")
     return os.environ["WANDB_MODE"]
 
 

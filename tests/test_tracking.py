@@ -1,5 +1,8 @@
 """W&B mode selection and figure logging: real wandb, offline, no key, no network."""
+import http.server
 import re
+import threading
+import time
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +26,16 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setattr(tracking, "_VERIFIED", [])
     return tmp_path
+
+
+@pytest.fixture
+def server_accepts(monkeypatch):
+    """The key check answers 'accepted' without a network (the machine has none)."""
+    checked = []
+    monkeypatch.setattr(tracking, "key_problem", lambda key, timeout=tracking.VERIFY_SECONDS: checked.append(key))
+    return checked
 
 
 def test_no_key_means_offline_with_a_notice(clean_env, capsys):
@@ -38,15 +50,62 @@ def test_an_explicit_wandb_mode_wins(clean_env, monkeypatch):
     assert tracking.setup_wandb() == "disabled"
 
 
-def test_a_key_means_online(clean_env, monkeypatch):
-    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)  # never used to connect: only the mode is chosen here
+def test_an_accepted_key_means_online(clean_env, monkeypatch, server_accepts):
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     assert tracking.setup_wandb() == "online"
+    assert server_accepts == ["0" * 40]
 
 
-def test_an_earlier_login_means_online(clean_env):
+def test_an_earlier_login_means_online(clean_env, server_accepts):
     (clean_env / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "1" * 40 + "\n")
     (clean_env / ".netrc").chmod(0o600)
     assert tracking.setup_wandb() == "online"
+    assert server_accepts == ["1" * 40]
+
+
+@pytest.mark.parametrize("explicit", [None, "online"])
+def test_a_dummy_key_without_network_goes_offline_in_seconds_with_one_line(clean_env, monkeypatch, capsys,
+                                                                           explicit):
+    """Issue 14: a dummy key raised AuthenticationError after 33 s (and WANDB_MODE=online hung for minutes).
+    Nothing listens on port 9: the check fails at once, as it does on a machine without network."""
+    if explicit:
+        monkeypatch.setenv("WANDB_MODE", explicit)
+    monkeypatch.setenv("WANDB_API_KEY", "dummy" * 8)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    start = time.monotonic()
+    assert tracking.setup_wandb() == "offline"
+    assert time.monotonic() - start < tracking.VERIFY_SECONDS + 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "unreachable" in lines[0] and "offline" in lines[0], lines
+    assert tracking.setup_wandb() == "offline" and capsys.readouterr().out == ""  # decided once
+
+
+class _Rejecting(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_rejected_key_goes_offline_and_a_logged_run_still_works(clean_env, monkeypatch, capsys):
+    """A W&B server that answers 401, as api.wandb.ai does to a dummy key: offline, one line, and runs log."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Rejecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("WANDB_API_KEY", "dummy" * 8)
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        assert tracking.key_problem("dummy" * 8) == "the server rejected the key (HTTP 401)"
+        fig, ax = plt.subplots(figsize=(1, 1))
+        assert tracking.log_figures({"dot": fig}, run_name="rejected-key") is not None
+        plt.close(fig)
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert "rejected the key" in out and tracking.os.environ["WANDB_MODE"] == "offline"
+    assert list((clean_env / "wandb").glob("offline-run-*"))
 
 
 def test_wandb_init_never_hard_codes_mode():
