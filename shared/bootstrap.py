@@ -25,7 +25,7 @@ PLATFORM_PINS = ("wandb", "sweeps")
 
 SETUP_CELL = f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
 # Colab or Kaggle, the repo is cloned first. (This block is synced from shared/bootstrap.py.)
-import os, sys, subprocess, pathlib
+import os, sys, shutil, subprocess, pathlib
 REPO_URL = os.environ.get("INAT_REPO_URL", "{REPO_URL}")
 HOSTED = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 ROOT = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "shared" / "bootstrap.py").exists()), None)
@@ -33,9 +33,15 @@ if ROOT is None and HOSTED:
     ROOT = pathlib.Path(os.environ.get("INAT_CLONE_DIR") or ("/kaggle/working" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else "/content")) / "da6401-a2"
     if not (ROOT / "shared" / "bootstrap.py").exists():
         if "<" in REPO_URL:
-            raise SystemExit("Set INAT_REPO_URL to this repo's git URL (REPO_URL in shared/bootstrap.py is not filled in).")
+            raise SystemExit("This repo's URL is not filled in yet: run this line in a new cell, with your repo's URL, then this cell again:\\n%env INAT_REPO_URL=https://github.com/you/repo.git")
+        if ROOT.exists() and any(ROOT.iterdir()):
+            raise SystemExit(f"{{ROOT}} exists but is not a clone of this repo: delete or rename it, or set INAT_CLONE_DIR to another folder.")
+        if shutil.which("git") is None:
+            raise SystemExit("git is not installed here, so the repo cannot be cloned: install git, or upload the repo and open the notebook inside it.")
         print(f"Cloning {{REPO_URL}} into {{ROOT}} ...")
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, str(ROOT)], check=True)
+        clone = subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, str(ROOT)], capture_output=True, text=True)
+        if clone.returncode:
+            raise SystemExit(f"git clone {{REPO_URL}} failed: {{' '.join(clone.stderr.split())}} (check INAT_REPO_URL, and that the repo is public)")
 if ROOT is None:
     raise SystemExit("shared/ not found: run this notebook from inside a clone of the repo "
                      "(git clone <repo> && cd <repo> && make run), or set INAT_REPO_URL on Colab/Kaggle.")

@@ -1,5 +1,4 @@
-"""The notebooks' setup cell: found in a clone, cloned on Colab/Kaggle, the W&B pins installed, one settings file."""
-import json
+"""The notebooks' setup cell: found in a clone, cloned on Colab/Kaggle (or one line why not), the W&B pins installed."""
 import os
 import subprocess
 import sys
@@ -71,10 +70,44 @@ def test_in_a_clone_it_finds_the_repo_without_cloning(tmp_path):
     assert "Cloning" not in done.stdout
 
 
-def test_hosted_without_a_repo_url_says_so(tmp_path):
-    done = run_setup_cell(tmp_path, COLAB_RELEASE_TAG="1", INAT_REPO_URL="https://example.invalid/<owner>/<repo>",
+def test_hosted_without_a_repo_url_gives_the_line_to_paste(tmp_path):
+    done = run_setup_cell(tmp_path, COLAB_RELEASE_TAG="1", INAT_REPO_URL="https://github.com/<owner>/<repo>.git",
                           INAT_CLONE_DIR=str(tmp_path / "c"))
-    assert done.returncode != 0 and "INAT_REPO_URL" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "%env INAT_REPO_URL=https://github.com/you/repo.git" in done.stderr.splitlines()
+
+
+def one_line_refusal(done) -> str:
+    """The setup cell's message when it stops: one line, no traceback (SystemExit prints it to stderr)."""
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_a_clone_that_fails_is_one_line_with_gits_reason(tmp_path):
+    done = run_setup_cell(tmp_path, COLAB_RELEASE_TAG="1", INAT_REPO_URL=(tmp_path / "no-such-repo").as_uri(),
+                          INAT_CLONE_DIR=str(tmp_path / "c"))
+    line = one_line_refusal(done)
+    assert "git clone" in line and "failed" in line and "INAT_REPO_URL" in line and "no-such-repo" in line
+    assert not (tmp_path / "c" / "da6401-a2").exists()
+
+
+def test_no_git_is_one_line(tmp_path):
+    done = run_setup_cell(tmp_path, KAGGLE_KERNEL_RUN_TYPE="Interactive", PATH=str(tmp_path),  # no git here
+                          INAT_REPO_URL="https://github.com/you/repo.git", INAT_CLONE_DIR=str(tmp_path / "c"))
+    assert "git is not installed" in one_line_refusal(done)
+
+
+def test_a_folder_that_is_not_the_repo_at_the_clone_target_is_one_line(tmp_path):
+    target = tmp_path / "c" / "da6401-a2"
+    target.mkdir(parents=True)
+    (target / "notes.txt").write_text("someone else's files")
+    done = run_setup_cell(tmp_path, COLAB_RELEASE_TAG="1", INAT_REPO_URL="https://github.com/you/repo.git",
+                          INAT_CLONE_DIR=str(tmp_path / "c"))
+    line = one_line_refusal(done)
+    assert str(target) in line and "not a clone" in line and "INAT_CLONE_DIR" in line
+    assert (target / "notes.txt").read_text() == "someone else's files"
 
 
 def test_pins_come_from_requirements_and_only_missing_ones_install(monkeypatch):
@@ -90,33 +123,6 @@ def test_pins_come_from_requirements_and_only_missing_ones_install(monkeypatch):
     monkeypatch.delenv("COLAB_RELEASE_TAG")
     with pytest.raises(SystemExit, match="pip install -r requirements.txt"):  # locally: say how, never install
         bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=lambda cmd, check: calls.append(cmd))
-
-
-def settings_in_child(tmp_path, settings: dict | str, **env):
-    """runtime's view of the settings in a fresh process (they are read at import)."""
-    path = tmp_path / "inat_settings.json"
-    path.write_text(settings if isinstance(settings, str) else json.dumps(settings))
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("INAT_")}
-    environment.update(INAT_SETTINGS=str(path), **env)
-    code = ("from shared import runtime; import os; "
-            "print(runtime.OUTPUT_DIR, runtime.cache_dir(), os.environ.get('INAT_DATA'), sep='|')")
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True)
-
-
-def test_one_settings_file_sets_data_outputs_and_cache_for_every_notebook(tmp_path):
-    done = settings_in_child(tmp_path, {"data": str(tmp_path / "inat"), "outputs": str(tmp_path / "drive/out"),
-                                        "cache": str(tmp_path / "cache")})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().split("|") == [str(tmp_path / "drive/out"), str(tmp_path / "cache"),
-                                              str(tmp_path / "inat")]
-    # An environment variable still wins over the file.
-    done = settings_in_child(tmp_path, {"outputs": str(tmp_path / "file")}, INAT_OUTPUTS=str(tmp_path / "env"))
-    assert done.stdout.split("|")[0] == str(tmp_path / "env")
-
-
-def test_a_bad_settings_file_is_one_clear_line(tmp_path):
-    done = settings_in_child(tmp_path, {"output": "x"})
-    assert done.returncode != 0 and "unknown setting(s) output" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_describe_says_where_outputs_and_caches_go():
