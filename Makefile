@@ -9,7 +9,7 @@ CELL_TIMEOUT ?= -1
 # puts the two notebook files on different workers.
 PYTEST_ARGS ?= tests -n 2 --dist loadfile -p no:cacheprovider
 
-.PHONY: run test bench clean gpu-check
+.PHONY: run test bench clean gpu-check publish
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(BIN)/.installed
 ## bench: engine vs typical pipeline on the data find_data() picks
 bench: $(BIN)/.installed
 	$(BIN)/python -m shared bench
+
+## publish: write the origin remote's GitHub address into the setup cells, README links and notebooks' Colab links
+publish: $(BIN)/.installed
+	$(BIN)/python -m tools.publish
 
 clean:
 	rm -rf outputs data/cache
