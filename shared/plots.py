@@ -178,12 +178,14 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves"):
         ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(epochs) <= 20:  # one tick per epoch: a single epoch would get ticks at 0.96, 0.98, ...
+            ax.set_xticks(epochs)
     if best.get("val_acc") is not None:
         acc_ax.plot([best["epoch"]], [best["val_acc"]], marker="*", ms=14, color="#d55e00", mec="black",
                     ls="none", label=f"best val acc {best['val_acc']:.1%}")
     loss_ax.legend(fontsize=8)
     acc_ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(fit_title(f"{title}: {len(rows)} epochs, best validation accuracy at epoch {best['epoch']}",
+    fig.suptitle(fit_title(f"{title}: {len(rows)} epoch{'s' * (len(rows) != 1)}, best validation accuracy at epoch {best['epoch']}",
                            fig, fontsize=11), fontsize=11)
     fig.tight_layout()
     return fig

@@ -364,3 +364,77 @@ def filter_structure(weights: torch.Tensor) -> float:
     numerator = sum((a * b).sum() for a, b in pairs)
     denominator = sum(torch.sqrt((a * a).sum() * (b * b).sum()) for a, b in pairs)
     return float(numerator / denominator) if denominator > 0 else 0.0
+
+
+# Margin the trained score must clear above the largest shuffled score before structure is claimed: about
+# what separates i.i.d. noise (0) from mildly smooth kernels, so a difference that barely clears chance is
+# not read as learned blobs and edges.
+STRUCTURE_MARGIN = 0.1
+
+
+def shuffled_structure(weights: torch.Tensor, draws: int = 200, seed: int = 0) -> torch.Tensor:
+    """`filter_structure` of `draws` copies of `weights` with each kernel's k x k positions shuffled (per
+    filter and input channel): the same weights without their spatial arrangement, i.e. what the score
+    reaches by chance for these very values. Introduced in Part-A/04."""
+    w = weights.detach().float().cpu()
+    flat = w.flatten(2)  # [F, C, k*k]
+    # numpy's PCG64, not torch's generator: weights torch initialised from the same seed would otherwise
+    # come out sorted by the very numbers that shuffle them.
+    generator = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        order = torch.from_numpy(generator.random(tuple(flat.shape)).argsort(axis=2))
+        scores.append(filter_structure(flat.gather(2, order).view_as(w)))
+    return torch.tensor(scores)
+
+
+def structure_evidence(weights: torch.Tensor, draws: int = 200, margin: float = STRUCTURE_MARGIN,
+                       seed: int = 0) -> dict:
+    """The trained kernels' smoothness against its shuffled null: structure is `supported` only when the
+    score beats the largest of `draws` shuffles by `margin`. Introduced in Part-A/04."""
+    null = shuffled_structure(weights, draws, seed)
+    score = filter_structure(weights)
+    return {"score": score, "null_max": float(null.max()), "null_mean": float(null.mean()), "draws": draws,
+            "margin": margin, "supported": weights.shape[-1] >= 2 and score >= float(null.max()) + margin}
+
+
+def plot_guided_backprop_column(gradients: list[torch.Tensor], titles: list[str], panel: float = 1.5):
+    """The question's 10 x 1 grid: one guided-backprop map per neuron, all in one column, each labelled
+    on its left. `plot_guided_backprop` shows the same maps beside their images and receptive fields."""
+    label_width, gap, margin, top = 2.6, 0.12, 0.1, 0.55  # inches
+    height = top + len(gradients) * (panel + gap) + margin
+    width = margin + label_width + panel + margin
+    fig = plt.figure(figsize=(width, height))
+    for n, (gradient, title) in enumerate(zip(gradients, titles)):
+        bottom = margin + (len(gradients) - 1 - n) * (panel + gap)
+        ax = axes_at(fig, margin + label_width, bottom, panel)
+        ax.imshow(gradient_to_image(gradient), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        fig.text((margin + label_width - 0.1) / width, (bottom + panel / 2) / height, title.replace(" | ", "\n"),
+                 ha="right", va="center", fontsize=9)
+    fig.suptitle(f"Guided backprop, {len(gradients)} x 1:\none CONV5 neuron per row", fontsize=11,
+                 y=1 - 0.05 / height, va="top")
+    return fig
+
+
+def plot_top_images(images: torch.Tensor, indices: list[list[int]], labels: torch.Tensor, classes: list[str],
+                    row_titles: list[str], panel: float = 0.95):
+    """Per neuron (one row) the test images that excite it most, strongest first, each captioned with its
+    true class: one image per neuron cannot show what a neuron prefers, a row of them can."""
+    rows, columns = len(indices), max(len(row) for row in indices)
+    label_width, caption, margin, top = 2.3, 0.22, 0.1, 0.5  # inches
+    width = margin + label_width + columns * panel + margin
+    height = top + rows * (panel + caption) + margin
+    fig = plt.figure(figsize=(width, height))
+    for r, (row, title) in enumerate(zip(indices, row_titles)):
+        bottom = margin + (rows - 1 - r) * (panel + caption)
+        fig.text((margin + label_width - 0.1) / width, (bottom + panel / 2) / height, title.replace(" | ", "\n"),
+                 ha="right", va="center", fontsize=9)
+        for c, i in enumerate(row):
+            ax = axes_at(fig, margin + label_width + c * panel, bottom, panel - 0.06)
+            ax.imshow(images[i].cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(classes[int(labels[i])], fontsize=7, pad=1)
+    fig.suptitle(f"The {columns} test images that excite each neuron most (strongest first; caption = true class)",
+                 fontsize=11, y=1 - 0.08 / height, va="top")
+    return fig

@@ -285,3 +285,42 @@ def test_filter_structure_tells_smooth_kernels_from_noise():
     assert abs(viz.filter_structure(noise)) < 0.1
     assert viz.filter_structure(edges) > 0.4
     assert viz.filter_structure(torch.zeros(4, 3, 3, 3)) == 0.0
+
+
+def test_structure_is_claimed_only_beyond_shuffled_noise_by_a_margin():
+    torch.manual_seed(0)  # the seed torch initialises with: the shuffles must not reuse its stream
+    noise = torch.nn.Conv2d(3, 64, 5).weight
+    ramp = torch.linspace(-1, 1, 5)
+    edges = (ramp[None, :] * torch.ones(5, 1)).expand(64, 3, 5, 5) * torch.randn(64, 3, 1, 1)
+    fresh = viz.structure_evidence(noise)
+    assert not fresh["supported"] and fresh["null_max"] < 0.1 and fresh["draws"] == 200
+    assert viz.structure_evidence(edges)["supported"]
+    # Just above every shuffle, but not by the margin: no claim (the old rule, > fresh + 0.2, had no null at all).
+    barely = noise + 0.025 * edges
+    evidence = viz.structure_evidence(barely)
+    assert evidence["score"] > evidence["null_max"] and not evidence["supported"]
+    assert not viz.structure_evidence(torch.randn(8, 3, 1, 1))["supported"]  # 1x1 kernels: no neighbours
+
+
+def test_guided_backprop_column_is_ten_by_one():
+    images, gradients, _, titles = _guided_inputs(10)
+    fig = viz.plot_guided_backprop_column(gradients, titles)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 10
+    assert len({round(ax.get_position().x0, 6) for ax in panels}) == 1  # one column
+    tops = [ax.get_position().y0 for ax in panels]
+    assert tops == sorted(tops, reverse=True)  # neuron 1 at the top
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.canvas.get_width_height()[0]
+    plt.close(fig)
+
+
+def test_top_images_show_k_images_per_neuron():
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(12) % 3
+    fig = viz.plot_top_images(images, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]], labels, ["a", "b", "c"],
+                              ["neuron 0", "neuron 1", "neuron 2"])
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 12 and [ax.get_title() for ax in panels[:4]] == ["a", "b", "c", "a"]
+    plt.close(fig)
