@@ -5,7 +5,9 @@ the repo, so the cell's own text lives here, as `SETUP_CELL`, and is copied into
 `python -m shared.bootstrap --sync` rewrites them, and a test fails when one differs.
 
 `REPO_URL` is the one place that names where the repo is cloned from (`INAT_REPO_URL` overrides it,
-e.g. for a fork, or for the test that clones a local copy).
+e.g. for a fork, or for the test that clones a local copy). `make publish` (tools/publish.py) writes it
+from the `origin` remote. Where the cell cannot go on (no URL yet, no git, a failed clone, a foreign
+folder where the clone goes), it stops with one line that says what to do.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Fill in the public address once the repo is published; until then hosted notebooks ask for INAT_REPO_URL.
+# Written by `make publish`; while it holds the placeholder, hosted notebooks ask for INAT_REPO_URL.
 REPO_URL = "https://github.com/<owner>/<repo>.git"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The packages that Colab and Kaggle images do not bring at the versions this repo is tested with.
@@ -101,8 +103,9 @@ def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.ru
 # --------------------------------------------------------------------------------------------
 # Keeping the six copies of SETUP_CELL in sync
 # --------------------------------------------------------------------------------------------
-def notebooks() -> list[Path]:
-    return sorted([*REPO_ROOT.glob("Part-A/*.ipynb"), *REPO_ROOT.glob("Part-B/*.ipynb")])
+def notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """The six notebooks, in the order they run."""
+    return sorted([*root.glob("Part-A/*.ipynb"), *root.glob("Part-B/*.ipynb")])
 
 
 def setup_cell_differs(source: str) -> bool:

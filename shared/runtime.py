@@ -159,11 +159,14 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+MAX_SEED = 2**32 - 1  # numpy's limit, the narrowest of random's, numpy's and torch's
+
+
 def seed_everything(seed: int = 42) -> None:
-    """Seed Python, numpy and torch alike. numpy takes the narrowest range, 0 to 2**32 - 1; a seed outside it
-    is a UserError here rather than a ValueError from numpy."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise UserError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
+    """Seed Python, numpy and torch alike. A seed outside 0..MAX_SEED is a UserError here rather than a
+    ValueError from numpy."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

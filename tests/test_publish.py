@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from shared import bootstrap
 from tools import publish
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def links_everywhere(root: Path) -> dict:
     """What a reader opens, read back independently of the tool: {place: (slug, branch, file)} per link."""
     found = {"bootstrap.REPO_URL": [re.search(r'^REPO_URL = "https://github\.com/(.+?)\.git"$',
                                               (root / "shared/bootstrap.py").read_text(), re.M)[1]]}
-    for notebook in publish.notebook_paths(root):
+    for notebook in bootstrap.notebooks(root):
         nb = nbformat.read(notebook, as_version=4)
         setup = next(c for c in nb.cells if c.cell_type == "code").source
         found[f"{notebook.name} setup cell"] = [re.match(r"https://github\.com/(.+?)\.git$",
@@ -39,12 +40,12 @@ def links_everywhere(root: Path) -> dict:
 def assert_all_agree(root: Path, slug: str, branch: str):
     found = links_everywhere(root)
     assert found["bootstrap.REPO_URL"] == [slug]
-    for notebook in publish.notebook_paths(root):
+    for notebook in bootstrap.notebooks(root):
         path = notebook.relative_to(root).as_posix()
         assert found[f"{notebook.name} setup cell"] == [slug]
         # One Colab and one Kaggle link, each opening this very notebook.
         assert found[f"{notebook.name} title cell"] == [(slug, f"{branch}/{path}")] * 2, notebook.name
-    assert len(found["README links"]) >= 2 * len(publish.notebook_paths(root))
+    assert len(found["README links"]) >= 2 * len(bootstrap.notebooks(root))
     for link_slug, rest in found["README links"]:
         assert link_slug == slug and rest.startswith(f"{branch}/") and (root / rest[len(branch) + 1:]).is_file()
 
@@ -147,3 +148,10 @@ def test_every_github_remote_form_gives_owner_and_repo(remote):
 
 def test_dotted_and_dashed_names_survive():
     assert publish.github_slug("git@github.com:my-org/cnn.v2.git") == "my-org/cnn.v2"
+
+
+def test_make_publish_runs_the_tool():
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    plan = subprocess.run(["make", "-n", "publish"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "-m tools.publish" in plan

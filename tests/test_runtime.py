@@ -131,4 +131,4 @@ def test_a_seed_numpy_cannot_take_is_one_line(seed):
 
 def test_seeds_at_the_ends_of_the_range_work():
     runtime.seed_everything(0)
-    runtime.seed_everything(2**32 - 1)
+    runtime.seed_everything(runtime.MAX_SEED)

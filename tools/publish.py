@@ -23,6 +23,8 @@ from pathlib import Path
 
 import nbformat
 
+from shared import bootstrap
+
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER = "<owner>/<repo>"  # what the repo holds until it is published
 # A GitHub remote in one of the three forms git prints; group 1 is "OWNER/REPO" (lazy, so ".git" stays out).
@@ -117,19 +119,19 @@ def notebook_cell(source: str, slug: str, branch: str, path: str) -> str:
 
 def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
     """{file: new text} for the files whose text changes; computed whole before anything is written."""
-    bootstrap = root / "shared" / "bootstrap.py"
-    source = bootstrap.read_text(encoding="utf-8")
+    setup_source = root / "shared" / "bootstrap.py"
+    source = setup_source.read_text(encoding="utf-8")
     found = REPO_URL_LINE.findall(source)
     if len(found) != 1:
-        raise PublishError(f"{bootstrap} should hold one line REPO_URL = \"...\"; found {len(found)}")
+        raise PublishError(f"{setup_source} should hold one line REPO_URL = \"...\"; found {len(found)}")
     published = re.match(r"https://github\.com/([^/\s]+/[^/\s]+?)(?:\.git)?$", found[0])
     old_slugs = {PLACEHOLDER, *([published.group(1)] if published else [])}
-    changes = {bootstrap: REPO_URL_LINE.sub(f'REPO_URL = "https://github.com/{slug}.git"', source)}
+    changes = {setup_source: REPO_URL_LINE.sub(f'REPO_URL = "https://github.com/{slug}.git"', source)}
     for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         if page.is_file():
             where = str(page.relative_to(root))
             changes[page] = readme_text(page.read_text(encoding="utf-8"), slug, branch, old_slugs, root, where)
-    for notebook in notebook_paths(root):
+    for notebook in bootstrap.notebooks(root):
         nb = nbformat.read(notebook, as_version=4)
         cell = next((c for c in nb.cells if c.cell_type == "markdown"), None)
         if cell is None:
@@ -137,10 +139,6 @@ def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
         cell.source = notebook_cell(cell.source, slug, branch, notebook.relative_to(root).as_posix())
         changes[notebook] = nbformat.writes(nb) + "\n"
     return {path: text for path, text in changes.items() if text != path.read_text(encoding="utf-8")}
-
-
-def notebook_paths(root: Path) -> list[Path]:
-    return sorted([*root.glob("Part-A/*.ipynb"), *root.glob("Part-B/*.ipynb")])
 
 
 def publish(root: Path, slug: str, branch: str) -> list[Path]:
