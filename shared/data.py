@@ -1,6 +1,8 @@
-"""Finding, caching and serving the iNaturalist-12K images (or the embedded demo set).
+"""Scanning, decoding once, caching and serving the iNaturalist-12K images (or the embedded demo set).
 
-Introduced in Part-A/01; every later notebook loads its data through this file.
+Introduced in Part-A/01; every later notebook loads its data through this file. Finding the data,
+downloading it and the demo set are `shared.sources`, whose names this file re-exports
+(`data.find_data`, `data.DataError`, ...).
 
 The one idea: JPEG decoding is the slowest step of a typical pipeline, so every image is
 decoded exactly once (by `shared.decode`), resized as uint8, and kept as one `[N, 3, S, S]`
@@ -12,290 +14,39 @@ import functools
 import hashlib
 import os
 import re
-import shutil
-import tempfile
-import urllib.request
-import warnings
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-
-with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a text bar; its warning is noise
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
 
 from . import decode
 from .decode import BadImage, resize_uint8  # noqa: F401 (still data.BadImage, data.resize_uint8)
-from .runtime import DATA_DIR, UserError, atomic_path, banner, on_colab, on_kaggle, write_problem
+from .runtime import UserError, atomic_path, write_problem  # noqa: F401 (data.UserError for callers)
 from .runtime import cache_dir as runtime_cache_dir
+from .sources import (  # noqa: F401 (re-exported: data.find_data and the rest stay where callers look)
+    DATASET_URL, DEMO_MARKER, IMAGE_EXTENSIONS, INAT_CLASSES, DataError, DownloadError, MissingData,
+    check_complete, download_dataset, find_data, is_demo, is_image_name, is_junk_folder, make_demo_dataset,
+    one_line, tqdm)
 
-DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
-INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
-                "Insecta", "Mammalia", "Mollusca", "Plantae", "Reptilia"]
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-DEMO_MARKER = "DEMO_DATASET.txt"
-CACHE_VERSION = 2  # 2: a checksum is stored with the images, and JPEGs are decoded at a reduced DCT scale
+# 3: keyed on the files' names and sizes, not their mtimes, and the checksum covers the stored names.
+# 2: a checksum is stored with the images, and JPEGs are decoded at a reduced DCT scale.
+CACHE_VERSION = 3
 # ImageNet statistics: used for the scratch CNN too, so Part A and Part B share one normalisation.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-KAGGLE_INPUT = Path("/kaggle/input")
-# A path given by the user may name the dataset or any folder above it: the search below it is
-# breadth first, at most this deep (/kaggle/input/<dataset>/<folder>/inaturalist_12K is 3 levels)
-# and lists at most this many folders, so that even a home folder answers in a moment.
-SEARCH_DEPTH = 4
-SEARCH_MAX_FOLDERS = 2000
-SPLITS = ("train", "val", "test")
-
-
-class DataError(UserError):
-    """The dataset (or a path to it) cannot be used as it is; the message says why and what to do."""
-
-
-class MissingData(DataError, FileNotFoundError):
-    """A dataset folder that is not there. Still a FileNotFoundError for code that catches that."""
-
-
-# --------------------------------------------------------------------------------------------
-# Finding the dataset
-# --------------------------------------------------------------------------------------------
-def _has_splits(folder: Path) -> bool:
-    return (folder / "train").is_dir() and (folder / "val").is_dir()
-
-
-def _folders_below(top: Path):
-    """`top`, then the folders below it, breadth first and sorted, at most SEARCH_DEPTH levels down.
-
-    Skipped: hidden folders, `__MACOSX` (whose shadow copy of a dataset sorts before the real one) and
-    a dataset's own split folders, which hold classes, not datasets.
-    """
-    level, listed = [top], 0
-    for depth in range(SEARCH_DEPTH + 1):
-        below = []
-        for folder in level:
-            yield folder
-            if depth == SEARCH_DEPTH or listed >= SEARCH_MAX_FOLDERS:
-                continue
-            listed += 1
-            try:
-                with os.scandir(folder) as entries:
-                    below += sorted(Path(e.path) for e in entries
-                                    if e.is_dir() and not _is_junk_folder(e.name) and e.name not in SPLITS)
-            except OSError:  # unreadable: not ours to search
-                pass
-        level = below
-
-
-def _layout_problem(folder: Path) -> str:
-    """What `folder` holds instead of nature_12K's train/ and val/, and what to do, in one line."""
-    has = {split: (folder / split).is_dir() for split in SPLITS}
-    if has["train"] and has["test"] and not has["val"]:
-        return (f"{folder} has train/ and test/ but no val/: nature_12K keeps its test set in val/ (the "
-                f"validation set is cut from train/), so rename {folder / 'test'} to {folder / 'val'}")
-    if has["train"] != has["val"]:
-        present, missing = ("train", "val") if has["train"] else ("val", "train")
-        return f"{folder} has {present}/ but no {missing}/ (an unfinished unzip?)"
-    return f"{folder} has no train/ and val/ folders"
-
-
-def _search_root(top: Path) -> tuple[Path | None, str | None]:
-    """The shallowest folder at or below `top` with train/ and val/, else None and what the nearest
-    dataset-like folder (one with a train/, val/ or test/) lacks, if there is one."""
-    near_miss = None
-    for folder in _folders_below(top):
-        if _has_splits(folder):
-            return folder, None
-        if near_miss is None and any((folder / split).is_dir() for split in SPLITS):
-            near_miss = folder
-    return None, _layout_problem(near_miss) if near_miss is not None else None
-
-
-def _explicit_root(explicit: str | os.PathLike) -> Path:
-    """The dataset root at or below a path the user gave (--data, INAT_DATA or the settings file's "data")."""
-    top = Path(explicit).expanduser()
-    where = (f"Point INAT_DATA, --data or the 'data' setting at the unzipped inaturalist_12K folder from "
-             f"{DATASET_URL}, or at any folder above it")
-    if not top.exists():
-        raise MissingData(f"{explicit} does not exist. {where}")
-    if not top.is_dir():
-        raise MissingData(f"{explicit} is a file, not a folder (unzip it first). {where}")
-    root, problem = _search_root(top)
-    if root is None:
-        problem = problem or (f"no folder with train/ and val/ at or up to {SEARCH_DEPTH} levels below {explicit} "
-                              f"(hidden and __MACOSX folders are skipped)")
-        raise MissingData(f"{problem}. {where}")
-    return root
-
-
-_FIX_LOCAL_COPY = ("Delete it and run again to download nature_12K afresh (INAT_DOWNLOAD=1), or complete it "
-                   f"from {DATASET_URL}")
-
-
-def find_data(path: str | os.PathLike | None = None, download: bool | None = None) -> Path:
-    """Locate the dataset root (the folder with train/ and val/).
-
-    Order: `path` or $INAT_DATA (the root or any folder above it); on Kaggle a search of
-    /kaggle/input; the repo-local data/inaturalist_12K; a download (automatic on Colab, or
-    `download=True` / $INAT_DOWNLOAD=1); otherwise the embedded demo dataset, announced by a banner.
-    On Kaggle and Colab we never fall back to demo data: a grader there must be looking at the real
-    thing. A folder that is there but unusable is a `DataError` that says why, never a silent fallback.
-    """
-    explicit = path or os.environ.get("INAT_DATA")
-    if explicit:
-        return _explicit_root(explicit)
-    nearest = ""
-    if on_kaggle():
-        root, problem = _search_root(KAGGLE_INPUT)
-        if root is not None:
-            return root
-        nearest = f" The nearest in {KAGGLE_INPUT}: {problem}." if problem else ""
-    if download is None:
-        download = on_colab() or os.environ.get("INAT_DOWNLOAD", "") == "1"
-    if download:
-        return download_dataset(DATA_DIR)
-    local = DATA_DIR / "inaturalist_12K"
-    if _has_splits(local):
-        return local
-    if local.exists():
-        raise DataError(f"{_layout_problem(local)}. {_FIX_LOCAL_COPY}")
-    if on_kaggle() or on_colab():
-        raise MissingData(
-            f"iNaturalist-12K not found.{nearest} On Kaggle: 'Add Input' -> search 'inaturalist 12K' (or upload "
-            f"nature_12K.zip) and re-run. On Colab: call find_data(download=True). Source: {DATASET_URL}")
-    root = make_demo_dataset()
-    banner("DEMO DATA: iNaturalist-12K was not found, so this runs on the embedded demo set\n"
-           "(scikit-learn's handwritten digits, upscaled into a nature_12K-shaped folder).\n"
-           "Numbers below are NOT iNaturalist results. Set INAT_DATA=/path/to/inaturalist_12K,\n"
-           "put it in data/inaturalist_12K, or run with INAT_DOWNLOAD=1 to fetch it (3.6 GB).")
-    return root
-
-
-def is_demo(root: str | os.PathLike) -> bool:
-    return (Path(root) / DEMO_MARKER).exists()
-
-
-def _count_images(folder: Path) -> int:
-    """Image files in the class folders of `folder` (0 if it is missing). Names only."""
-    return sum(1 for p in folder.glob("*/*") if _is_image_name(p)) if folder.is_dir() else 0
-
-
-def check_complete(root: Path, min_train: int = 9000, min_val: int = 1900, advice: str = _FIX_LOCAL_COPY) -> None:
-    """Raise `DataError` unless `root` looks like a complete nature_12K: train/ and val/, enough images."""
-    if not _has_splits(root):
-        raise DataError(f"{_layout_problem(root)}. {advice}")
-    train, val = _count_images(root / "train"), _count_images(root / "val")
-    if train < min_train or val < min_val:
-        raise DataError(f"{root} looks incomplete: {train:,} train and {val:,} val images, where nature_12K has "
-                        f"about 10,000 and 2,000. {advice}")
-
-
-def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL) -> Path:
-    """Download and unzip nature_12K atomically: nothing appears at dest/inaturalist_12K unless complete.
-
-    A dest/inaturalist_12K that is already there is returned when complete; when it is not (an
-    interrupted unzip, a partial copy) that is reported before any download, which could not replace it.
-    """
-    dest = Path(dest)
-    final = dest / "inaturalist_12K"
-    if final.exists():
-        check_complete(final)
-        return final
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
-        zip_path = Path(tmp) / "nature_12K.zip"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(zip_path, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0)
-                with tqdm(total=total, unit="B", unit_scale=True, desc="nature_12K.zip") as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            if total and bar.n != total:  # the connection dropped: a short zip must not be unpacked
-                raise OSError(f"got {bar.n:,} of {total:,} bytes")
-        except OSError as err:
-            raise ConnectionError(f"Could not download {url} ({err}). Download it by hand, unzip it and "
-                                  f"set INAT_DATA to the inaturalist_12K folder.") from None
-        try:
-            with zipfile.ZipFile(zip_path) as archive:
-                archive.extractall(Path(tmp) / "unzipped")
-        except zipfile.BadZipFile as err:
-            raise RuntimeError(f"{url} did not give a valid zip ({err}); download it again.") from None
-        root, _ = _search_root(Path(tmp) / "unzipped")
-        if root is None:
-            raise RuntimeError(f"{url} did not contain inaturalist_12K/train and val/")
-        check_complete(root, advice=f"The zip from {url} is not the full dataset; download it again.")
-        os.replace(root, final)  # atomic on one filesystem
-    return final
-
-
-# --------------------------------------------------------------------------------------------
-# The embedded demo dataset
-# --------------------------------------------------------------------------------------------
-def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int = 20, seed: int = 0) -> Path:
-    """Write scikit-learn's 1,797 bundled 8x8 digits as a nature_12K-shaped ImageFolder of JPEGs.
-
-    Real data that ships with scikit-learn, so it needs no network. Images are upscaled to
-    varied non-square sizes, tinted, and a few are saved as grayscale JPEGs, so the demo goes
-    through the same decode/convert/resize paths as the real photos.
-    """
-    root = Path(root) if root else DATA_DIR / "demo_digits"
-    if (root / DEMO_MARKER).exists():
-        return root
-    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes ~1 s
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".demo-"))
-    seen = {c: 0 for c in range(10)}
-    for index in rng.permutation(len(digits.target)):
-        label = int(digits.target[index])
-        split = "val" if seen[label] < val_per_class else "train"
-        seen[label] += 1
-        ink = digits.images[index] / 16.0  # 0..1, 1 = ink
-        background, colour = rng.uniform(0.6, 1.0, 3), rng.uniform(0.0, 0.5, 3)
-        rgb = (1 - ink[..., None]) * background + ink[..., None] * colour
-        image = Image.fromarray((rgb * 255).astype(np.uint8))
-        width, height = int(rng.integers(40, 121)), int(rng.integers(32, 97))
-        image = image.resize((width, height), Image.BILINEAR)
-        if rng.random() < 0.1:
-            image = image.convert("L")  # exercise the grayscale -> RGB path
-        folder = tmp / split / f"digit_{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        image.save(folder / f"{index:04d}.jpg", quality=90)
-    (tmp / DEMO_MARKER).write_text("Embedded demo dataset: sklearn.datasets.load_digits, upscaled. "
-                                   "Not iNaturalist.\n")
-    try:
-        os.replace(tmp, root)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
 
 # --------------------------------------------------------------------------------------------
 # Scanning a folder
 # --------------------------------------------------------------------------------------------
-def _is_image_name(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _is_junk_folder(name: str) -> bool:
-    """Hidden folders and `__MACOSX` (a zip made on a Mac carries a shadow copy of every folder, full of
-    `._` files); they are never datasets or classes."""
-    return name.startswith(".") or name == "__MACOSX"
-
-
 def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = None):
     """(classes, files, labels) of an ImageFolder. Stray non-image files are ignored."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingData(f"{folder} is missing. The dataset root must hold train/<class>/ and "
                           f"val/<class>/ as in nature_12K.zip; point INAT_DATA at that root.")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not _is_junk_folder(p.name))
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_junk_folder(p.name))
     if not classes:
         raise MissingData(f"{folder} has no class folders; expected {folder}/<class>/*.jpg")
     if expected_classes is not None and classes != list(expected_classes):
@@ -305,7 +56,7 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
                         f"Rename them so that both splits have the same classes.")
     files, labels = [], []
     for label, name in enumerate(classes):
-        images = sorted(p for p in (folder / name).iterdir() if _is_image_name(p))
+        images = sorted(p for p in (folder / name).iterdir() if is_image_name(p))
         if not images:
             raise DataError(f"Class folder {folder / name} has no images. Remove it or restore its images.")
         files += images
@@ -349,13 +100,16 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
     root = Path(root).resolve()
     digest = hashlib.sha1()
     for split in ("train", "val"):
-        folder = root / split
-        if not folder.is_dir():
-            continue
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and _is_image_name(p)):
-            name = os.fsencode(path.relative_to(root)).decode("utf-8", "surrogateescape")
-            digest.update(f"{name}|{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
+        if (root / split).is_dir():
+            _add_names_and_sizes(digest, sorted(p for p in (root / split).rglob("*") if is_image_name(p)), root)
     return {"root": str(root), "files": digest.hexdigest()[:16], "demo": is_demo(root)}
+
+
+def _add_names_and_sizes(digest, files: list[Path], base: Path) -> None:
+    """Feed `digest` each file's name relative to `base` (as bytes, so a name that is not UTF-8 counts too)
+    and its size: what identifies a set of images without reading them, whatever their mtimes."""
+    for path in files:
+        digest.update(os.fsencode(path.relative_to(base)) + f"|{path.stat().st_size}\n".encode())
 
 
 def same_data(fingerprint: dict | None, other: dict | None) -> bool:
@@ -369,10 +123,6 @@ def same_data(fingerprint: dict | None, other: dict | None) -> bool:
 def _printable(text: str) -> str:
     """`text` safe to print: a file name that is not UTF-8 (kept by Python as surrogates) shows as U+FFFD."""
     return os.fsencode(text).decode("utf-8", "replace")
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(f"{type(err).__name__}: {err}".split())[:300]
 
 
 @dataclass
@@ -398,23 +148,43 @@ class ImageSet:
 
 
 def _cache_path(folder: Path, files: list[Path], size: int, resize_to: int | None, cache_dir: Path) -> Path:
-    """The cache file for these files at this size: names as bytes (os.fsencode), so a file name that is
-    not UTF-8 still keys the cache."""
-    content = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{resize_to}".encode())
-    for f in files:
-        st = f.stat()
-        content.update(os.fsencode(f.relative_to(folder)) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    """The cache file for these files at this size: `<parent>-<folder>-<where>-<size>-<content>.pt`.
+
+    <content> hashes the files' relative names and sizes, not their mtimes, so a zip unzipped again (on
+    Colab, each notebook's runtime does) finds its cache; an edit that keeps a file's size exactly is
+    not noticed. <where> (the folder's path) only tells whose older caches a new one replaces.
+    """
+    content = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{resize_to}\n".encode())
+    _add_names_and_sizes(content, files, folder)
     where = hashlib.sha1(os.fsencode(folder.resolve())).hexdigest()[:10]
     tag = re.sub(r"[^\w.]", "_", f"{folder.parent.name}-{folder.name}", flags=re.ASCII)
     tag = f"{tag}-{where}-{size}" + (f"r{resize_to}" if resize_to else "")
     return cache_dir / f"{tag}-{content.hexdigest()[:12]}.pt"
 
 
-def _checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """CRC-32 of the cached tensors (about 7 GB/s: a 1.5 GB cache costs 0.2 s), to catch damage on disk
-    that torch.load does not notice: it reads overwritten pixels without complaint."""
-    crc = zlib.crc32(labels.contiguous().numpy(), zlib.crc32(images.contiguous().numpy()))
+def _checksum(images: torch.Tensor, labels: torch.Tensor, files: list[str], skipped: list) -> str:
+    """CRC-32 of the cached tensors and names (about 7 GB/s: a 1.5 GB cache costs 0.2 s), to catch damage
+    on disk that torch.load does not notice: it reads overwritten pixels or names without complaint."""
+    names = "\n".join([*files, *(f"{path}|{reason}" for path, reason in skipped)])
+    crc = zlib.crc32(names.encode("utf-8", "surrogateescape"))
+    crc = zlib.crc32(labels.contiguous().numpy(), zlib.crc32(images.contiguous().numpy(), crc))
     return f"crc32:{crc:08x}"
+
+
+def _find_cache(cache_file: Path) -> Path | None:
+    """`cache_file`, or a cache of the same content made for the same files under another path (a copy
+    of the dataset), renamed to `cache_file`; None when there is neither."""
+    if cache_file.exists():
+        return cache_file
+    content = cache_file.name.rsplit("-", 1)[1]
+    for twin in sorted(cache_file.parent.glob(f"*-{content}")) if cache_file.parent.is_dir() else []:
+        try:
+            os.replace(twin, cache_file)
+            return cache_file
+        except OSError:  # another process moved it first, or a read-only cache folder: read it where it is
+            if twin.exists():
+                return twin
+    return None
 
 
 def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = None,
@@ -423,8 +193,9 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
                 decoder: str = "auto") -> ImageSet:
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
-    The cache is keyed on the file list (names, sizes, mtimes), `size` and `resize_to`, so it is
-    reused across runs and rebuilt when any of them change, or when its checksum shows damage.
+    The cache is keyed on the file list (relative names and sizes, not mtimes: see `_cache_path`), `size`
+    and `resize_to`, so it is reused across runs and copies of the data, and rebuilt when any of them
+    change, or when its checksum shows damage.
     Corrupt, truncated, empty, oversized (over PIL's Image.MAX_IMAGE_PIXELS) or renamed non-image
     files are skipped and returned in `ImageSet.skipped`. A cache folder that cannot be written is
     a warning, before any decoding, and the run goes on without a cache.
@@ -482,16 +253,18 @@ def _remember(key, data: ImageSet) -> None:
 
 def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bool) -> ImageSet | None:
     """The cached set, or None when there is none or it is damaged (then the caller rebuilds it)."""
-    if not cache_file.exists():
+    cache_file = _find_cache(cache_file)
+    if cache_file is None:
         return None
     memo_key = (cache_file, cache_file.stat().st_mtime_ns)
     if memo_key in _MEMO:  # a sweep's runs share one loaded cache instead of re-reading GBs each run
         return _MEMO[memo_key]
     try:
         saved = torch.load(cache_file, weights_only=True)
-        intact = saved.get("checksum") == _checksum(saved["images"], saved["labels"])
+        intact = saved.get("checksum") == _checksum(saved["images"], saved["labels"], saved["files"],
+                                                    saved["skipped"])
     except Exception as err:  # a damaged cache is rebuilt, never trusted
-        print(f"Ignoring unreadable cache {cache_file.name} ({_one_line(err)}); rebuilding it.")
+        print(f"Ignoring unreadable cache {cache_file.name} ({one_line(err)}); rebuilding it.")
         return None
     if not intact:
         print(f"Ignoring cache {cache_file.name}: its checksum does not match (damaged on disk); rebuilding it.")
@@ -514,12 +287,12 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
         with atomic_path(cache_file) as tmp:
             torch.save({"images": data.images, "labels": data.labels, "files": data.files,
                         "skipped": [list(s) for s in data.skipped],
-                        "checksum": _checksum(data.images, data.labels)}, tmp)
+                        "checksum": _checksum(data.images, data.labels, data.files, data.skipped)}, tmp)
         for stale in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
             if stale != cache_file:
                 stale.unlink(missing_ok=True)
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
-        print(f"Warning: could not save the decode cache {cache_file} ({_one_line(err)}); this run goes on "
+        print(f"Warning: could not save the decode cache {cache_file} ({one_line(err)}); this run goes on "
               f"and the next one decodes again.")
 
 

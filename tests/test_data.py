@@ -1,9 +1,9 @@
-"""The data layer: finding the data, the demo set, the split, decode-once caching and bad input.
+"""shared.data: scanning, the split, decode-once caching, bad input. (Finding the data, the download and the
+demo set are shared.sources, tested in test_sources.py.)
 
 Every dataset here is built under tmp_path, and the decode cache goes to a tmp folder too.
 """
 import functools
-import io
 import json
 import os
 import shutil
@@ -12,8 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.error
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -49,14 +47,9 @@ def make_dataset(root: Path, counts: dict[str, int], val_per_class: int = 2) -> 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """No real dataset, no Kaggle/Colab, caches and DATA_DIR under tmp_path."""
-    for var in ("INAT_DATA", "INAT_DOWNLOAD", "KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG", "COLAB_GPU"):
-        monkeypatch.delenv(var, raising=False)
+    """The decode cache under tmp_path, and no cached set remembered from another test."""
     monkeypatch.setenv("INAT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(data, "_MEMO", {})  # a cache file rewritten in place must be read again
-    # Kaggle is simulated by its env var alone, so these tests also hold when run on Kaggle itself.
-    monkeypatch.setattr(data, "on_kaggle", lambda: bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")))
 
 
 @pytest.fixture
@@ -159,6 +152,7 @@ def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, chan
         before = target.stat()
         save_image(target, 40, 30, seed=43)
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+        assert target.stat().st_size != before.st_size  # the key is names and sizes (see data._cache_path)
     elif change == "size":
         size = 48
     else:
@@ -169,6 +163,40 @@ def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, chan
     assert len(rebuilt) == {"add": 9, "remove": 7}.get(change, 8)
     if change in ("add", "remove", "modify"):  # the stale cache of the same folder and size is replaced
         assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+@pytest.mark.parametrize("where", ["same path", "another path"])
+def test_a_copy_with_new_mtimes_reuses_the_cache(tmp_path, decode_calls, where):
+    """A zip unzipped again (each Colab runtime does) has new mtimes and the same content: no second decode."""
+    root = make_dataset(tmp_path / "ds", {"a": 4, "b": 4})
+    first = data.load_folder(root / "train", 32, progress=False)
+    copy = root if where == "same path" else tmp_path / "elsewhere" / "ds"
+    shutil.copytree(root, tmp_path / "fresh", copy_function=shutil.copy)  # copy: new mtimes
+    if where == "same path":
+        shutil.rmtree(root)
+    copy.parent.mkdir(exist_ok=True)
+    (tmp_path / "fresh").rename(copy)
+    for path in copy.rglob("*"):
+        os.utime(path, (time.time() + 3600,) * 2)
+    decode_calls.clear()
+    again = data.load_folder(copy / "train", 32, progress=False)
+    assert decode_calls == []
+    assert torch.equal(again.images, first.images) and again.files == first.files
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+def test_damaged_names_in_the_cache_fail_its_checksum(tmp_path, decode_calls, capsys):
+    """Pixels intact, names swapped: every label would be tied to the wrong file, silently."""
+    root = make_dataset(tmp_path / "ds", {"a": 3, "b": 3})
+    first = data.load_folder(root / "train", 32, progress=False)
+    (cache_file,) = (tmp_path / "cache").glob("*.pt")
+    saved = torch.load(cache_file, weights_only=True)
+    saved["files"] = saved["files"][::-1]
+    torch.save(saved, cache_file)
+    decode_calls.clear()
+    again = data.load_folder(root / "train", 32, progress=False)
+    assert len(decode_calls) == 6 and again.files == first.files
+    assert "checksum does not match" in capsys.readouterr().out
 
 
 def test_damaged_cache_is_rebuilt(tmp_path, decode_calls, capsys):
@@ -377,223 +405,6 @@ def test_a_folder_without_class_folders_is_an_error(tmp_path):
     save_image(tmp_path / "ds" / "train" / "loose.jpg")
     with pytest.raises(FileNotFoundError, match="no class folders"):
         data.load_split(tmp_path / "ds", 32)
-
-
-# --------------------------------------------------------------------------------------------
-# Finding the data
-# --------------------------------------------------------------------------------------------
-def test_explicit_path_wins(tmp_path, monkeypatch):
-    explicit = make_dataset(tmp_path / "mine" / "inaturalist_12K", {"a": 1})
-    make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})  # the repo-local copy loses
-    assert data.find_data(explicit) == explicit
-    assert data.find_data(explicit.parent) == explicit  # the folder above inaturalist_12K works too
-    monkeypatch.setenv("INAT_DATA", str(explicit))
-    assert data.find_data() == explicit
-
-
-def test_bad_explicit_path_errors(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="INAT_DATA"):
-        data.find_data(tmp_path / "typo")
-    monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
-    with pytest.raises(FileNotFoundError, match="typo"):
-        data.find_data()  # never a silent fallback to the demo set
-
-
-def test_a_missing_data_path_is_a_one_line_user_error(tmp_path, monkeypatch):
-    for path in (tmp_path / "typo", tmp_path / "file.zip"):
-        if path.suffix:
-            path.write_bytes(b"PK")
-        with pytest.raises(data.DataError) as caught:
-            data.find_data(path)
-        assert isinstance(caught.value, data.UserError) and len(str(caught.value).splitlines()) == 1
-    assert "unzip it first" in str(caught.value)
-    monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
-    with pytest.raises(data.DataError, match="typo does not exist"):
-        data.find_data()
-
-
-def test_a_path_may_name_any_folder_above_the_dataset(tmp_path):
-    root = make_dataset(tmp_path / "drive" / "MyDrive" / "datasets" / "inaturalist_12K", {"a": 1})
-    assert data.find_data(tmp_path / "drive") == root
-    make_dataset(tmp_path / "other" / "one" / "two" / "three" / "four" / "inaturalist_12K", {"a": 1})  # too deep
-    with pytest.raises(data.DataError, match="no folder with train/ and val/ at or up to 4 levels below"):
-        data.find_data(tmp_path / "other")
-
-
-def macosx_shadow(root: Path) -> None:
-    """What a zip made on a Mac adds: __MACOSX/<same folders>/._<file> resource forks."""
-    for split in ("train", "val"):
-        folder = root / split / "a"
-        folder.mkdir(parents=True)
-        (folder / "._000.jpg").write_bytes(b"\x00\x05\x16\x07 Mac resource fork")
-
-
-def test_macosx_and_hidden_folders_are_skipped(tmp_path, monkeypatch):
-    top = tmp_path / "input" / "nature-12k"
-    macosx_shadow(top / "__MACOSX" / "inaturalist_12K")  # sorts before the real one
-    macosx_shadow(top / ".Trash" / "inaturalist_12K")
-    real = make_dataset(top / "inaturalist_12K", {"a": 1, "b": 1})
-    assert data.find_data(tmp_path / "input") == real
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
-    assert data.find_data() == real
-
-
-def test_a_train_and_test_layout_is_explained(tmp_path, monkeypatch):
-    root = make_dataset(tmp_path / "ds", {"a": 1, "b": 1})
-    (root / "val").rename(root / "test")
-    with pytest.raises(data.DataError, match=r"has train/ and test/ but no val/.*test set in val/.*rename"):
-        data.find_data(tmp_path)
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path)
-    with pytest.raises(data.DataError, match="rename"):
-        data.find_data()
-
-
-@pytest.mark.parametrize("state", ["val missing", "few images", "empty folder"])
-def test_an_incomplete_local_copy_is_reported_before_any_download(tmp_path, monkeypatch, state):
-    local = make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 3, "b": 3})
-    if state == "val missing":
-        shutil.rmtree(local / "val")
-    elif state == "empty folder":
-        shutil.rmtree(local / "train")
-        shutil.rmtree(local / "val")
-    downloads = []
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *args, **kwargs: downloads.append(args))
-    expected = {"val missing": "has train/ but no val/", "few images": "6 train and 4 val images",
-                "empty folder": "has no train/ and val/"}[state]
-    with pytest.raises(data.DataError, match=expected) as caught:
-        data.find_data(download=True)
-    assert "Delete it" in str(caught.value) and downloads == []
-    if state != "few images":  # without a download asked for, an unusable local copy is not skipped silently
-        with pytest.raises(data.DataError, match=expected):
-            data.find_data()
-
-
-def test_repo_local_copy_is_found(tmp_path):
-    local = make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})
-    assert data.find_data() == local
-
-
-def test_demo_fallback_with_banner(tmp_path, monkeypatch, demo_root, capsys):
-    monkeypatch.setattr(data, "DATA_DIR", demo_root.parent)  # the demo set is already built there
-    root = data.find_data()
-    assert root == demo_root and data.is_demo(root)
-    assert "DEMO DATA" in capsys.readouterr().out
-    assert not data.is_demo(make_dataset(tmp_path / "real", {"a": 1}))
-
-
-@pytest.mark.parametrize("platform", ["KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG"])
-def test_never_a_silent_demo_on_kaggle_or_colab(tmp_path, monkeypatch, platform):
-    monkeypatch.setenv(platform, "Interactive")
-    with pytest.raises(FileNotFoundError, match="Kaggle.*Colab"):
-        data.find_data(download=False)
-    assert not (tmp_path / "data" / "demo_digits").exists()
-
-
-def test_colab_downloads_by_default_and_fails_loudly_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
-    with pytest.raises(ConnectionError, match="INAT_DATA"):
-        data.find_data()
-    assert not (tmp_path / "data" / "demo_digits").exists()
-    assert not (tmp_path / "data" / "inaturalist_12K").exists()
-
-
-# --------------------------------------------------------------------------------------------
-# Download: atomic and checked
-# --------------------------------------------------------------------------------------------
-def zip_of(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            archive.write(path, path.relative_to(folder.parent))
-    return buffer.getvalue()
-
-
-class FakeResponse(io.BytesIO):
-    def __init__(self, payload: bytes, length: int | None = None):
-        super().__init__(payload)
-        self.headers = {"Content-Length": str(len(payload) if length is None else length)}
-
-
-def serve(monkeypatch, payload: bytes, length: int | None = None):
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(payload, length))
-
-
-@pytest.fixture
-def nature_zip(tmp_path):
-    return zip_of(make_dataset(tmp_path / "src" / "inaturalist_12K", {"a": 3, "b": 3}))
-
-
-def assert_nothing_left(dest: Path):
-    assert not (dest / "inaturalist_12K").exists()
-    assert not list(dest.glob(".download-*"))
-
-
-def test_download_unpacks_a_complete_zip(tmp_path, monkeypatch, nature_zip):
-    serve(monkeypatch, nature_zip)
-    monkeypatch.setattr(data, "check_complete", functools.partial(data.check_complete, min_train=6, min_val=4))
-    root = data.find_data(download=True)
-    assert root == tmp_path / "data" / "inaturalist_12K"
-    assert sorted(p.name for p in (root / "train").iterdir()) == ["a", "b"]
-    assert not list(root.parent.glob(".download-*"))
-    serve(monkeypatch, b"")  # already there: no second download
-    assert data.download_dataset(tmp_path / "data") == root
-
-
-def test_download_checks_completeness(tmp_path, monkeypatch, nature_zip):
-    serve(monkeypatch, nature_zip)  # 6 train images: far below the real thresholds
-    with pytest.raises(data.DataError, match="incomplete"):
-        data.download_dataset(tmp_path / "data")
-    assert_nothing_left(tmp_path / "data")
-
-
-def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch, nature_zip):
-    serve(monkeypatch, nature_zip[: len(nature_zip) // 2], length=len(nature_zip))  # connection dropped
-    with pytest.raises(ConnectionError, match="bytes"):
-        data.download_dataset(tmp_path / "data")
-    assert_nothing_left(tmp_path / "data")
-
-
-def test_corrupt_zip_leaves_nothing(tmp_path, monkeypatch):
-    serve(monkeypatch, b"PK\x03\x04 this is not really a zip")
-    with pytest.raises(RuntimeError, match="zip"):
-        data.download_dataset(tmp_path / "data")
-    assert_nothing_left(tmp_path / "data")
-
-
-def test_zip_without_the_dataset_leaves_nothing(tmp_path, monkeypatch):
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "readme.txt").write_text("wrong zip")
-    serve(monkeypatch, zip_of(tmp_path / "other"))
-    with pytest.raises(RuntimeError, match="train and val"):
-        data.download_dataset(tmp_path / "data")
-    assert_nothing_left(tmp_path / "data")
-
-
-# --------------------------------------------------------------------------------------------
-# The embedded demo dataset
-# --------------------------------------------------------------------------------------------
-def test_demo_dataset_is_shaped_like_nature_12k(demo_root):
-    assert data.is_demo(demo_root)
-    classes = [f"digit_{i}" for i in range(10)]
-    sizes = set()
-    for split, low, high in (("train", 1500, 1700), ("val", 150, 250)):
-        assert sorted(p.name for p in (demo_root / split).iterdir()) == classes
-        files = list((demo_root / split).glob("*/*"))
-        assert all(f.suffix == ".jpg" for f in files)
-        assert low <= len(files) <= high
-        for f in files[::40]:
-            with Image.open(f) as image:
-                sizes.add(image.size)
-    assert len(sizes) > 10  # varied sizes ...
-    assert sum(w != h for w, h in sizes) > len(sizes) // 2  # ... mostly non-square
-    assert data.make_demo_dataset(demo_root) == demo_root  # built once, then reused
 
 
 def test_demo_dataset_loads_through_the_real_path(demo_root, tmp_path):
