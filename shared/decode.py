@@ -100,10 +100,34 @@ def _decode_other(data: bytes) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            array = np.array(image.convert("RGB"))
+            array = _scaled_gray(image) if image.mode == "F" or image.mode.startswith("I") else \
+                np.array(image.convert("RGB"))
+    except BadImage:
+        raise
     except Exception as err:
         raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
     return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _scaled_gray(image: Image.Image) -> np.ndarray:
+    """uint8 [H, W, 3] of a float (F) or integer (I, I;16) grayscale image, e.g. a scientific TIFF.
+
+    PIL's convert("RGB") clips such values to 0..255, so 16-bit levels turn white and 0..1 fractions
+    black. Here they are scaled by the range they fit: I;16 by 0..65535 (as 16-bit PNGs are); other
+    modes by the first of 0..1 (floats only: fractions), 0..255, 0..65535 that holds every pixel.
+    Values outside all of them, or NaN/inf, have no meaning we could guess: the file is skipped.
+    """
+    values = np.asarray(image)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise BadImage(f"mode {image.mode} image with NaN or infinite pixel values")
+    low, high = values.min(), values.max()
+    tops = (65535,) if image.mode.startswith("I;16") else (1.0, 255, 65535) if image.mode == "F" else (255, 65535)
+    top = next((t for t in tops if low >= 0 and high <= t), None)
+    if top is None:
+        raise BadImage(f"mode {image.mode} pixel values from {low:g} to {high:g} fit none of the ranges "
+                       f"0..1, 0..255, 0..65535, so their brightness cannot be known")
+    gray = np.round(values.astype(np.float64) * (255 / top)).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -> torch.Tensor:

@@ -83,6 +83,46 @@ def test_grayscale_and_cmyk_jpegs_come_out_rgb(tmp_path, mode):
 
 
 # --------------------------------------------------------------------------------------------
+# Float and integer images (scientific TIFFs): scaled to 0..255, or skipped with the reason
+# --------------------------------------------------------------------------------------------
+def ramp(top: float, dtype, width: int = 64, height: int = 6) -> np.ndarray:
+    return np.tile(np.linspace(0, top, width), (height, 1)).astype(dtype)
+
+
+@pytest.mark.parametrize("pil_mode, array, levels", [
+    ("F", ramp(1.0, np.float32), 1.0),        # fractions: PIL's convert made them black (0 or 1)
+    ("F", ramp(255.0, np.float32), 255),      # 8-bit levels stored as float
+    ("I", ramp(65535, np.int32), 65535),      # 16-bit levels in an int32: PIL's convert made them white
+    ("I", ramp(200, np.int32), 255),          # 8-bit levels in an int32
+    ("I;16", ramp(65535, np.uint16), 65535),  # a 16-bit TIFF
+])
+def test_float_and_integer_tiffs_are_scaled_not_clipped(tmp_path, pil_mode, array, levels):
+    Image.fromarray(array).save(tmp_path / "scan.tif")
+    with Image.open(tmp_path / "scan.tif") as check:
+        assert check.mode == pil_mode
+    image = decode._decode_other((tmp_path / "scan.tif").read_bytes())
+    expected = torch.from_numpy(np.round(array.astype(np.float64) * 255 / levels)).to(torch.uint8)
+    assert image.shape == (3, *array.shape) and image.dtype == torch.uint8
+    assert all(torch.equal(channel, expected) for channel in image)
+    assert image[0, 0, 0] == 0 and image[0, 0, -1] == round(255 * float(array.max()) / levels)
+
+
+def test_float_images_whose_brightness_cannot_be_known_are_skipped_with_the_reason(tmp_path, isolated_cache):
+    folder = tmp_path / "train"
+    for name, array in (("fine.tif", ramp(1.0, np.float32)), ("negative.tif", ramp(1.0, np.float32) - 0.5),
+                        ("huge.tif", ramp(1e6, np.float32)), ("nan.tif", np.full((6, 64), np.nan, np.float32))):
+        (folder / "a").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(folder / "a" / name)
+    (folder / "b").mkdir()
+    Image.fromarray(ramp(65535, np.int32)).save(folder / "b" / "deep.tif")
+    loaded = data.load_folder(folder, 16, progress=False)
+    assert sorted(Path(f).name for f in loaded.files) == ["deep.tif", "fine.tif"]
+    reasons = {Path(path).name: reason for path, reason in loaded.skipped}
+    assert "from -0.5 to 0.5 fit none of the ranges" in reasons["negative.tif"]
+    assert "from 0 to 1e+06" in reasons["huge.tif"] and "NaN or infinite" in reasons["nan.tif"]
+
+
+# --------------------------------------------------------------------------------------------
 # One photo at full resolution, for figures
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, mode", [("photo.jpg", "RGB"), ("gray.jpg", "L"), ("cmyk.jpg", "CMYK"),
