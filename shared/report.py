@@ -1,0 +1,178 @@
+"""The hand-in report: the W&B report (online, with a key) and its offline copy `outputs/report.html`.
+
+Introduced in Part-B/02 (its last cell) and `python -m shared report`. `run_report` collects every answer
+from the outputs folder (`report_content.collect`), always writes the HTML copy (`report_html`), and, with
+a W&B key, builds the same sections with W&B's reports API (`wandb-workspaces`): the sweep's own panels on
+a run set filtered to its sweep id, the figures the notebooks logged as media panels of the runs that
+logged them, and the text as computed. It is saved as a draft; its address is kept in
+`outputs/report_wandb.json`, so a second build updates the same report instead of making another.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from . import runtime, tracking
+from .report_content import DECLARATION, Content, Item, collect
+from .report_html import TITLE, write_html
+from .runtime import UserError
+
+RECORD = "report_wandb.json"  # the W&B report's address, so a rebuild updates it
+SWEEP_PARAMETERS = ["base_filters", "organisation", "kernel_size", "activation", "batch_norm", "augment", "dropout",
+                    "dense_neurons", "lr", "batch_size", "weight_decay"]
+
+
+def reports_api():
+    """(wandb_workspaces.reports.v2, wandb_workspaces.expr), imported without the pydantic deprecation
+    warnings that wandb-workspaces 0.4 prints on import (they are about its code, not ours)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import wandb_workspaces.reports.v2 as wr
+        from wandb_workspaces import expr
+    return wr, expr
+
+
+def sweep_filter(sweep_id: str, run_name: str | None = None):
+    """A W&B server sweep's runs carry its id as `Sweep`; an offline sweep's runs are grouped by its local id."""
+    _, expr = reports_api()
+    in_sweep = expr.Metric("Group" if sweep_id.startswith("local-") else "Sweep") == sweep_id
+    return expr.And(in_sweep, expr.Metric("Name") == run_name) if run_name else expr.And(in_sweep)
+
+
+def panel_grid(item: Item, entity: str, project: str):
+    """The live W&B panels of a `panels` item: the three sweep plots of Question 2, or the best run's curves."""
+    wr, _ = reports_api()
+
+    spec = item.panels
+    if spec["kind"] == "sweep":
+        runset = wr.Runset(entity=entity, project=project, name=f"sweep {spec['sweep_id']}",
+                           filters=sweep_filter(spec["sweep_id"]))
+        columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(key)) for key in SWEEP_PARAMETERS]
+        panels = [wr.ScatterPlot(title="val_acc vs created", x=wr.Metric("CreatedTimestamp"),
+                                 y=wr.SummaryMetric("val_acc")),
+                  wr.ParallelCoordinatesPlot(title="parallel coordinates", columns=columns
+                                             + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("val_acc"))]),
+                  wr.ParameterImportancePlot(with_respect_to="val_acc")]
+    else:
+        runset = wr.Runset(entity=entity, project=project, name=f"best run {spec['run']}",
+                           filters=sweep_filter(spec["sweep_id"], spec["run"]))
+        panels = [wr.LinePlot(title="accuracy", x="Step", y=["train_acc", "val_acc"]),
+                  wr.LinePlot(title="loss", x="Step", y=["train_loss", "val_loss"])]
+    return wr.PanelGrid(runsets=[runset], panels=panels)
+
+
+def media_grid(item: Item, entity: str, project: str):
+    """A figure as W&B shows it: a media panel on the run that logged it."""
+    wr, expr = reports_api()
+    run_name, key = item.media
+    runset = wr.Runset(entity=entity, project=project, name=run_name, filters=expr.And(expr.Metric("Name") == run_name))
+    return wr.PanelGrid(runsets=[runset], panels=[wr.MediaBrowser(title=item.text, media_keys=[key], num_columns=1)])
+
+
+def item_blocks(item: Item, entity: str, project: str) -> list:
+    wr, _ = reports_api()
+
+    if item.kind == "text":
+        return [wr.P(item.text)]
+    if item.kind == "note":
+        return [wr.BlockQuote(item.text)]
+    if item.kind == "bullets":
+        return [wr.UnorderedList(items=list(item.lines))]
+    if item.kind == "latex":
+        return [wr.LatexBlock(text=item.text)]
+    if item.kind == "table":
+        rows = [item.columns, ["---"] * len(item.columns), *item.rows]
+        return [wr.MarkdownBlock(text=f"**{item.text}**\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows))]
+    if item.kind == "figure":
+        return [media_grid(item, entity, project)] if item.media else [wr.P(f"{item.text}: see report.html")]
+    if item.kind == "panels":
+        return [wr.P(item.text), panel_grid(item, entity, project)]
+    raise ValueError(f"unknown report item {item.kind!r}")
+
+
+def wandb_blocks(content: Content, entity: str, project: str) -> list:
+    """The W&B report's blocks, in the assignment's order; built without the network."""
+    wr, _ = reports_api()
+
+    blocks = [wr.CalloutBlock(text=warning) for warning in content.warnings]
+    if content.missing:
+        blocks.append(wr.CalloutBlock(text=f"Missing results: run {', '.join(content.missing)}."))
+    for part in content.parts:
+        blocks.append(wr.H1(part.title))
+        for question in part.questions:
+            blocks += [wr.H2(question.title), wr.P(f"From {question.source}")]
+            for item in question.items:
+                blocks += item_blocks(item, entity, project)
+    return blocks + [wr.H1("Self Declaration"), wr.P(DECLARATION)]
+
+
+def build_wandb_report(content: Content, entity: str, project: str, previous: str | None = None):
+    """The report object: the one at `previous` (its URL) with new blocks, or a new one."""
+    wr, _ = reports_api()
+
+    report = None
+    if previous:
+        try:
+            report = wr.Report.from_url(previous)
+        except Exception as err:  # deleted, or another account's: a new one is made, and the caller says so
+            print(f"W&B report {previous} could not be loaded ({type(err).__name__}); making a new one.")
+    if report is None:
+        report = wr.Report(entity=entity, project=project, title=TITLE,
+                           description="Every answer computed by the notebooks from the runs.")
+    report.blocks = wandb_blocks(content, report.entity, report.project)
+    return report
+
+
+def save_online(content: Content, outputs: Path) -> str | None:
+    """Save the W&B report as a draft, remember its URL, print it; returns the URL (None: not saved, said why)."""
+    try:
+        reports_api()
+    except ImportError:
+        print("W&B report skipped: wandb-workspaces is not installed (pip install -r requirements.txt).")
+        return None
+    record_path = outputs / RECORD
+    previous = json.loads(record_path.read_text()).get("url") if record_path.is_file() else None
+    try:
+        entity = tracking.ENTITY or _default_entity()
+        report = build_wandb_report(content, entity, tracking.PROJECT, previous)
+        report.save(draft=True)
+    except Exception as err:  # the server's side: network, permissions, quota; report.html is written anyway
+        reason = (str(err).strip().splitlines() or [""])[0]
+        print(f"W&B report not saved ({type(err).__name__}: {reason}).")
+        return None
+    url = report.url
+    runtime.save_json({"url": url, "id": report.id, "entity": report.entity, "project": report.project}, record_path)
+    print(f"W&B report {'updated' if url == previous else 'created'} (draft): {url}")
+    return url
+
+
+def _default_entity() -> str:
+    import wandb
+
+    return wandb.Api(timeout=tracking.VERIFY_SECONDS).default_entity
+
+
+def run_report(outputs: Path | None = None, html: Path | None = None, online: bool | None = None) -> dict:
+    """Build the report from `outputs` (default: the outputs folder): always `html` (default
+    outputs/report.html); online too when `online` is True, or None and a W&B key is accepted.
+
+    Returns {"html", "url", "warnings", "missing", "sections"}."""
+    outputs = Path(outputs or runtime.OUTPUT_DIR)
+    if not outputs.is_dir():
+        raise UserError(f"report: {outputs} is not a folder of results; run the notebooks first (make run)")
+    html = Path(html or outputs / "report.html")
+    inputs = {name: outputs / name for name in ["sweep_runs.json", "partA_best.json", "partA_best.pt",
+                                                "partB_strategies.json", "partB_vs_scratch.json"]}
+    runtime.check_distinct_paths({"html": html, "W&B record": outputs / RECORD}, inputs)
+    wandb_mode = tracking.setup_wandb() if online is not False else "offline"
+    if online and wandb_mode != "online":
+        raise UserError("report --online: no W&B key the server accepts (set WANDB_API_KEY or run `wandb login`)")
+    content = collect(outputs)
+    url = save_online(content, outputs) if wandb_mode == "online" else None
+    write_html(content, html, url)
+    print(f"Offline report: {html}")
+    for line in content.warnings + [f"missing: run {nb}" for nb in content.missing]:
+        print(f"  {line}")
+    return {"html": str(html), "url": url, "warnings": content.warnings, "missing": content.missing,
+            "sections": [(part.title, [q.title for q in part.questions]) for part in content.parts]}

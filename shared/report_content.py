@@ -1,0 +1,404 @@
+"""The hand-in report's content: every answer recomputed from the files the notebooks leave in the outputs folder.
+
+Introduced in Part-B/02 (its last cell builds the report; `python -m shared report` does the same). Each answer
+is computed here with the functions the notebooks call (`formulas`, `evidence`, `sweep_plots`, ...), from
+`sweep_runs.json`, `partA_best.json`, `partA_best.pt`, `partB_strategies.json`, `partB_vs_scratch.json` and the
+PNG figures of `viz.save_figures`, so the report says what the notebooks say. A missing result becomes a line
+that names the notebook to run. `report.py` turns the content into the W&B report, `report_html.py` into
+`report.html`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import evidence, formulas, sweep_plots
+from .runtime import UserError
+
+NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
+             "A3": "Part-A/03_best_model_test.ipynb", "A4": "Part-A/04_filters_and_guided_backprop.ipynb",
+             "B1": "Part-B/01_finetune_strategies.ipynb", "B2": "Part-B/02_finetune_vs_scratch.ipynb"}
+VS_SCRATCH = "partB_vs_scratch.json"  # written by Part-B/02's last cell
+
+
+# One item of a question's answer. `kind`: text | bullets | latex | figure | table | note | panels.
+@dataclass
+class Item:
+    kind: str
+    text: str = ""                    # text, latex source, note, a figure's caption, a table's title
+    lines: list[str] = field(default_factory=list)          # bullets
+    path: Path | None = None          # figure: the PNG
+    media: tuple[str, str] | None = None  # figure: (W&B run name, logged key) of the same figure
+    columns: list[str] = field(default_factory=list)        # table
+    rows: list[list[str]] = field(default_factory=list)     # table
+    panels: dict = field(default_factory=dict)              # panels: what the W&B report shows online
+
+
+@dataclass
+class Question:
+    title: str            # "Question 1"
+    source: str           # the notebook(s) it comes from
+    items: list[Item] = field(default_factory=list)
+
+
+@dataclass
+class Part:
+    title: str            # "Part A"
+    questions: list[Question]
+
+
+@dataclass
+class Content:
+    parts: list[Part]
+    warnings: list[str]   # shown at the top: demo data, quick mode, mixed data
+    missing: list[str]    # notebooks whose results are missing
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not readable JSON ({err}); run the notebook that writes it again") from None
+    return value if isinstance(value, dict) else None
+
+
+def _figure(outputs: Path, name: str, caption: str, missing: str, media: tuple[str, str] | None = None) -> Item:
+    path = outputs / f"{name}.png"
+    if path.is_file():
+        return Item("figure", caption, path=path, media=media)
+    return Item("note", f"Figure {name}.png is missing: run {missing}.")
+
+
+def _run(notebook: str) -> str:
+    return f"Run {NOTEBOOKS[notebook]} (and the notebooks before it) to fill this in."
+
+
+# --------------------------------------------------------------------------------------------
+# Part A
+# --------------------------------------------------------------------------------------------
+SIZE = 224  # the question's input size, as in Part-A/01
+LATEX_MACS = (r"C = 3k^2mS^2 + k^2m^2\sum_{i=1}^{4} S_i^2 + mS_5^2\,n + 10n"
+              r",\quad S_i = \left\lfloor \frac{S}{2^i} \right\rfloor")
+LATEX_PARAMS = r"P = (3k^2+1)m + 4(k^2m+1)m + (mS_5^2+1)\,n + 10(n+1)"
+
+
+def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, int]]]:
+    """(MACs, parameters) at `size` px as LaTeX polynomials, with the coefficients computed from `size`, and
+    the examples of Part-A/01 evaluated by `formulas` and checked against the polynomials."""
+    s5 = size // 32
+    conv1, convs = 3 * size ** 2, sum((size // 2 ** i) ** 2 for i in range(1, 5))
+    def number(value):  # 150{,}528: a thousands comma that LaTeX does not space as punctuation
+        return f"{value:,}".replace(",", "{,}")
+
+    macs = rf"C_{{{size}}} = {number(conv1)}\,k^2m + {number(convs)}\,k^2m^2 + {s5 * s5}\,mn + 10n"
+    params = rf"P_{{{size}}} = 4k^2m^2 + 3k^2m + 5m + {s5 * s5}\,mn + 11n + 10"
+    examples = []
+    for m, k, n in [(32, 3, 256), (64, 3, 512), (16, 5, 128), (32, 7, 64), (128, 3, 1024)]:
+        p, c = formulas.params_uniform(m, k, n, size), formulas.macs_uniform(m, k, n, size)
+        if (p, c) != (4 * k * k * m * m + 3 * k * k * m + 5 * m + s5 * s5 * m * n + 11 * n + 10,
+                      conv1 * k * k * m + convs * k * k * m * m + s5 * s5 * m * n + 10 * n):
+            raise AssertionError(f"closed form and shared.formulas disagree at m={m}, k={k}, n={n}")
+        examples.append((m, k, n, p, c))
+    return macs, params, examples
+
+
+def question_a1(outputs: Path) -> Question:
+    macs, params, examples = closed_forms(SIZE)
+    items = [
+        Item("text", f"The network: five conv → activation → 2×2 max-pool blocks, one dense layer and a 10-neuron "
+                     f"output layer (shared/model.py). With m filters of size k×k in every layer, n dense neurons "
+                     f"and an S×S×3 input:"),
+        Item("text", "Total computations: multiply-accumulates (MACs) of the conv and dense layers for one image "
+                     "(FLOPs = 2 × MACs; bias, BatchNorm, activation and pooling not counted)."),
+        Item("latex", LATEX_MACS), Item("latex", macs),
+        Item("text", "Total parameters: weights and biases (BatchNorm adds 10m)."),
+        Item("latex", LATEX_PARAMS), Item("latex", params),
+        Item("table", f"Both formulas at S = {SIZE} (shared.formulas, checked against PyTorch's own counts in "
+                      f"Part-A/01 and tests/test_formulas.py)",
+             columns=["m", "k", "n", "parameters P", "MACs C", "GFLOPs"],
+             rows=[[str(m), str(k), str(n), f"{p:,}", f"{c:,}", f"{2 * c / 1e9:.3f}"] for m, k, n, p, c in examples]),
+    ]
+    for name, caption in [("partA_01_growth", "How P and C grow with m, k and n (log axes)"),
+                          ("partA_01_per_layer", "The example network (m=32, k=3, n=256), layer by layer")]:
+        items.append(_figure(outputs, name, caption, NOTEBOOKS["A1"]))
+    return Question("Question 1", NOTEBOOKS["A1"], items)
+
+
+def sweep_record(outputs: Path) -> tuple[str | None, dict, list[dict]]:
+    """(sweep id, its entry in the table, its runs): the most recently created sweep that has runs."""
+    from .sweep import load_runs
+
+    path = outputs / "sweep_runs.json"
+    table = _read_json(path) or {}
+    runs = load_runs(None, path) if path.is_file() else []
+    with_runs = {run.get("sweep_id") for run in runs}
+    sweeps = [s for s in (table.get("sweeps") or {}).values() if isinstance(s, dict) and s.get("sweep_id") in with_runs]
+    if not sweeps:
+        return None, {}, []
+    chosen = max(sweeps, key=lambda s: str(s.get("created", "")))
+    return chosen["sweep_id"], chosen, [run for run in runs if run.get("sweep_id") == chosen["sweep_id"]]
+
+
+def space_size(config: dict) -> int:
+    """Discrete combinations of the swept space (continuous parameters not counted)."""
+    return math.prod(len(spec["values"]) for spec in (config.get("parameters") or {}).values() if "values" in spec)
+
+
+def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict]) -> Question:
+    from .sweep import early_termination_summary
+
+    if not runs:
+        return Question("Question 2", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
+    table = sweep_plots.runs_table(runs)
+    config = sweep.get("config") or {}
+    saving = early_termination_summary(runs)
+    failed = [run for run in runs if run.get("state") == "failed"]
+    items = [
+        Item("text", f"Sweep {sweep_id} ({config.get('method', '?')}, W&B {sweep.get('wandb_mode', '?')}, "
+                     f"{sweep.get('mode', '?')} mode): {sweep_plots.runs_summary(table)}"),
+        Item("bullets", lines=[
+            f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
+            f"combinations of the swept space (the learning rate is continuous on top).",
+            f"Early termination (hyperband, {config.get('early_terminate')}): {saving['stopped']} of {saving['runs']} "
+            f"runs stopped early; {saving['epochs_run']} epochs run of {saving['epochs_asked']} asked "
+            f"({saving['fraction_of_time_saved']:.0%} of the time saved, estimated from each stopped run's mean "
+            f"epoch time).",
+            f"Failures cost a run, not the sweep: {len(failed)} failed"
+            + (": " + "; ".join(f"{r.get('name')}: {r.get('error')}" for r in failed) if failed else "."),
+            "Tied choices: five filter counts come from two knobs (base_filters × organisation), five kernel "
+            "sizes from one."]),
+        Item("panels", "The sweep's runs in W&B", panels={"kind": "sweep", "sweep_id": sweep_id}),
+    ]
+    for name, caption in [("val_acc_vs_created", "Validation accuracy against created time"),
+                          ("parallel_coordinates", "Parallel coordinates (colour = validation accuracy)"),
+                          ("parameter_importance", "Parameter importance and correlation with val_acc")]:
+        items.append(_figure(outputs, f"partA_02_{name}", caption, NOTEBOOKS["A2"],
+                             media=(f"sweep-plots-{sweep_id}", name)))
+    finished = [r for r in runs if r.get("state") == "finished"
+                and not evidence.unusable_accuracies(val_acc=r.get("val_acc"))]
+    if finished:
+        best = max(finished, key=lambda r: r["val_acc"])
+        items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
+                          panels={"kind": "best_run", "sweep_id": sweep_id, "run": best.get("name"),
+                                  "history": best.get("history") or []}))
+    return Question("Question 2", NOTEBOOKS["A2"], items)
+
+
+def question_a3(runs: list[dict]) -> Question:
+    if not runs:
+        return Question("Question 3", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
+    table = sweep_plots.runs_table(runs)
+    return Question("Question 3", NOTEBOOKS["A2"], [
+        Item("text", "Observations, each computed from the sweep's runs (a conclusion only where the evidence "
+                     "clears the thresholds; otherwise the line says why not):"),
+        Item("bullets", lines=[str(f) for f in sweep_plots.observations(table)]),
+        Item("text", "Expectations from the literature, not measured here:"),
+        Item("bullets", lines=list(sweep_plots.expectations(sweep_plots.varied_keys(table))))])
+
+
+A3_FIGURES = [("partA_learning_curves", "Learning curves of the tested model"),
+              ("partA_per_class_accuracy", "Per-class test accuracy"),
+              ("partA_confusion_matrix", "Confusion matrix on the test set"),
+              ("partA_test_grid", "(b) 10 × 3 grid of test images with the best model's predictions")]
+A4_FIGURES = [("partA_first_layer_filters", "(c) All first-layer filters of the best model"),
+              ("partA_first_layer_feature_maps", "(c) The first layer's feature maps for a random test image"),
+              ("partA_guided_backprop_column", "(d) Guided backprop on 10 CONV5 neurons, 10 × 1"),
+              ("partA_guided_backprop_conv5", "(d) Guided backprop: each neuron's most exciting test image and map"),
+              ("partA_top_images", "(d) The test images that excite each neuron most")]
+
+
+def test_images(record: dict) -> int | None:
+    """How many test images Part-A/03 evaluated: recorded, or counted in the data's val/ folder."""
+    if record.get("test_images"):
+        return int(record["test_images"])
+    root = (record.get("data") or {}).get("root")
+    if root and (Path(root) / "val").is_dir():
+        from .data import scan_folder
+        return len(scan_folder(Path(root) / "val")[1])
+    return None
+
+
+def question_a4(outputs: Path, record: dict | None) -> Question:
+    source = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}"
+    if not record:
+        return Question("Question 4", source, [Item("note", _run("A3"))])
+    items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}), evaluated once on "
+                          f"the test set (val/): TEST ACCURACY {record['test_acc']:.2%}, cross-entropy "
+                          f"{record.get('test_loss', float('nan')):.4f}.")]
+    images = test_images(record)
+    if images:
+        val_images = sum((record.get("split") or {}).get("val", {}).values()) or None
+        items.append(Item("text", str(evidence.test_vs_validation(record["test_acc"], record["val_acc"], images,
+                                                                  val_images=val_images))))
+    else:
+        items.append(Item("note", "The number of test images is not recorded and the data folder is gone: "
+                                  "no interval for the test accuracy."))
+    per_class = {name: acc for name, acc in (record.get("per_class_acc") or {}).items() if acc is not None}
+    lines = [str(evidence.overfitting(record.get("history") or [], "the best model"))]
+    if per_class:
+        easiest, hardest = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
+        lines.append(f"Easiest class: {easiest} ({per_class[easiest]:.0%}); hardest: {hardest} "
+                     f"({per_class[hardest]:.0%}); chance level with {len(per_class)} classes: "
+                     f"{1 / len(per_class):.0%}.")
+    items.append(Item("bullets", lines=lines))
+    items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=("partA-best-model-test", name))
+              for name, caption in A3_FIGURES]
+    items += filter_findings(outputs)
+    items += [_figure(outputs, name, caption, NOTEBOOKS["A4"], media=("partA-filters-guided-backprop", name))
+              for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
+    if not any((outputs / f"{name}.png").is_file() for name, _ in A4_FIGURES):
+        items.append(Item("note", f"(c) and (d) are optional: {_run('A4')}"))
+    return Question("Question 4", source, items)
+
+
+def filter_findings(outputs: Path) -> list[Item]:
+    """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves."""
+    from . import train, viz
+
+    checkpoint = outputs / "partA_best.pt"
+    if not checkpoint.is_file():
+        return []
+    try:
+        model, _ = train.load_checkpoint(checkpoint)
+    except Exception as err:  # a damaged or foreign file is reported, never trusted
+        return [Item("note", f"{checkpoint.name} is not readable ({type(err).__name__}); run {NOTEBOOKS['A3']}.")]
+    found = viz.structure_evidence(model.blocks[0].conv.weight)
+    verdict = ("smoother than every shuffle by the margin: learned spatial structure" if found["supported"] else
+               "not smoother than its shuffles by the margin: no learned spatial structure is shown")
+    return [Item("text", f"(c) First-layer kernels: neighbouring-weight correlation {found['score']:+.2f}, against at "
+                         f"most {found['null_max']:+.2f} in {found['draws']} shuffles of the same weights (margin "
+                         f"{found['margin']:.2f}): {verdict}.")]
+
+
+def question_link(title: str, repo_url: str) -> Question:
+    if "<" in repo_url:
+        item = Item("note", "The GitHub link is not filled in yet: push the repo to a public GitHub repository and "
+                            "run `make publish`, then build this report again.")
+    else:
+        item = Item("text", f"The code: {repo_url.removesuffix('.git')}")
+    return Question(title, "shared/bootstrap.py (REPO_URL, written by make publish)", [item])
+
+
+# --------------------------------------------------------------------------------------------
+# Part B
+# --------------------------------------------------------------------------------------------
+def question_b1(outputs: Path, strategies: dict | None) -> Question:
+    import torchvision
+
+    from . import finetune
+
+    if not strategies:
+        return Question("Question 1", NOTEBOOKS["B1"], [Item("note", _run("B1"))])
+    model_name = strategies["model"]
+    recipe = finetune.preprocessing(model_name)
+    head = finetune.get_head(torchvision.models.get_model(model_name))  # random init: only the shapes are read
+    return Question("Question 1", NOTEBOOKS["B1"], [
+        Item("text", f"Model: {model_name}, ImageNet weights {finetune.get_weights(model_name)}"
+                     + ("." if strategies.get("pretrained") else
+                        " (this run: RANDOM initialisation, no weights offline).")),
+        Item("text", f"(a) Image size: the weights' own recipe, applied once when the image cache is built: resize "
+                     f"the shorter side to {recipe['resize_size']} px keeping the aspect ratio, centre-crop "
+                     f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
+                     f"{recipe['std']}."),
+        _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
+                NOTEBOOKS["B1"], media=(f"partB-strategies-{model_name}", "partB_preprocessing")),
+        Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
+                     f"({head.weight.numel() + head.bias.numel():,} "
+                     f"parameters) is replaced by a new Linear({head.in_features}, 10) "
+                     f"({head.in_features * 10 + 10:,} parameters); the backbone's feature vector is kept."),
+    ])
+
+
+def question_b2(outputs: Path, strategies: dict | None) -> Question:
+    if not strategies:
+        return Question("Question 2", NOTEBOOKS["B1"], [Item("note", _run("B1"))])
+    rows = {row["strategy"]: row for row in strategies.get("rows") or []}
+    reference = "full" if "full" in rows else next(iter(rows))
+    return Question("Question 2", NOTEBOOKS["B1"], [
+        Item("table", f"{strategies['model']}: four strategies on the same data and budget "
+                      f"(best by validation accuracy: {strategies['best']['strategy']})",
+             columns=["strategy", "trainable parameters", "share", "s/epoch", "total s", "val acc"],
+             rows=[[label, f"{r['trainable_params']:,}", f"{r['trainable_share']:.2%}", f"{r['epoch_seconds']:.1f}",
+                    f"{r['train_seconds']:.1f}", f"{r['val_acc']:.2%}"] for label, r in rows.items()]),
+        Item("bullets", lines=[str(f) for f in evidence.strategy_comparison(
+            rows, reference, val_images=strategies.get("val_images"))]),
+        _figure(outputs, "partB_strategies", "Trainable parameters, time per epoch and accuracy per strategy",
+                NOTEBOOKS["B1"], media=(f"partB-strategies-{strategies['model']}", "partB_strategies")),
+    ])
+
+
+def question_b3(outputs: Path, compared: dict | None) -> Question:
+    if not compared:
+        return Question("Question 3", NOTEBOOKS["B2"], [Item("note", _run("B2"))])
+    scratch, tuned = compared["scratch"], compared["tuned"]
+    name = f"{compared['model']} {compared['strategy']}"
+    media = f"partB-vs-scratch-{compared['model']}"
+    return Question("Question 3", NOTEBOOKS["B2"], [
+        Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN "
+                     f"(test accuracy {scratch['test_acc']:.2%}), on {compared['test_images']:,} test images:"),
+        Item("bullets", lines=[str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
+             + class_lines(compared)),
+        _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", NOTEBOOKS["B2"],
+                media=(media, "vs_scratch")),
+        _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set",
+                NOTEBOOKS["B2"], media=(media, "confusion")),
+    ])
+
+
+def class_lines(compared: dict) -> list[str]:
+    """Part-B/02's hardest and easiest class and most frequent confusion, from its saved test metrics."""
+    import numpy as np
+
+    from .plots import confusion_sentence
+
+    per_class = {name: acc for name, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
+    lines = []
+    if per_class:
+        hardest, easiest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
+        lines.append(f"Hardest class for the fine-tuned model: {hardest} ({per_class[hardest]:.0%}); easiest: "
+                     f"{easiest} ({per_class[easiest]:.0%}).")
+    if compared.get("confusion") and compared.get("classes"):
+        lines.append(confusion_sentence(np.array(compared["confusion"]), compared["classes"]))
+    return lines
+
+
+DECLARATION = ("I, [your name], roll number [your roll number], swear on my honour that I have written the code "
+               "and the report by myself and have not copied it from the internet or other students.")
+
+
+# --------------------------------------------------------------------------------------------
+# All of it
+# --------------------------------------------------------------------------------------------
+def data_warnings(records: list[dict]) -> list[str]:
+    """What the top of the report must say about the data and mode the results come from."""
+    warnings = []
+    modes = sorted({r["mode"] for r in records if r.get("mode")})
+    if any((r.get("data") or {}).get("demo") for r in records):
+        warnings.append("These results were computed on the embedded DEMO data (scikit-learn digits written as "
+                        "JPEGs), not on iNaturalist-12K: they show how the analysis works, not iNaturalist results.")
+    if modes and modes != ["full"]:
+        warnings.append(f"Mode: {', '.join(modes)} (not the full runs the assignment asks for).")
+    if len({(r.get("data") or {}).get("files") for r in records if r.get("data")}) > 1:
+        warnings.append("The notebooks' results come from different datasets: run all six notebooks again on one.")
+    return warnings
+
+
+def collect(outputs: Path) -> Content:
+    """Every question's answer from the files under `outputs`."""
+    from .bootstrap import REPO_URL
+
+    sweep_id, sweep, runs = sweep_record(outputs)
+    best = _read_json(outputs / "partA_best.json")
+    strategies = _read_json(outputs / "partB_strategies.json")
+    compared = _read_json(outputs / VS_SCRATCH)
+    found = {"A2": runs, "A3": best, "B1": strategies, "B2": compared}
+    records = [r for r in [sweep, best, strategies, compared, *runs[:1]] if r]
+    parts = [Part("Part A", [question_a1(outputs), question_a2(outputs, sweep_id, sweep, runs), question_a3(runs),
+                             question_a4(outputs, best), question_link("Question 5", REPO_URL)]),
+             Part("Part B", [question_b1(outputs, strategies), question_b2(outputs, strategies),
+                             question_b3(outputs, compared), question_link("Question 4", REPO_URL)])]
+    return Content(parts, data_warnings(records), [NOTEBOOKS[key] for key, value in found.items() if not value])
