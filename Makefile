@@ -17,7 +17,8 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-## run: execute every notebook in order (real data if found, else the demo set) into outputs/
+## run: execute every notebook in order (real data if found, else the demo set) into outputs/, then write the
+## report: outputs/report.html, and the W&B report too when a W&B key is found
 run: $(BIN)/.installed
 	@mkdir -p outputs
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -28,6 +29,8 @@ run: $(BIN)/.installed
 		echo "    $$(( $$(date +%s) - start )) s"; \
 	done
 	@echo "Executed notebooks are in outputs/Part-A and outputs/Part-B."
+	@echo "=== the report (W&B with a key; outputs/report.html always)"
+	$(BIN)/python -m shared report
 
 ## test: unit tests and every notebook under nbval in quick mode
 test: $(BIN)/.installed
