@@ -114,12 +114,15 @@ def confusion_sentence(matrix: np.ndarray, classes: list[str]) -> str:
     count, pairs = most_confused(matrix, classes)
     if not pairs:
         return "No confusion: every test image was classified correctly."
+    if count == 1:  # a "most frequent" pair needs one that happened more than once
+        return (f"No confusion repeats: each of the {len(pairs)} wrong (true, predicted) pair{'s' * (len(pairs) > 1)} "
+                f"occurred once.")
     rows = np.asarray(matrix).sum(axis=1)
     named = [f"{true} taken for {predicted} ({count} of {rows[classes.index(true)]} images)"
              for true, predicted in pairs]
     if len(pairs) == 1:
         return f"Most frequent confusion: {named[0]}."
-    return (f"Most frequent confusion: a tie of {len(pairs)} pairs at {count} image{'s' * (count > 1)} each: "
+    return (f"Most frequent confusion: a tie of {len(pairs)} pairs at {count} images each: "
             + "; ".join(named) + ".")
 
 

@@ -109,6 +109,10 @@ def test_most_confused_reports_every_tied_pair():
     single = np.array([[5, 3, 0], [0, 6, 2], [1, 0, 4]])
     assert plots.most_confused(single, classes) == (3, [("a", "b")])
     assert plots.confusion_sentence(single, classes) == "Most frequent confusion: a taken for b (3 of 8 images)."
+    once = np.array([[5, 1, 0], [0, 6, 1], [1, 0, 4]])
+    assert plots.most_confused(once, classes)[0] == 1
+    assert plots.confusion_sentence(once, classes) == ("No confusion repeats: each of the 3 wrong (true, predicted) "
+                                                       "pairs occurred once.")
     assert plots.most_confused(np.diag([3, 4, 5]), classes) == (0, [])
     assert "every test image was classified correctly" in plots.confusion_sentence(np.diag([3, 4, 5]), classes)
 
