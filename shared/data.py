@@ -206,7 +206,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
 
     Against cache version 1's decoder (torchvision's full-size decode, then the same resize) the
     reduced DCT scale changes pixels slightly, measured by `python tests/test_decode.py`: on 300
-    synthetic 800x600 JPEGs (shared.bench.make_synthetic) a mean absolute difference of 1.08 (max 15)
+    synthetic 800x600 JPEGs (benchmarks.bench.make_synthetic) a mean absolute difference of 1.08 (max 15)
     of 255 at 224 px and 1.28 (max 9) at 64 px; on the demo set 0 at 64 px (its small images are
     decoded whole, as before) and 0.44 (max 25) at 32 px.
     """
