@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import socket
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,8 @@ from torch import nn
 from . import data as data_lib
 from .model import MIN_INPUT_SIZE, ConfigError
 from .runtime import UserError, banner, get_device, run_mode
-from .train import TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory, require_images
+from .train import (TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory, require_images,
+                    require_test_images)
 
 STRATEGIES = ("head", "first_k", "last_k", "full")
 # Defaults for a real GPU run. Pretrained features need small steps: the new head gets `lr`,
@@ -52,6 +54,8 @@ class WeightsUnavailable(UserError, RuntimeError):
 def get_weights(name: str):
     """The DEFAULT (best ImageNet) weights enum of a torchvision classification model."""
     try:
+        if name not in torchvision.models.list_models(module=torchvision.models):  # not raft_small (optical flow)
+            raise KeyError(name)
         return torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
         raise ConfigError(f"{name!r} is not a torchvision classification model; see "
@@ -174,7 +178,32 @@ def head_slot(model: nn.Module) -> tuple[nn.Module, str]:
         return heads, "head"                                                     # ViT
     if isinstance(getattr(model, "head", None), nn.Linear):                      # Swin
         return model, "head"
-    raise ValueError(f"no fc / classifier[-1] / heads.head / head Linear found in {type(model).__name__}")
+    raise ConfigError(f"{type(model).__name__} has no Linear classification head to replace; supported: a Linear "
+                      f"fc, classifier, classifier[-1], heads.head or head (ResNet, RegNet, EfficientNet, MobileNet, "
+                      f"ConvNeXt, DenseNet, VGG, AlexNet, ViT, Swin, ...)")
+
+
+def architecture(name: str) -> nn.Module:
+    """`name` without weights, on the meta device (no memory, no time) unless it needs real tensors (RegNet)."""
+    with warnings.catch_warnings():  # GoogLeNet's and Inception's notes about their future init
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            with torch.device("meta"):
+                return torchvision.models.get_model(name)
+        except (NotImplementedError, RuntimeError):
+            return torchvision.models.get_model(name)
+
+
+def check_supported(name: str, strategy: str, k: int | None = None) -> None:
+    """Refuse, by name and before any weights are loaded, a model whose head or units this code does not
+    know (SqueezeNet's convolutional head; GoogLeNet's units for first_k/last_k), or a k out of range."""
+    get_weights(name)  # refuses what is not a torchvision classification model
+    model = architecture(name)
+    try:
+        head_slot(model)
+        resolve_k(model, strategy, k)
+    except ConfigError as err:
+        raise ConfigError(f"{name} with {strategy}: {err}") from None
 
 
 def get_head(model: nn.Module) -> nn.Linear:
@@ -199,8 +228,12 @@ def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
         rest = list(features)[1:]  # stage, down, stage, down, stage, ...
         return [features[0]], [rest[0]] + [nn.ModuleList(rest[i:i + 2]) for i in range(1, len(rest), 2)]
     if isinstance(features, nn.Sequential):
-        return [features[0]], list(features)[1:]
-    raise ValueError(f"first_k/last_k do not know the units of {type(model).__name__}; use head or full")
+        # Only layers with weights count: AlexNet's and VGG's ReLU and pooling entries would make
+        # last_k(1) train nothing but a max-pool.
+        return [features[0]], [unit for unit in list(features)[1:] if any(True for _ in unit.parameters())]
+    raise ConfigError(f"first_k/last_k do not know the units of {type(model).__name__}; use head or full, or one "
+                      f"of ResNet, ResNeXt, Wide ResNet, ViT, ConvNeXt, Swin and the nets with a features sequence "
+                      f"(EfficientNet, MobileNet, VGG, AlexNet, DenseNet)")
 
 
 def _set_trainable(parts, flag: bool) -> None:
@@ -399,6 +432,7 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
         tcfg = replace(tcfg, epochs=epochs)  # validated by TrainConfig: 0 is refused, not "the default"
     device = torch.device(device or get_device())
     prep = preprocessing(model_name, input_size)
+    check_supported(model_name, strategy, k)
     root = data_lib.find_data(root)  # after the settings: it may build the demo set or download
     info = data_lib.check_dataset(root)
     pretrained = weights_or_random(model_name, run_mode(data_lib.is_demo(root)), allow_random)
@@ -408,13 +442,15 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
     train_set, val_set = data_lib.load_split(root, prep["crop_size"], tcfg.val_fraction, tcfg.seed,
                                              resize_to=prep["resize_size"], verbose=progress)
     cache_seconds = time.perf_counter() - start
+    if test:  # decoded before training, so that a test set with no readable image is refused first
+        test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)
+        require_test_images(test_set, root)
     try:
         result = fine_tune(model, strategy, train_set, val_set, tcfg, prep["mean"], prep["std"], device, progress)
         result.update(model=model_name, weights=str(get_weights(model_name)) if pretrained else "random init",
                       k=resolve_k(model, strategy, k), classes=info.classes, input_size=prep["crop_size"],
                       resize_size=prep["resize_size"], cache_seconds=cache_seconds, config=tcfg.to_dict())
         if test:
-            test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)
             result["test_loss"], result["test_acc"] = evaluate(model, test_set, 2 * tcfg.batch_size, device,
                                                                prep["mean"], prep["std"])
         return result

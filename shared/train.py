@@ -19,14 +19,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
+from .augment import augment_batch, prepare_batch  # noqa: F401  (re-exported: finetune, tests)
 from .formulas import count_macs, count_params
 from .model import CNN, CNNConfig, ConfigError
-from .runtime import UserError, atomic_path, get_device
+from .runtime import MAX_SEED, UserError, atomic_path, get_device
 
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine")
 COMPILE_SETTINGS = ("auto", "true", "false", "1", "0", "yes", "no", "on", "off")
+MAX_LR, MAX_WEIGHT_DECAY = 10.0, 1.0  # see TrainConfig.__post_init__
 
 
 @dataclass
@@ -51,13 +53,18 @@ class TrainConfig:
         """Refuse settings that would crash (batch_size=0 divides by zero) or silently mean nothing."""
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            # Upper bounds catch typos (1e3 for 1e-3), not taste: AdamW and SGD diverge from the first
+            # steps long before lr = 10, and decoupled weight decay shrinks every weight by lr * weight_decay
+            # per step, so weight_decay > 1 only erases what the step learned. NaN fails every comparison.
+            ("lr", 0 < self.lr <= MAX_LR, f"> 0 and <= {MAX_LR:g}"),
+            ("weight_decay", 0 <= self.weight_decay <= MAX_WEIGHT_DECAY, f">= 0 and <= {MAX_WEIGHT_DECAY:g}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
             ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("patience", self.patience >= 0, ">= 0 (0 = no early stopping)"),
             ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1): the run needs validation images"),
+            ("seed", 0 <= self.seed <= MAX_SEED, f"in 0..{MAX_SEED} (numpy's range)"),
             ("compile", str(self.compile).lower() in COMPILE_SETTINGS, f"one of {COMPILE_SETTINGS}"),
             ("max_grad_norm", self.max_grad_norm >= 0, ">= 0 (0 = no clipping)"),
         ]
@@ -122,47 +129,6 @@ def macs_per_image(model: nn.Module, image: torch.Tensor) -> int:
         model(image)
     model.train(was_training)
     return counter.get_total_flops() // 2
-
-
-# --------------------------------------------------------------------------------------------
-# Augmentation on the device, batched
-# --------------------------------------------------------------------------------------------
-def augment_batch(x: torch.Tensor, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), jitter: float = 0.2) -> torch.Tensor:
-    """Random-resized-crop + horizontal flip + mild colour jitter for a float batch in [0, 1].
-
-    One `grid_sample` per batch does crop, zoom and flip with a different affine per image.
-    """
-    b, device = x.shape[0], x.device
-    area = torch.empty(b, device=device).uniform_(*scale)
-    log_ratio = torch.empty(b, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
-    aspect = torch.exp(log_ratio)
-    sx = torch.sqrt(area * aspect).clamp(max=1.0)
-    sy = torch.sqrt(area / aspect).clamp(max=1.0)
-    tx = (torch.rand(b, device=device) * 2 - 1) * (1 - sx)
-    ty = (torch.rand(b, device=device) * 2 - 1) * (1 - sy)
-    flip = torch.where(torch.rand(b, device=device) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3, device=device, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, tx
-    theta[:, 1, 1], theta[:, 1, 2] = sy, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if jitter:
-        factors = 1 + (torch.rand(b, 3, 1, 1, 1, device=device, dtype=x.dtype) * 2 - 1) * jitter
-        x = x * factors[:, 0]                                           # brightness
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * factors[:, 1] + mean                           # contrast
-        gray = x.mean(dim=1, keepdim=True)
-        x = (x - gray) * factors[:, 2] + gray                           # saturation
-        x = x.clamp(0, 1)
-    return x
-
-
-def prepare_batch(images: torch.Tensor, device: torch.device, augment: bool, mean, std) -> torch.Tensor:
-    """uint8 batch -> (augmented) normalised float32, channels_last, on `device`."""
-    x = images.to(device, non_blocking=True).float().div_(255)
-    if augment:
-        x = augment_batch(x)
-    return data_lib.normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,6 +226,19 @@ def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcf
         raise UserError(f"nothing to {'train on' if len(train_set) == 0 else 'validate on'}: "
                         f"{len(train_set)} training and {len(val_set)} validation images; "
                         f"add images or change val_fraction ({tcfg.val_fraction})")
+
+
+def require_test_images(test_set: data_lib.ImageSet, root) -> None:
+    """Refuse, before training, a test set with no readable image: its accuracy would be NaN (issue 14)."""
+    if len(test_set) == 0:
+        raise UserError(f"no readable test image in {root}/val ({len(test_set.skipped)} file(s) skipped); "
+                        f"add images there or leave out --test")
+
+
+def check_rgb(cfg: CNNConfig) -> None:
+    """Images are decoded to RGB. Not a CNNConfig rule: the model and its formulas hold for any channels."""
+    if cfg.in_channels != 3:
+        raise ConfigError(f"in_channels must be 3 to train on the images (decoded as RGB), got {cfg.in_channels}")
 
 
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
@@ -407,12 +386,16 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
     the number of classes comes from it: `cfg.num_classes` is replaced by the data's.
     """
     tcfg = tcfg or TrainConfig()
+    check_rgb(cfg)
     info = data_lib.check_dataset(root)
     cfg = dataclasses.replace(cfg, num_classes=info.num_classes)
     device = torch.device(device or get_device())
     start = time.perf_counter()
     train_set, val_set = data_lib.load_split(root, cfg.input_size, tcfg.val_fraction, tcfg.seed, verbose=verbose)
     cache_seconds = time.perf_counter() - start
+    if test:  # decoded before training, so that a test set with no readable image is refused first
+        test_set = data_lib.load_test(root, cfg.input_size, verbose=verbose)
+        require_test_images(test_set, root)
     torch.manual_seed(tcfg.seed)
     model = CNN(cfg)
     try:
@@ -430,7 +413,6 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
                          "best_epoch": out["best_epoch"], "state_dict": out["best_state"]}, checkpoint)
             result.checkpoint = str(checkpoint)
         if test:
-            test_set = data_lib.load_test(root, cfg.input_size, verbose=verbose)
             result.test_loss, result.test_acc = evaluate(model, test_set, 2 * tcfg.batch_size, device)
             result.skipped += [list(s) for s in test_set.skipped]
         result.model = model.to("cpu").to(memory_format=torch.contiguous_format)

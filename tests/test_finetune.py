@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from shared import data, finetune
+from shared.model import ConfigError
 from shared.runtime import UserError
 from shared.train import fit, predict
 from test_train import copy_demo_dataset
@@ -73,6 +74,37 @@ def test_build_model_heads_and_units(name):
         crop = finetune.preprocessing(name)["crop_size"]
         with torch.no_grad():
             assert model.eval()(torch.zeros(1, 3, crop, crop)).shape == (1, 10)
+
+
+def test_alexnet_and_vgg_units_are_their_layers_with_weights():
+    """Their `features` used to count ReLU and max-pool entries as units, so last_k(1) trained a max-pool."""
+    model = finetune.build_model("alexnet", "last_k", k=1, pretrained=False)
+    stem, units = finetune.backbone_units(model)
+    assert len(units) == 4 and all(isinstance(unit, nn.Conv2d) for unit in units)  # conv2..conv5
+    assert all(p.requires_grad for p in model.features[10].parameters())  # the last conv trains
+    assert not any(p.requires_grad for p in model.features[8].parameters())
+    assert finetune.resolve_k(model, "last_k") == 2
+
+
+@pytest.mark.parametrize("name, strategy, message", [
+    ("squeezenet1_0", "head", "SqueezeNet has no Linear classification head"),
+    ("squeezenet1_1", "full", "SqueezeNet has no Linear classification head"),
+    ("raft_small", "head", "'raft_small' is not a torchvision classification model"),
+    ("googlenet", "last_k", "first_k/last_k do not know the units of GoogLeNet"),
+    ("regnet_y_400mf", "first_k", "first_k/last_k do not know the units of RegNet"),
+])
+def test_unsupported_models_are_refused_by_name_before_any_weights(name, strategy, message, torch_home):
+    """Each used to load (or download) the weights and end in a traceback."""
+    with pytest.raises(ConfigError, match=message) as info:
+        finetune.check_supported(name, strategy)
+    assert "ResNet" in str(info.value) or "list_models" in str(info.value)  # what is supported instead
+    assert not list(torch_home.rglob("*.pth"))  # no weights were fetched (the network is off; nothing tried)
+
+
+@pytest.mark.parametrize("name, strategy", [("googlenet", "head"), ("regnet_y_400mf", "full"),
+                                            ("mobilenet_v3_small", "last_k"), ("alexnet", "first_k")])
+def test_supported_models_pass_the_check(name, strategy):
+    finetune.check_supported(name, strategy)
 
 
 def test_strategies_freeze_the_right_units():

@@ -1,4 +1,5 @@
 """The training engine: reproducible, a real best checkpoint, atomic saves, augmentation, failures, result."""
+import math
 import os
 
 import pytest
@@ -237,12 +238,41 @@ def test_no_validation_images_is_refused_before_the_first_epoch(tmp_path):
 @pytest.mark.parametrize("setting", [dict(epochs=0), dict(epochs=-1), dict(batch_size=0), dict(lr=0.0),
                                      dict(lr=-1e-3), dict(patience=-1), dict(val_fraction=0.0),
                                      dict(val_fraction=1.0), dict(weight_decay=-0.1), dict(optimizer="adam"),
-                                     dict(schedule="step"), dict(label_smoothing=1.0), dict(compile="maybe")])
+                                     dict(schedule="step"), dict(label_smoothing=1.0), dict(compile="maybe"),
+                                     # ±inf, NaN and typos for 1e-3 used to train (to NaN) or exit 0:
+                                     dict(lr=math.inf), dict(lr=math.nan), dict(lr=11.0), dict(weight_decay=math.inf),
+                                     dict(weight_decay=math.nan), dict(weight_decay=1.5), dict(seed=-1),
+                                     dict(seed=2**32)])
 def test_train_config_refuses_bad_settings(setting):
     """batch_size=0 used to divide by zero mid-run; epochs=0 and val_fraction=0 to fail after training."""
     with pytest.raises(UserError, match=next(iter(setting))) as info:
         TrainConfig(**setting)
     assert isinstance(info.value, ValueError)  # callers that caught ValueError keep working
+
+
+def test_bounds_of_lr_and_weight_decay_are_allowed():
+    assert TrainConfig(lr=10.0, weight_decay=1.0).lr == 10.0 and TrainConfig(weight_decay=0.0).weight_decay == 0.0
+
+
+def test_a_model_for_other_than_rgb_images_is_refused_before_decoding(tmp_path, no_decoding):
+    """in_channels=1 used to decode every image, then crash in the first convolution. The model itself
+    stays general (its formulas are checked at 1 channel too): only training on RGB images needs 3."""
+    root = copy_demo_dataset(tmp_path, train_classes=2)
+    gray = CNNConfig(**{**TINY.to_dict(), "in_channels": 1})
+    with pytest.raises(UserError, match="in_channels must be 3"):
+        train_lib.train(gray, root, fast(), device="cpu", progress=False, verbose=False)
+
+
+def test_test_set_with_no_readable_image_is_refused_before_the_first_epoch(tmp_path):
+    """`test=True` with only unreadable files in val/ used to train, then report test_acc NaN."""
+    root = copy_demo_dataset(tmp_path, train_classes=2)
+    for image in (root / "val").rglob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    epochs = []
+    with pytest.raises(UserError, match="no readable test image"):
+        train_lib.train(TINY, root, fast(), test=True, device="cpu", progress=False, verbose=False,
+                        on_epoch=epochs.append)
+    assert epochs == []
 
 
 @pytest.mark.parametrize("setting", [dict(dropout=1.0), dict(dropout=-0.1), dict(input_size=16),
