@@ -171,6 +171,8 @@ def run_report(outputs: Path | None = None, html: Path | None = None, online: bo
     content = collect(outputs)
     url = save_online(content, outputs) if wandb_mode == "online" else None
     write_html(content, html, url)
+    if wandb_mode != "online":
+        print(f"W&B report: not built (W&B is {wandb_mode}); the offline copy below has the same sections.")
     print(f"Offline report: {html}")
     for line in content.warnings + [f"missing: run {nb}" for nb in content.missing]:
         print(f"  {line}")

@@ -148,6 +148,13 @@ def space_size(config: dict) -> int:
     return math.prod(len(spec["values"]) for spec in (config.get("parameters") or {}).values() if "values" in spec)
 
 
+def describe_early_terminate(rule) -> str:
+    """'hyperband, min_iter 1, eta 2' for the sweep config's early_terminate; 'none' without one."""
+    if not isinstance(rule, dict):
+        return "none"
+    return ", ".join([str(rule.get("type", "?")), *(f"{key} {value}" for key, value in rule.items() if key != "type")])
+
+
 def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict]) -> Question:
     from .sweep import early_termination_summary
 
@@ -163,7 +170,8 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
         Item("bullets", lines=[
             f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
             f"combinations of the swept space (the learning rate is continuous on top).",
-            f"Early termination (hyperband, {config.get('early_terminate')}): {saving['stopped']} of {saving['runs']} "
+            f"Early termination ({describe_early_terminate(config.get('early_terminate'))}): "
+            f"{saving['stopped']} of {saving['runs']} "
             f"runs stopped early; {saving['epochs_run']} epochs run of {saving['epochs_asked']} asked "
             f"({saving['fraction_of_time_saved']:.0%} of the time saved, estimated from each stopped run's mean "
             f"epoch time).",
@@ -226,9 +234,14 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
     source = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}"
     if not record:
         return Question("Question 4", source, [Item("note", _run("A3"))])
-    items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}), evaluated once on "
-                          f"the test set (val/): TEST ACCURACY {record['test_acc']:.2%}, cross-entropy "
+    tested = record.get("tested_model") or "the best model"
+    items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}): {tested}, evaluated once "
+                          f"on the test set (val/): TEST ACCURACY {record['test_acc']:.2%}, cross-entropy "
                           f"{record.get('test_loss', float('nan')):.4f}.")]
+    retrained = record.get("retrained")
+    if retrained and not tested.startswith("its config retrained"):
+        items.append(Item("text", f"Beside it, its config retrained: validation accuracy {retrained['val_acc']:.2%}, "
+                                  f"test accuracy {retrained['test_acc']:.2%} (the curves below are this run's)."))
     images = test_images(record)
     if images:
         val_images = sum((record.get("split") or {}).get("val", {}).values()) or None
@@ -238,7 +251,8 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
         items.append(Item("note", "The number of test images is not recorded and the data folder is gone: "
                                   "no interval for the test accuracy."))
     per_class = {name: acc for name, acc in (record.get("per_class_acc") or {}).items() if acc is not None}
-    lines = [str(evidence.overfitting(record.get("history") or [], "the best model"))]
+    trained = "the retrained config" if retrained else "the best model"
+    lines = [str(evidence.overfitting(record.get("history") or [], trained))]
     if per_class:
         easiest, hardest = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
         lines.append(f"Easiest class: {easiest} ({per_class[easiest]:.0%}); hardest: {hardest} "
