@@ -192,7 +192,7 @@ def atomic_path(path: str | os.PathLike):
     A crash, a full disk or Ctrl-C mid-write leaves the old file intact, so a reader (the next
     notebook, the next run) never sees half a file. The temporary file has a new file's normal
     permissions (0666 less the umask) and is named `.NAME.<pid>@<host>.<random>.tmp`, so that
-    the next write of NAME can remove the ones a killed writer left (see `_is_orphan`).
+    the next write of NAME can remove the ones a killed writer left (see `is_orphan`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,14 +205,14 @@ def atomic_path(path: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # names stay short and plain
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # names stay short and plain
 
 
 def _new_temporary(path: Path) -> Path:
     """Create an empty, unique temporary file beside `path`. Unlike mkstemp's 0600, os.open's mode is
     filtered by the umask, as for any new file: a result others may read stays readable to them."""
     while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}@{_HOST}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}@{HOST}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
@@ -228,11 +228,11 @@ def _remove_orphans(path: Path) -> None:
         return
     for entry in candidates:
         with contextlib.suppress(OSError):  # another writer may have removed it first
-            if _is_orphan(entry, prefix):
+            if is_orphan(entry, prefix):
                 os.unlink(entry.path)
 
 
-def _is_orphan(entry: os.DirEntry, prefix: str) -> bool:
+def is_orphan(entry: os.DirEntry, prefix: str) -> bool:
     """Whether a temporary file of `atomic_path` was left by a writer that is gone.
 
     Gone when the pid in its name is dead on this host: a killed write is cleaned at once. Pids
@@ -242,7 +242,7 @@ def _is_orphan(entry: os.DirEntry, prefix: str) -> bool:
     """
     writer = entry.name[len(prefix):-len(".tmp")].rpartition(".")[0]  # "<pid>@<host>"
     pid, _, host = writer.partition("@")
-    if host == _HOST and pid.isdigit() and not _pid_alive(int(pid)):
+    if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
         return True
     return time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
 

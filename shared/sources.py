@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import _HOST, DATA_DIR, UserError, _is_orphan, banner, on_colab, on_kaggle, write_problem
+from .runtime import DATA_DIR, HOST, UserError, banner, is_orphan, on_colab, on_kaggle, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -284,7 +284,7 @@ def _remove_abandoned_downloads(dest: Path) -> None:
     another host's (a shared Drive folder), untouched for an hour (a live download touches it each MB)."""
     with os.scandir(dest) as entries:
         abandoned = [e for e in entries if e.name.startswith(DOWNLOAD_PREFIX) and e.is_dir(follow_symlinks=False)
-                     and _is_orphan(e, DOWNLOAD_PREFIX)]
+                     and is_orphan(e, DOWNLOAD_PREFIX)]
     for entry in abandoned:
         shutil.rmtree(entry.path, ignore_errors=True)
 
@@ -343,7 +343,7 @@ def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL,
     if (problem := write_problem(dest)) is not None:
         raise DownloadError(f"Cannot download into {dest} ({problem}); set INAT_DATA_DIR to a writable folder.")
     _remove_abandoned_downloads(dest)
-    work = Path(tempfile.mkdtemp(dir=dest, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}@{_HOST}.", suffix=".tmp"))
+    work = Path(tempfile.mkdtemp(dir=dest, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}@{HOST}.", suffix=".tmp"))
     try:
         zip_path = work / "nature_12K.zip"
         _fetch(url, zip_path, timeout)

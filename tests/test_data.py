@@ -448,8 +448,8 @@ def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
     old_foreign = leftover(".result.json.123@0000beef.aaaa.tmp", hours_old=2)  # another host, untouched for 2 h
     old_mkstemp = leftover(".result.json.k3j4h5x1.tmp", hours_old=2)  # the name format before pids were in it
     fresh_foreign = leftover(".result.json.123@0000beef.bbbb.tmp")  # its writer may still be at work
-    live = leftover(f".result.json.{os.getpid()}@{runtime._HOST}.cccc.tmp")  # this process: alive
-    other_target = leftover(f".other.json.{child.pid}@{runtime._HOST}.dddd.tmp")  # not this file's to judge
+    live = leftover(f".result.json.{os.getpid()}@{runtime.HOST}.cccc.tmp")  # this process: alive
+    other_target = leftover(f".other.json.{child.pid}@{runtime.HOST}.dddd.tmp")  # not this file's to judge
     runtime.save_json({"accuracy": 0.5}, target)
     remaining = {p.name for p in tmp_path.glob(".*.tmp")}
     assert remaining == {fresh_foreign.name, live.name, other_target.name}
