@@ -38,7 +38,7 @@ test: $(BIN)/.installed
 
 ## bench: engine vs typical pipeline on the data find_data() picks
 bench: $(BIN)/.installed
-	$(BIN)/python -m shared bench
+	$(BIN)/python -m benchmarks.bench
 
 ## publish: write the origin remote's GitHub address into the setup cells, README links and notebooks' Colab links
 publish: $(BIN)/.installed
@@ -53,5 +53,5 @@ clean:
 GPU_CHECK_OUT ?= $(or $(OUT),outputs/gpu-check)
 BUDGET ?= 480
 gpu-check:
-	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m shared.gpu_check --out $(GPU_CHECK_OUT) \
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m benchmarks.gpu_check --out $(GPU_CHECK_OUT) \
 		--budget-seconds $(BUDGET) $(if $(REFERENCE),--reference $(REFERENCE))

@@ -1,12 +1,15 @@
-"""Command line: `python -m shared train|sweep|finetune|bench ...`, a thin layer over the notebooks' functions.
+"""Command line: `python -m shared train|sweep|finetune|report|bench ...`, a thin layer over the notebooks' functions.
 
     python -m shared train --data DIR [--input-size S] [--epochs E] [--batch-size B] [--set key=value ...] [--test] [--json FILE]
     python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID] [--runs FILE] [--json FILE]
     python -m shared finetune --data DIR --model NAME --strategy head|first_k|last_k|full [--k K] [--epochs E] [--input-size S] [--random-init] [--test] [--json FILE]
+    python -m shared report [--outputs DIR] [--html FILE] [--online | --offline]
     python -m shared bench [--data DIR] [--input-size S] [--batch-size B] [--epochs E] [--configs light,heavy] [--json FILE]
 
 Bad input (a setting, a path, a dataset, missing weights) stops before any long work with one line,
-`error: <message>`, and exit status 1. stdout carries the result's JSON alone; progress goes to stderr.
+`error: <message>`, and exit status 1: among them an output path that is another output or an input of the
+same command (`--json` over the checkpoint or the runs table). stdout carries the result's JSON alone;
+progress goes to stderr. `bench` is a thin entry to `benchmarks/bench.py`, a tool beside this package.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 from .model import CNNConfig, ConfigError
-from .runtime import UserError, save_json, write_problem
-from .train import TrainConfig
+from .runtime import OUTPUT_DIR, UserError, cache_dir, check_distinct_paths, save_json, write_problem
+from .train import TrainConfig, check_rgb
 
 
 def _coerce(text: str, default, annotation: str):
@@ -68,9 +72,47 @@ def check_output_path(path: str | None, flag: str) -> None:
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {target / 'result.json'}")
+    above = next((folder for folder in target.absolute().parents if folder.is_file()), None)
+    if above is not None:
+        raise UserError(f"{flag} {path} cannot be written: {above} is a file, not a folder; choose another place")
     problem = write_problem(target.parent)
     if problem:
         raise UserError(f"{flag} {path} cannot be written ({problem}); choose another place")
+
+
+def command_paths(args) -> tuple[dict, dict]:
+    """(outputs, inputs) of a command by the names its user knows: no output may replace another or an input."""
+    inputs = {"--data": getattr(args, "data", None), "the image cache": cache_dir()}
+    outputs = {"--json": getattr(args, "json", None)}
+    if args.command == "train":
+        outputs = {"--checkpoint": args.checkpoint, **outputs}
+    if args.command == "sweep":  # the runs table is read and appended to: an output that must not be replaced
+        outputs = {"--runs (the runs table)": runs_table_path(args), **outputs}
+    if args.command == "report":
+        outputs, inputs = {"--html": report_html_path(args)}, report_inputs(args)
+    return outputs, inputs
+
+
+def check_paths(args) -> None:
+    """Every output path writable and distinct from the others and from the inputs, before any work."""
+    outputs, inputs = command_paths(args)
+    for flag, path in outputs.items():
+        check_output_path(path, flag.split()[0])
+    check_distinct_paths(outputs, inputs)
+
+
+# Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).
+AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
+
+
+def check_numbers(args) -> None:
+    """Refuse sizes and counts out of range in every command, the way the configs word it."""
+    for name, least in AT_LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise ConfigError(f"{name} must be >= {least}, got {value}")
+    if getattr(args, "input_size", None) is not None:
+        CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
 
 
 def _write_json(payload: dict, path: str | None) -> None:
@@ -94,19 +136,34 @@ def cmd_train(args) -> dict:
     if args.batch_size is not None:
         train_kwargs["batch_size"] = args.batch_size
     cfg, tcfg = CNNConfig(**cnn_kwargs), TrainConfig(**train_kwargs)  # settings first: no data is touched yet
-    check_output_path(args.checkpoint, "--checkpoint")
+    check_rgb(cfg)
     result = train(cfg, find_data(args.data), tcfg, test=args.test, checkpoint=args.checkpoint)
-    return result.to_dict()
+    return require_finite(result.to_dict())
+
+
+def require_finite(result: dict) -> dict:
+    """NaN or inf never leaves in a result that exits 0 (an accuracy of no image, a diverged loss)."""
+    bad = {key: value for key, value in result.items()
+           if key.endswith(("_acc", "_loss")) and isinstance(value, float) and not math.isfinite(value)}
+    if bad:
+        raise UserError(f"the run ended with {', '.join(f'{k} = {v}' for k, v in bad.items())}; no result "
+                        f"is written from it")
+    return result
 
 
 def cmd_sweep(args) -> dict:
     """Start a sweep, or continue one (`--sweep-id`, offline too); the result holds all its runs so far."""
     from .data import find_data
-    from .runtime import SWEEP_RUNS
     from .sweep import run_sweep
 
     return run_sweep(find_data(args.data), count=args.count, method=args.method, input_size=args.input_size,
-                     epochs=args.epochs, sweep_id=args.sweep_id, path=args.runs or SWEEP_RUNS)
+                     epochs=args.epochs, sweep_id=args.sweep_id, path=runs_table_path(args))
+
+
+def runs_table_path(args) -> Path:
+    from .runtime import SWEEP_RUNS
+
+    return Path(args.runs) if args.runs else SWEEP_RUNS
 
 
 def cmd_finetune(args) -> dict:
@@ -114,12 +171,36 @@ def cmd_finetune(args) -> dict:
 
     if args.k is not None and args.strategy not in ("first_k", "last_k"):
         raise ConfigError(f"--k is used by first_k and last_k only, not by {args.strategy}")
-    return run_finetune(args.data, args.model, args.strategy, k=args.k, epochs=args.epochs,
-                        input_size=args.input_size, test=args.test, allow_random=args.random_init)
+    return require_finite(run_finetune(args.data, args.model, args.strategy, k=args.k, epochs=args.epochs,
+                                       input_size=args.input_size, test=args.test, allow_random=args.random_init))
+
+
+def report_html_path(args) -> Path:
+    return Path(args.html) if args.html else Path(args.outputs or OUTPUT_DIR) / "report.html"
+
+
+def report_inputs(args) -> dict:
+    """What the report reads from the outputs folder: the runs and the best model's files."""
+    from .runtime import BEST_CHECKPOINT, BEST_RESULT, SWEEP_RUNS
+
+    outputs = Path(args.outputs or OUTPUT_DIR)
+    if not outputs.is_dir():  # checked here, before check_paths makes the --html folder
+        raise UserError(f"--outputs {outputs} is not a folder; give the outputs folder of a `make run`")
+    return {"--outputs": outputs, **{f"the report's input {name}": outputs / name
+                                     for name in (SWEEP_RUNS.name, BEST_CHECKPOINT.name, BEST_RESULT.name)}}
+
+
+def cmd_report(args) -> dict:
+    """The W&B report (online) and its offline HTML copy, built from the runs in --outputs (issue 13)."""
+    from .report import run_report
+
+    # online None: run_report goes online when a W&B key is found and accepted.
+    return run_report(outputs=Path(args.outputs or OUTPUT_DIR), html=report_html_path(args), online=args.online)
 
 
 def cmd_bench(args) -> dict:
-    from .bench import run_bench
+    """A thin entry: the bench is a tool beside the package (benchmarks/), imported only here."""
+    from benchmarks.bench import run_bench
 
     configs = tuple(args.configs.split(",")) if args.configs else None
     return run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
@@ -167,6 +248,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json")
     p.set_defaults(func=cmd_finetune)
 
+    p = commands.add_parser("report", help="the W&B report and its offline copy, outputs/report.html")
+    p.add_argument("--outputs", help="the outputs folder the notebooks wrote (default: the outputs setting)")
+    p.add_argument("--html", help="the offline copy (default: OUTPUTS/report.html)")
+    online = p.add_mutually_exclusive_group()
+    online.add_argument("--online", dest="online", action="store_true", default=None,
+                        help="also build the W&B report (default: when a W&B key is found and accepted)")
+    online.add_argument("--offline", dest="online", action="store_false", default=None, help="only the HTML copy")
+    p.set_defaults(func=cmd_report)
+
     p = commands.add_parser("bench", help="engine vs typical pipeline, images/s")
     p.add_argument("--data")
     p.add_argument("--input-size", type=int, default=64)
@@ -180,11 +270,12 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     try:
-        check_output_path(args.json, "--json")
+        check_numbers(args)
+        check_paths(args)
         # Everything a command prints goes to stderr, so stdout carries the JSON alone (pipe it to jq).
         with contextlib.redirect_stdout(sys.stderr):
             payload = args.func(args)
-        _write_json(payload, args.json)
+        _write_json(payload, getattr(args, "json", None))
     except UserError as err:  # bad input: one line, exit status 1; a traceback means a bug
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -1,12 +1,13 @@
 """`python -m shared ...`: bad input stops before any work with one line, `error: <message>`, exit status 1."""
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
-from shared import __main__ as cli, data, train as train_lib
-from shared.runtime import REPO_ROOT as REPO
+from shared import __main__ as cli, data, runtime, sweep as sweep_lib, train as train_lib
+from shared.runtime import REPO_ROOT as REPO, UserError
 from test_train import copy_demo_dataset, no_decoding  # noqa: F401  (a fixture)
 
 TINY_TRAIN = ["--input-size", "32", "--epochs", "1", "--set", "filters=4,4,4,4,4", "--set", "dense_neurons=8",
@@ -48,6 +49,13 @@ def no_training(monkeypatch):
     (["--set", "nope=1"], "unknown --set key 'nope'"),
     (["--set", "batch_norm=maybe"], "--set batch_norm: expected true or false"),
     (["--set", "epochs"], "--set expects key=value"),
+    (["--set", "lr=inf"], "lr must be > 0 and <= 10, got inf"),     # used to train on, NaN from the first step
+    (["--set", "lr=nan"], "lr must be > 0 and <= 10, got nan"),
+    (["--set", "lr=100"], "lr must be > 0 and <= 10, got 100.0"),
+    (["--set", "weight_decay=inf"], "weight_decay must be >= 0 and <= 1, got inf"),
+    (["--set", "weight_decay=5"], "weight_decay must be >= 0 and <= 1, got 5.0"),
+    (["--set", "in_channels=1"], "in_channels must be 3"),          # used to crash in the first convolution
+    (["--set", "seed=-1"], "seed must be in 0..4294967295"),
 ])
 def test_bad_train_settings_are_refused_before_training(flags, message, capsys, no_training):
     assert message in refused(["train", *flags], capsys)
@@ -107,6 +115,107 @@ def test_json_result_is_written_whole(tmp_path, capsys):
     (["--model", "resnet18", "--strategy", "full", "--k", "2"], "--k is used by first_k and last_k only"),
     (["--model", "resnet18", "--strategy", "last_k", "--k", "9", "--random-init"], "k must be in 0..4"),
     (["--model", "vit_b_16", "--strategy", "head", "--input-size", "64"], "needs exactly its 224px crop"),
+    # Each used to load the weights and end in a traceback: refused by name, with what is supported.
+    (["--model", "squeezenet1_0", "--strategy", "head", "--random-init"], "no Linear classification head"),
+    (["--model", "raft_small", "--strategy", "head", "--random-init"], "not a torchvision classification model"),
+    (["--model", "googlenet", "--strategy", "last_k", "--random-init"], "first_k/last_k do not know the units"),
 ])
 def test_bad_finetune_settings_are_refused_before_decoding(flags, message, capsys, no_decoding):
     assert message in refused(["finetune", *flags], capsys)
+
+
+# --------------------------------------------------------------------------------------------
+# Output paths: no output replaces another output or an input of the same command (issue 14)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_sweep(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sweep started before the bad input was refused")
+    monkeypatch.setattr(sweep_lib, "run_sweep", refuse)
+
+
+def test_json_over_the_checkpoint_is_refused_before_training(tmp_path, capsys, no_training):
+    """The JSON used to replace the checkpoint it names."""
+    same = tmp_path / "best.pt"
+    line = refused(["train", "--checkpoint", str(same), "--json", str(same)], capsys)
+    assert "--json" in line and "is also --checkpoint" in line and not same.exists()
+
+
+def test_sweep_json_over_the_runs_table_is_refused_and_the_table_kept(tmp_path, capsys, no_sweep):
+    """One sweep's payload used to replace the runs table: every other sweep's runs lost, exit status 0."""
+    table = tmp_path / "runs.json"
+    table.write_text('{"sweeps": {}, "runs": ["every earlier run"]}')
+    assert "is also --runs" in refused(["sweep", "--count", "1", "--runs", str(table), "--json", str(table)], capsys)
+    assert "is also --runs" in refused(["sweep", "--count", "0", "--json", str(runtime.SWEEP_RUNS)], capsys)
+    assert "every earlier run" in table.read_text()
+
+
+@pytest.mark.parametrize("command", [["train"], ["finetune", "--model", "resnet18", "--strategy", "head"],
+                                     ["bench"], ["sweep", "--count", "1"]])
+def test_outputs_over_the_data_or_the_cache_are_refused(command, tmp_path, capsys, monkeypatch, no_training,
+                                                         no_sweep, no_decoding):
+    cache, data_root = tmp_path / "cache", tmp_path / "data"
+    monkeypatch.setenv("INAT_CACHE", str(cache))  # not made yet: refused because it is the cache, not a folder
+    assert "is also the image cache" in refused([*command, "--json", str(cache)], capsys)
+    assert "is also --data" in refused([*command, "--data", str(data_root), "--json", str(data_root)], capsys)
+    assert not cache.exists() and not data_root.exists()
+
+
+def test_runs_table_that_is_a_folder_or_under_a_file_is_one_line(tmp_path, capsys, no_sweep):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert "is a folder" in refused(["sweep", "--count", "1", "--runs", str(tmp_path)], capsys)
+    line = refused(["sweep", "--count", "1", "--runs", str(blocker / "runs.json")], capsys)
+    assert f"{blocker} is a file, not a folder" in line
+
+
+@pytest.mark.parametrize("command, message", [
+    (["sweep", "--count", "1", "--epochs", "0", "--input-size", "0"], "epochs must be >= 1, got 0"),
+    (["sweep", "--count", "1", "--input-size", "0"], "input_size must be >= 32"),  # used to mean "the default"
+    (["sweep", "--count", "-1"], "count must be >= 0, got -1"),
+    (["bench", "--epochs", "0"], "epochs must be >= 1, got 0"),
+    (["bench", "--batch-size", "0"], "batch_size must be >= 1, got 0"),
+    (["bench", "--configs", "light,foo"], "unknown bench config(s) 'foo'"),
+])
+def test_zero_and_unknown_values_are_refused_in_every_command(command, message, capsys, no_sweep):
+    assert message in refused(command, capsys)
+
+
+def test_a_test_set_with_no_readable_image_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """`train --test` used to exit 0 with test_acc NaN."""
+    root = copy_demo_dataset(tmp_path / "data", train_classes=2)
+    for image in (root / "val").rglob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the unreadable test set was refused")
+    monkeypatch.setattr(train_lib, "fit", refuse)
+    line = refused(["train", "--data", str(root), "--test", *TINY_TRAIN], capsys)
+    assert f"no readable test image in {root}/val (4 file(s) skipped)" in line
+
+
+def test_a_result_with_nan_never_exits_0():
+    assert cli.require_finite({"val_acc": 0.5, "test_acc": 0.25, "name": "x"})["test_acc"] == 0.25
+    for bad in (math.nan, math.inf):
+        with pytest.raises(UserError, match="no result is written"):
+            cli.require_finite({"val_acc": 0.5, "test_acc": bad})
+
+
+def test_report_html_over_an_input_is_refused(tmp_path, capsys):
+    (tmp_path / "sweep_runs.json").write_text("{}")
+    line = refused(["report", "--outputs", str(tmp_path), "--html", str(tmp_path / "sweep_runs.json")], capsys)
+    assert "is also the report's input sweep_runs.json" in line
+    assert "is not a folder" in refused(["report", "--outputs", str(tmp_path / "nowhere")], capsys)
+    assert (tmp_path / "sweep_runs.json").read_text() == "{}"
+
+
+def test_report_prints_what_run_report_returns(tmp_path, capsys, monkeypatch):
+    report = pytest.importorskip("shared.report")
+    calls = []
+    monkeypatch.setattr(report, "run_report", lambda **kwargs: calls.append(kwargs) or {"html": str(kwargs["html"])})
+    cli.main(["report", "--outputs", str(tmp_path), "--offline"])
+    cli.main(["report", "--outputs", str(tmp_path), "--html", str(tmp_path / "r.html")])
+    assert calls == [{"outputs": tmp_path, "html": tmp_path / "report.html", "online": False},
+                     {"outputs": tmp_path, "html": tmp_path / "r.html", "online": None}]  # None: online with a key
+    first, second = capsys.readouterr().out.split("}\n{")
+    assert json.loads(first + "}") == {"html": str(tmp_path / "report.html")}

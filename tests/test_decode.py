@@ -282,7 +282,7 @@ def measure(per_class: int = 75) -> None:
     import contextlib
     import os
 
-    from shared import bench
+    from benchmarks import bench
 
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared import bench, data, finetune, gpu_check, viz
+from benchmarks import bench, gpu_stages
+from shared import data, finetune, viz
+from shared import estimate as estimate_lib
 from shared import train as train_lib
 from shared.model import CNN, CNNConfig
 from shared.sweep import sweep_config
@@ -166,13 +168,13 @@ def test_cuda_cache_build_matches_the_cpu_one(tmp_path):
     cpu, cuda = (data.load_folder(root / "train", 64, cache_dir=tmp_path / decoder, decoder=decoder, progress=False)
                  for decoder in ("cpu", "cuda"))
     assert cuda.images.dtype == torch.uint8 and cuda.images.shape == cpu.images.shape == (12, 3, 64, 64)
-    difference = gpu_check.compare_decoded(cpu, cuda)
+    difference = gpu_stages.compare_decoded(cpu, cuda)
     assert difference["same_files_and_labels"]
     assert difference["mean_abs_diff"] < 2.0 and difference["share_over_16_levels"] <= 0.001, difference
 
 
 def test_sweep_estimate_names_this_gpu():
     config = sweep_config("bayes", 32, 2, base_filters=[8, 16], batch_size=[64, 128])
-    estimate = bench.estimate_sweep(1000, config, count=3, device=DEVICE)
+    estimate = estimate_lib.estimate_sweep(1000, config, count=3, device=DEVICE)
     assert torch.cuda.get_device_name() in estimate["describe"] and estimate["total_seconds"] > 0
     assert all(point["batch_size"] in (64, 128) for point in estimate["speed"]["points"])  # a GPU warms up at full batch

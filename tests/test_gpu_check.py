@@ -1,4 +1,5 @@
-"""`python -m shared.gpu_check`: its budget, its one-line errors, its parts, and the whole check in miniature.
+"""`python -m benchmarks.gpu_check` and its stages (`benchmarks/gpu_stages.py`): its budget, its one-line
+errors, its parts, and the whole check in miniature.
 
 The GPU stages themselves need a GPU; here `--tiny` runs every stage on the CPU, so a lent GPU's few
 minutes are never spent finding a bug that a CPU could have found.
@@ -8,12 +9,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from shared import data, gpu_check
+from benchmarks import gpu_check, gpu_stages
+from shared import data
 from shared.model import CNNConfig
 from shared.runtime import REPO_ROOT, UserError
 from shared.train import TrainConfig
@@ -43,6 +44,8 @@ def test_deadlines_share_the_budget_and_end_inside_it():
 
 @pytest.mark.parametrize("arguments, message", [
     (["--budget-seconds", "5"], "--budget-seconds must be at least"),
+    (["--budget-seconds", "nan"], "--budget-seconds must be at least"),  # nan and inf used to pass the check
+    (["--budget-seconds", "inf"], "--budget-seconds must be at least"),
     (["--stages", "tests,gpu"], "--stages: unknown gpu"),
     (["--reference", "no/such/reference_loop.py"], "no such file"),
 ])
@@ -65,14 +68,14 @@ def test_an_earlier_report_is_never_overwritten(tmp_path):
 def test_reference_loop_is_loaded_from_its_path_and_checked(tmp_path):
     good = tmp_path / "reference_loop.py"
     good.write_text(FAKE_REFERENCE)
-    reference = gpu_check.load_reference(good)
+    reference = gpu_stages.load_reference(good)
     # The bench's data, sizes and split: 3,000 images, 600 of them (20% of each class) for validation.
-    assert gpu_check.reference_rate(reference, "heavy", gpu_check.FULL) == 1000.0
+    assert gpu_stages.reference_rate(reference, "heavy", gpu_stages.FULL) == 1000.0
     assert reference.CALLS == [dict(filters=(512, 256, 128, 64, 32), size=224, batch=256, n=3000, n_train=2400)]
     bad = tmp_path / "other.py"
     bad.write_text("x = 1\n")
     with pytest.raises(UserError, match="is it reference_loop.py"):
-        gpu_check.load_reference(bad)
+        gpu_stages.load_reference(bad)
 
 
 def test_a_stage_past_its_time_is_killed_with_its_children(tmp_path):
@@ -121,14 +124,14 @@ def test_sweep_timings_from_the_runs_table(tmp_path):
     estimate = {"seconds_per_run": 10.0, "train_folder_images": 1280,
                 "speed": {"points": [{"macs": 1, "seconds_per_image": 0.001}]}}
     stage = {"started": started, "finished": started + 25, "cache_build": {"seconds": 7.0}, "estimate": estimate}
-    timings = gpu_check.sweep_timings(stage, table)
+    timings = gpu_stages.sweep_timings(stage, table)
     assert timings["runs_finished"] == 2
     assert [run["wall_seconds"] for run in timings["runs"]] == [12.0, 8.0]  # 00:10 -> 00:22 -> end at 00:30
     assert timings["runs"][0]["train_seconds"] == 7.0 and timings["runs"][0]["estimated_seconds"] == pytest.approx(2.56)
     assert timings["mean_run_seconds"] == 12.5 and timings["extrapolated_30_runs_seconds"] == 7.0 + 30 * 12.5
     assert timings["measured_over_estimated"] == pytest.approx(25 / 5.12)
     assert timings["calibrated_estimate_30_runs_seconds"] == pytest.approx(7.0 + 30 * 10.0 * 25 / 5.12)
-    assert gpu_check.sweep_timings(stage, tmp_path / "none.json") == {"runs_finished": 0}
+    assert gpu_stages.sweep_timings(stage, tmp_path / "none.json") == {"runs_finished": 0}
 
 
 def test_a_test_run_cut_short_is_read_from_its_verbose_lines():
@@ -144,12 +147,12 @@ def test_compare_decoded_reports_pixel_differences():
     reference = data.ImageSet(images, torch.tensor([0, 1]), ["a", "b"], ["a/0.jpg", "b/0.jpg"])
     shifted = data.ImageSet(images + 2, torch.tensor([0, 1]), ["a", "b"], ["a/0.jpg", "b/0.jpg"])
     shifted.images[0, 0, 0, 0] = 140
-    difference = gpu_check.compare_decoded(reference, shifted)
+    difference = gpu_stages.compare_decoded(reference, shifted)
     assert difference["same_files_and_labels"] and difference["max_abs_diff"] == 40
     assert difference["mean_abs_diff"] == pytest.approx((95 * 2 + 40) / 96)
     assert difference["share_over_16_levels"] == pytest.approx(1 / 96)
     relabelled = data.ImageSet(images, torch.tensor([1, 0]), ["a", "b"], ["a/0.jpg", "b/0.jpg"])
-    assert gpu_check.compare_decoded(reference, relabelled) == {"same_files_and_labels": False}
+    assert gpu_stages.compare_decoded(reference, relabelled) == {"same_files_and_labels": False}
 
 
 def test_tiny_check_runs_every_stage_and_writes_one_json(tmp_path):
@@ -159,7 +162,7 @@ def test_tiny_check_runs_every_stage_and_writes_one_json(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "INAT_DATA_DIR": str(tmp_path / "data"), "INAT_OUTPUTS": str(tmp_path / "outputs")}
     start = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", "shared.gpu_check", "--out", str(out), "--tiny",
+    process = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out), "--tiny",
                               "--stages", stages, "--budget-seconds", "400"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
@@ -202,7 +205,7 @@ def test_a_short_budget_skips_and_cuts_stages_but_still_writes_the_json(tmp_path
     out = tmp_path / "out"
     env = {**os.environ, "INAT_DATA_DIR": str(tmp_path / "data")}
     start = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", "shared.gpu_check", "--out", str(out), "--tiny",
+    process = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out), "--tiny",
                               "--stages", "data,tests,sweep", "--budget-seconds", "30"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert time.perf_counter() - start < 30 + 15  # the budget, plus starting Python and torch in this process

@@ -1,0 +1,205 @@
+"""How long will a sweep take? Its wall time estimated before it starts, from a short warm-up.
+
+Introduced in Part-A/02, which prints `estimate_sweep(...)["describe"]` before the sweep runs. The estimate
+prices every config of the sweep's space by its forward MACs: seconds per image = a + b x MACs through the
+lightest and the heaviest configs, each measured by two short `train.fit` epochs on random pixels
+(`measure_epoch_speed`). `benchmarks/gpu_check.py` checks it against a real sweep on a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from . import data as data_lib
+from .formulas import count_macs
+from .model import CNN, CNNConfig
+from .runtime import UserError, describe, get_device
+from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
+from .train import TrainConfig, fit, release_memory
+
+
+def machine(device: torch.device) -> dict:
+    """The device, the GPU's and the CPU's names, core count, torch version: what a timing was measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "describe": describe()}
+
+
+def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list[dict]:
+    """`samples` parameter dicts drawn uniformly from a sweep config's space, with W&B's own distributions.
+
+    A seeded generator of our own: numpy's global one (which the sweep engine uses) is left alone.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # sweeps 0.2.0 still uses pydantic-1 style config; harmless under 2
+        warnings.simplefilter("ignore")
+        from sweeps.params import HyperParameterSet
+
+    space = HyperParameterSet.from_config(config["parameters"])
+    rng = np.random.default_rng(seed)
+    draw = lambda hp: hp.ppf(rng.uniform())  # noqa: E731
+    return [{hp.name: plain_value(draw(hp)) for hp in space} for _ in range(samples)]
+
+
+def _train_folder_images(root_or_counts) -> int:
+    """Images in train/: from a dataset root (names only), a {class: count} dict or a plain count."""
+    if isinstance(root_or_counts, dict):
+        return sum(root_or_counts.values())
+    if isinstance(root_or_counts, int):
+        return root_or_counts
+    return sum(data_lib.check_dataset(root_or_counts).train_counts.values())
+
+
+def _epoch_images(train_folder_images: int, tcfg: TrainConfig) -> tuple[int, int]:
+    """(train images seen, val images) of one `fit` epoch: 80/20 split, last partial batch dropped."""
+    val = round(train_folder_images * tcfg.val_fraction)
+    train = train_folder_images - val
+    seen = train - train % tcfg.batch_size if train > tcfg.batch_size else train
+    return seen, val
+
+
+# A CPU measures configs up to this many forward MACs per image (about a second per image-step on two
+# cores) and prices heavier ones by extrapolation: CPU time grows linearly with MACs.
+CPU_MEASURE_MACS = 2e9
+# A CPU warm-up step holds at most 16 images and about 1e9 forward MACs: a CPU's cost per image
+# hardly depends on the batch, and the estimate must stay a few seconds long.
+CPU_MAX_BATCH, CPU_STEP_MACS = 16, 1e9
+
+
+def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 3) -> dict:
+    """Seconds per image of a steady `fit` epoch for this config, on random uint8 images.
+
+    `fit` itself runs two epochs of `steps` batches plus a 20% validation share; the first pays
+    allocation and cuDNN's algorithm search and is not counted. Pixel values do not change the
+    work, so random pixels cost what photos cost. Always eager: compile time is not measured.
+    A batch that runs out of GPU memory is halved and measured again (`out_of_memory_at` says so).
+    """
+    device = torch.device(device)
+    batch_size = tcfg.batch_size
+    if device.type == "cpu":
+        batch_size = min(batch_size, CPU_MAX_BATCH, max(2, int(CPU_STEP_MACS // count_macs(cnn))))
+    out_of_memory_at = seconds_per_image = None
+    while seconds_per_image is None:
+        try:
+            seconds_per_image, wall = _timed_warmup(cnn, tcfg, device, batch_size, steps)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            out_of_memory_at = out_of_memory_at or batch_size
+            batch_size //= 2
+        release_memory()  # outside the `except`: its traceback no longer holds the failed step's tensors
+    return {"macs": count_macs(cnn), "batch_size": batch_size, "seconds_per_image": seconds_per_image,
+            "wall_seconds": wall, "out_of_memory_at": out_of_memory_at}
+
+
+def _timed_warmup(cnn: CNNConfig, tcfg: TrainConfig, device, batch_size: int, steps: int) -> tuple[float, float]:
+    train_images, val_images = steps * batch_size, max(1, steps * batch_size // 4)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (train_images + val_images, 3, cnn.input_size, cnn.input_size),
+                           dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, cnn.num_classes, (len(images),), generator=generator)
+    full = data_lib.ImageSet(images, labels, [f"class_{c}" for c in range(cnn.num_classes)])
+    train_set, val_set = full.subset(range(train_images)), full.subset(range(train_images, len(full)))
+    warmup = dataclasses.replace(tcfg, epochs=2, batch_size=batch_size, patience=0, compile="false")
+    out = fit(CNN(cnn), train_set, val_set, warmup, device, progress=False, desc="warm-up")
+    return out["epoch_seconds"][1] / len(full), sum(out["epoch_seconds"])
+
+
+def _speed_model(points: list[dict]):
+    """Seconds per image as a + b * MACs through the measured points (the lightest and heaviest configs).
+
+    The intercept is what a config costs beyond its MACs (memory traffic, launches); one point, or a
+    heavier config measured faster, gives a constant.
+    """
+    light, heavy = min(points, key=lambda p: p["macs"]), max(points, key=lambda p: p["macs"])
+    slope = 0.0
+    if heavy["macs"] > light["macs"]:
+        slope = max(0.0, (heavy["seconds_per_image"] - light["seconds_per_image"]) / (heavy["macs"] - light["macs"]))
+    intercept = max(0.0, light["seconds_per_image"] - slope * light["macs"])
+    return lambda macs: intercept + slope * macs
+
+
+def estimate_run_seconds(cnn: CNNConfig, tcfg: TrainConfig, train_folder_images: int, speed: dict) -> float:
+    """Estimated seconds of one run going all its epochs, priced by a measured `speed` (see `estimate_sweep`)."""
+    seconds_per_image = _speed_model(speed["points"])(count_macs(cnn))
+    return tcfg.epochs * sum(_epoch_images(train_folder_images, tcfg)) * seconds_per_image
+
+
+def format_duration(seconds: float) -> str:
+    """'~45 s', '~12 min', '~2.3 h': the precision an estimate deserves."""
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def measure_sweep_speed(runs: list[tuple[CNNConfig, TrainConfig]], device) -> dict:
+    """Warm-ups of the lightest and the heaviest of `runs` (on a CPU, the heaviest up to CPU_MEASURE_MACS)."""
+    device = torch.device(device)
+    start = time.perf_counter()
+    macs = lambda run: count_macs(run[0])  # noqa: E731
+    lightest = min(runs, key=macs)
+    measurable = [run for run in runs if device.type == "cuda" or macs(run) <= CPU_MEASURE_MACS]
+    heaviest = max(measurable or [lightest], key=macs)
+    points = [measure_epoch_speed(cnn, tcfg, device) for cnn, tcfg in ([lightest] if lightest is heaviest
+                                                                       else [lightest, heaviest])]
+    return {"device": str(device), "input_size": lightest[0].input_size, "points": points,
+            "warmup_seconds": time.perf_counter() - start}
+
+
+def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, device=None,
+                   speed: dict | None = None, samples: int = 256) -> dict:
+    """Estimated wall time of a sweep, before it starts: MACs x images x epochs over the sweep's space,
+    priced by a short warm-up on this device. Introduced in Part-A/02.
+
+    `root_or_counts`: the dataset root (only file names are read), a {class: count} dict of train/,
+    or the number of train/ images. `config`: a sweep config (default `SWEEP_CONFIG`). The space is
+    sampled (`samples` configs, seeded); each config costs epochs x (train + val images) x seconds
+    per image, where seconds per image = a + b x MACs through the measured lightest and heaviest
+    configs (`measure_sweep_speed`). `speed`: the `speed` of an earlier estimate on the same device
+    and input size, to re-estimate without measuring again. The result is labelled an estimate:
+    runs are assumed to go all their epochs, eager, and `excludes` lists what it leaves out.
+    """
+    if int(count) < 1:
+        raise UserError(f"count must be >= 1 runs, got {count}")
+    device = torch.device(device or get_device())
+    folder_images = _train_folder_images(root_or_counts)
+    runs = [configs_from_params(params)[:2] for params in sample_sweep_params(config or SWEEP_CONFIG, samples)]
+    input_sizes = sorted({cnn.input_size for cnn, _ in runs})
+    if len(input_sizes) != 1:
+        raise UserError(f"the sweep varies input_size ({input_sizes}); estimate one size at a time")
+    speed = speed or measure_sweep_speed(runs, device)
+    if speed["device"] != str(device) or speed["input_size"] != input_sizes[0]:
+        raise UserError(f"speed was measured on {speed['device']} at {speed['input_size']} px; this estimate "
+                        f"is for {device} at {input_sizes[0]} px: leave speed=None to measure again")
+    per_run = [estimate_run_seconds(cnn, tcfg, folder_images, speed) for cnn, tcfg in runs]
+    machine_info = machine(device)
+    where = machine_info["gpu"] or f"CPU ({machine_info['cpu']}, {machine_info['cpu_count']} cores)"
+    shorten = ("early stopping will shorten it" if any(tcfg.patience for _, tcfg in runs)
+               else "every run goes all its epochs")
+    total = float(np.mean(per_run)) * int(count)
+    return {
+        "estimate": True, "device": str(device), "device_name": where, "count": int(count),
+        "train_folder_images": folder_images, "input_size": input_sizes[0], "configs_sampled": len(runs),
+        "mean_epochs": float(np.mean([tcfg.epochs for _, tcfg in runs])),
+        "mean_macs": float(np.mean([count_macs(cnn) for cnn, _ in runs])),
+        "seconds_per_run": float(np.mean(per_run)),
+        "seconds_per_run_p10_p90": [float(np.percentile(per_run, 10)), float(np.percentile(per_run, 90))],
+        "total_seconds": total, "speed": speed,
+        "excludes": ["early stopping", "torch.compile (heavy runs: faster epochs, one compile each)",
+                     "runs that run out of memory (they end early)", "W&B start-up per run",
+                     "the one-time decode of the images"],
+        "describe": (f"Estimated sweep time on {where}: {format_duration(total)} for {int(count)} runs "
+                     f"(estimate from a {speed['warmup_seconds']:.0f} s warm-up; {shorten})"),
+    }
