@@ -19,8 +19,13 @@ import numpy as np
 MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
 MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
 MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
-MAX_ASSOCIATION = 0.5   # a claim's runs must not also differ this much in another parameter (Cramer's V)
 PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
+PERMUTATION_CHUNK = 2_000_000  # shuffled labels held at once (16 MB): memory stays bounded for any group size
+# The smallest accuracy difference that matters: one image's worth of the validation set, the least
+# one model's accuracy can differ from another's on it. When the image count is unknown: 0.1 pp, one
+# image in 1,000 (the iNaturalist validation split has about 2,000, so this is never looser than two
+# images), which is also the resolution of the printed "+x.x pp".
+DEFAULT_DIFFERENCE_FLOOR = 0.001
 Z_95 = 1.96             # two-sided 95% normal quantile, for binomial intervals
 
 # Learning curves: overfitting is claimed only from enough epochs and a clear signal.
@@ -115,19 +120,31 @@ def interval_half_width(accuracy: float, images: int) -> float:
 # --------------------------------------------------------------------------------------------
 def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
     """How often shuffling the runs between the groups gives a spread of group means (max - min) at
-    least as large as the observed one. Makes no assumption about the shape of the distributions."""
+    least as large as the observed one. Makes no assumption about the shape of the distributions.
+    Shuffles in chunks of PERMUTATION_CHUNK labels, so 20,000 runs need no more memory than 30."""
     values = np.concatenate([np.asarray(g.values, dtype=float) for g in groups])
     labels = np.repeat(np.arange(len(groups)), [g.n for g in groups])
     sizes = np.array([g.n for g in groups], dtype=float)
 
     def spread_of_means(label_rows):
-        means = np.stack([(values * (label_rows == k)).sum(-1) / sizes[k] for k in range(len(groups))], axis=-1)
+        rows = len(label_rows)  # one bincount for all rows: row r's group k lands in bin r * groups + k
+        bins = (np.arange(rows)[:, None] * len(groups) + label_rows).ravel()
+        means = np.bincount(bins, np.tile(values, rows), rows * len(groups)).reshape(rows, -1) / sizes
         return means.max(-1) - means.min(-1)
 
-    observed = spread_of_means(labels)
-    shuffled = np.random.default_rng(seed).permuted(np.tile(labels, (permutations, 1)), axis=1)
-    at_least = int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+    observed = spread_of_means(labels[None])[0]
+    rng, at_least = np.random.default_rng(seed), 0
+    chunk = max(1, min(permutations, PERMUTATION_CHUNK // len(values)))
+    for start in range(0, permutations, chunk):
+        shuffled = rng.permuted(np.tile(labels, (min(chunk, permutations - start), 1)), axis=1)
+        at_least += int((spread_of_means(shuffled) >= observed - 1e-12).sum())
     return (at_least + 1) / (permutations + 1)
+
+
+def difference_floor(images: int | None) -> float:
+    """The smallest accuracy difference a claim may rest on: one image of `images`, or
+    DEFAULT_DIFFERENCE_FLOOR when the count is unknown."""
+    return 1 / images if images else DEFAULT_DIFFERENCE_FLOOR
 
 
 def pooled_std(groups: list[Group]) -> float:
@@ -138,17 +155,26 @@ def pooled_std(groups: list[Group]) -> float:
     return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees)
 
 
-def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] | None = None) -> Finding:
+def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] | None = None,
+            images: int | None = None) -> Finding:
     """Does `subject` (a parameter) change accuracy? `groups` maps each value to the accuracies of its runs.
 
+    One parameter alone (Question 3's observations use the joint model of `shared.effects` instead).
     The groups with at least MIN_RUNS_PER_GROUP runs are compared: highest vs lowest mean, Cohen's d
     against the pooled spread, and a permutation p-value for the spread of all their means. A claim is
-    made only when d >= MIN_COHENS_D and p <= MAX_P_VALUE; otherwise the text says which test failed.
-    `notes` adds per-value remarks (e.g. runs left out) to the printed groups.
+    made only when d is finite and >= MIN_COHENS_D, the difference is at least `difference_floor(images)`
+    (`images`: the validation images each accuracy was measured on) and p <= MAX_P_VALUE; otherwise
+    the text says which test failed. Groups without spread give no finite d: they are refused. NaN or
+    infinite accuracies are left out and counted. `notes` adds per-value remarks to the printed groups.
     """
     notes = notes or {}
-    all_groups = [Group(str(label), [float(v) for v in values], notes.get(label, ""))
-                  for label, values in groups.items()]
+    all_groups = []
+    for label, values in groups.items():
+        values = [float(v) for v in values]
+        finite = [v for v in values if math.isfinite(v)]
+        note = ", ".join(part for part in (notes.get(label, ""), f"+{len(values) - len(finite)} not finite, left out"
+                                           if len(finite) < len(values) else "") if part)
+        all_groups.append(Group(str(label), finite, note))
     enough = [g for g in all_groups if g.n >= MIN_RUNS_PER_GROUP]
     too_few = [g for g in all_groups if g.n < MIN_RUNS_PER_GROUP]
     counts = ", ".join(f"{g.label} n={g.n}" for g in all_groups)
@@ -160,14 +186,20 @@ def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] 
     top, bottom = enough[0], enough[-1]
     difference = top.mean - bottom.mean
     spread = pooled_std(enough)
-    d = difference / spread if spread > 0 else (math.inf if difference > 0 else 0.0)
+    d = difference / spread if spread > 0 else math.nan
     p = permutation_p_value(enough)
+    floor = difference_floor(images)
     evidence = f"d = {d:.2f}, permutation p = {p:.3f}"
     listed = "; ".join(g.describe() for g in enough)
     left_out = (f" Left out (fewer than {MIN_RUNS_PER_GROUP} finished runs): "
                 + "; ".join(g.describe() for g in too_few) + ".") if too_few else ""
     finding = Finding(subject, False, "", None, all_groups, difference, d, p)
-    if d < MIN_COHENS_D:
+    if not math.isfinite(d):
+        finding.reason = "no spread"
+        finding.text = (f"The runs do not support a conclusion about {subject}: the runs of each value have no "
+                        f"spread, so noise cannot be measured (identical runs are one measurement, not several). "
+                        f"{listed}.{left_out}")
+    elif d < MIN_COHENS_D:
         finding.reason = "spreads overlap"
         finding.text = (f"The runs do not support a conclusion about {subject}: spreads overlap. The best and worst "
                         f"values differ by {pp(difference)}, less than {MIN_COHENS_D:g}x the pooled spread of "
@@ -177,6 +209,11 @@ def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] 
         finding.text = (f"The runs do not support a conclusion about {subject}: {top.label} leads {bottom.label} by "
                         f"{pp(difference)}, but a difference this large arises by chance too often "
                         f"({evidence} > {MAX_P_VALUE}). {listed}.{left_out}")
+    elif difference < floor:
+        finding.reason = "below the floor"
+        finding.text = (f"The runs do not support a conclusion about {subject}: the best and worst values differ by "
+                        f"{pp(difference)}, less than the {pp(floor)} a difference must reach to matter (one "
+                        f"validation image{'' if images else ' in 1,000; the image count is unknown'}). {listed}.{left_out}")
     else:
         finding.supported = True
         finding.text = (f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy "
@@ -198,37 +235,6 @@ def confounded_pairs(columns: dict[str, list]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if aligned(columns[a], columns[b])]
 
 
-def association(first: list, second: list) -> float:
-    """Cramer's V between two categorical columns of the same runs: 0 = independent, 1 = one fixes the other."""
-    first, second = list(map(str, first)), list(map(str, second))
-    rows, columns = sorted(set(first)), sorted(set(second))
-    if min(len(rows), len(columns)) < 2:
-        return 0.0
-    table = np.zeros((len(rows), len(columns)))
-    for a, b in zip(first, second):
-        table[rows.index(a), columns.index(b)] += 1
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    chi2 = ((table - expected) ** 2 / expected).sum()
-    return float(math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
-
-
-def confounders(labels: list, others: dict[str, list]) -> list[tuple[str, float]]:
-    """(name, Cramer's V) of every column of `others` associated with `labels` (same runs) at
-    MAX_ASSOCIATION or more, strongest first."""
-    scores = [(name, association(labels, column)) for name, column in others.items()]
-    return sorted([(n, v) for n, v in scores if v >= MAX_ASSOCIATION], key=lambda item: -item[1])
-
-
-def describe_mix(labels: list, other_name: str, other: list) -> str:
-    """'mish: batch_norm=True 4/4; relu: batch_norm=False 6/6': each group's most common value of the other column."""
-    parts = []
-    for label in dict.fromkeys(map(str, labels)):
-        values = [str(o) for lab, o in zip(map(str, labels), other) if lab == label]
-        common = max(set(values), key=values.count)
-        parts.append(f"{label}: {other_name}={common} in {values.count(common)} of {len(values)}")
-    return "; ".join(parts)
-
-
 def describe_alignment(first_name: str, first: list, second_name: str, second: list) -> str:
     """'augment=True always with batch_norm=False, augment=False always with batch_norm=True'."""
     pairs = sorted(set(zip(map(str, first), map(str, second))))
@@ -246,12 +252,26 @@ def accuracy_gap(first: float, second: float, first_images: int, second_images: 
     return first - second, Z_95 * math.sqrt(variance)
 
 
+def unusable_accuracies(**accuracies: float | None) -> str:
+    """'test_accuracy is not a number; ...' for each accuracy that cannot enter a statement; '' if none."""
+    def problem(value):
+        if value is None or math.isnan(value):
+            return "is missing (not a number)"
+        return "is infinite" if math.isinf(value) else ("is outside 0-100%" if not 0 <= value <= 1 else "")
+    return "; ".join(f"{name.replace('_', ' ')} {problem(v)}" for name, v in accuracies.items() if problem(v))
+
+
 def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_images: int | None = None) -> Finding:
     """Part-A/03: which number to report, and what the validation-test gap means.
 
     Validation accuracy chose the best epoch (early stopping) and the best config (the sweep), so it
     is biased upwards; the test set was used once, so its accuracy is the unbiased estimate.
+    A NaN or infinite accuracy (e.g. no readable test image) gives a refusal that names it, never a number.
     """
+    missing = unusable_accuracies(test_accuracy=test_acc, validation_accuracy=val_acc)
+    if missing or test_images <= 0:
+        return Finding("test vs validation", False, "No comparison of test and validation accuracy: "
+                       + (missing or "no test images were evaluated") + ".", "not finite")
     half = interval_half_width(test_acc, test_images)
     low, high = binomial_interval(test_acc, test_images)
     report = (f"Report the TEST accuracy, {test_acc:.2%} (95% interval {low:.1%} to {high:.1%}, ±{100 * half:.1f} pp "

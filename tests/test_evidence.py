@@ -1,6 +1,7 @@
 """shared.evidence: claims only when the evidence clears the thresholds, and the refusals say why."""
 import math
 
+import numpy as np
 import pytest
 
 from shared import evidence
@@ -64,8 +65,46 @@ def test_alignment_and_association():
     assert not evidence.aligned([1, 1, 1], [2, 2, 2])  # constant columns explain nothing
     pairs = evidence.confounded_pairs({"augment": [True, False, True], "weight_decay": [0, 1, 0], "lr": [1, 2, 3]})
     assert pairs == [("augment", "weight_decay")]
-    assert evidence.association(["a", "a", "b", "b"], ["x", "x", "y", "y"]) == pytest.approx(1.0)
-    assert evidence.association(["a", "a", "b", "b"], ["x", "y", "x", "y"]) == pytest.approx(0.0)
+
+
+def test_groups_without_spread_claim_nothing():
+    """Identical runs gave 'd = inf' and a claim of '+0.0 pp': no finite d, no claim."""
+    finding = evidence.compare({"True": [0.5] * 3, "False": [0.5] * 3}, "batch_norm")
+    assert not finding.supported and finding.reason == "no spread"
+    apart = evidence.compare({"True": [0.6] * 3, "False": [0.5] * 3}, "batch_norm")
+    assert not apart.supported and apart.reason == "no spread"
+    assert "inf" not in finding.text + apart.text and "nan" not in (finding.text + apart.text).lower()
+
+
+def test_infinite_and_nan_accuracies_never_enter_a_statement():
+    finding = evidence.compare({"a": [0.5, 0.51, 0.49, math.inf], "b": [0.4, 0.41, 0.39, math.nan]}, "dropout")
+    assert "inf" not in finding.text and "nan" not in finding.text.lower()
+    assert "+1 not finite, left out" in finding.text and [g.n for g in finding.groups] == [3, 3]
+
+
+def test_a_claim_needs_a_difference_that_matters():
+    """0.05 pp apart with almost no spread is 'significant' but smaller than one image in 1,000."""
+    tiny = {"a": [0.5000, 0.50001, 0.49999, 0.5], "b": [0.5005, 0.50051, 0.50049, 0.5005]}
+    finding = evidence.compare(tiny, "dropout")
+    assert not finding.supported and finding.reason == "below the floor"
+    assert "+0.1 pp a difference must reach" in finding.text and "image count is unknown" in finding.text
+    clear = {"a": [0.50, 0.505, 0.495, 0.5], "b": [0.52, 0.525, 0.515, 0.52]}  # 2 pp, one image is 5 pp
+    assert evidence.compare(clear, "dropout").supported
+    assert evidence.compare(clear, "dropout", images=20).reason == "below the floor"
+    assert evidence.difference_floor(2000) == pytest.approx(0.0005)
+
+
+def test_large_groups_are_compared_in_bounded_memory():
+    """20,000 runs x 2,000 shufflings used to be held at once (320 MB; 1.6 GB at the default 10,000)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    groups = [evidence.Group(label, (0.5 + rng.normal(0, 0.03, 10_000)).tolist()) for label in "ab"]
+    tracemalloc.start()
+    p = evidence.permutation_p_value(groups, permutations=2_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 0 < p <= 1 and peak < 100 * 2**20
 
 
 def test_test_vs_validation_reports_the_test_accuracy_and_its_interval():
@@ -75,6 +114,15 @@ def test_test_vs_validation_reports_the_test_accuracy_and_its_interval():
     assert f"±{100 * evidence.interval_half_width(0.43, 2000):.1f} pp" in within.text
     beyond = evidence.test_vs_validation(0.40, 0.48, 2000, 2000)
     assert beyond.supported and "8.0 pp above test" in beyond.text and "inflated" in beyond.text
+
+
+@pytest.mark.parametrize("test_acc, val_acc", [(math.nan, 0.9), (0.9, math.inf), (math.inf, math.nan), (None, 0.5)])
+def test_test_vs_validation_refuses_accuracies_that_are_not_numbers(test_acc, val_acc):
+    """test_vs_validation(nan, ...) used to state 'Report the TEST accuracy, nan%' as a supported claim."""
+    finding = evidence.test_vs_validation(test_acc, val_acc, 2000, 2000)
+    assert not finding.supported and finding.reason == "not finite"
+    assert "nan" not in finding.text.lower().replace("not a number", "") and "inf%" not in finding.text
+    assert "Report the TEST accuracy" not in finding.text
 
 
 def test_strategy_ratios_are_computed_not_assumed():
