@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import evidence
+from . import effects, evidence
 
 # The knobs a sweep varies, in the order the parallel-coordinates plot shows them.
 SWEEP_KEYS = ["base_filters", "organisation", "kernel_size", "activation", "batch_norm", "augment", "dropout",
@@ -24,6 +24,7 @@ SWEEP_KEYS = ["base_filters", "organisation", "kernel_size", "activation", "batc
 LOG_SCALE = {"lr"}
 # Below this many finished runs a random forest's importances mostly reflect noise: the plot says so.
 FEW_RUNS_FOR_IMPORTANCE = 20
+IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
 # A numeric parameter with more distinct values than this (lr) is split at its median for comparisons.
 MAX_GROUPS = 4
 # Run states whose accuracy comes from fewer epochs than asked (W&B reports a stopped run as killed).
@@ -72,8 +73,9 @@ def constant_keys(df: pd.DataFrame) -> list[str]:
 
 def state_masks(df: pd.DataFrame) -> dict[str, pd.Series]:
     """Boolean masks of finished (with an accuracy), stopped-early and failed runs (any other state)."""
-    finished = (df["state"] == "finished") & df["val_acc"].notna()
-    stopped = df["state"].isin(STOPPED_STATES) & df["val_acc"].notna()
+    measured = np.isfinite(df["val_acc"].astype(float))  # NaN or inf: no accuracy to compare or draw
+    finished = (df["state"] == "finished") & measured
+    stopped = df["state"].isin(STOPPED_STATES) & measured
     return {"finished": finished, "stopped": stopped, "failed": ~(finished | stopped)}
 
 
@@ -163,31 +165,39 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
     return positions, ticks, labels, jitter
 
 
-LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)  # opaque: readable over lines
+LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)  # where no run line passes
+# Value labels sit beside their axis with a thin translucent halo: readable, and the line crossings show through.
+LABEL_HALO = dict(linewidth=2, foreground="white", alpha=0.6)
 
 
 def _label_axes(ax, df: pd.DataFrame, positions: dict[str, float], constants: list[str], columns: dict) -> None:
-    """Draw each parameter's vertical axis: its values just above their jitter band, or for a constant
-    parameter one grey 'name = value' label along a dotted axis."""
+    """Draw each parameter's vertical axis: a tick at each value and its label just right of the axis,
+    or for a constant parameter one grey 'name = value' label along a dotted axis (no lines cross it)."""
+    from matplotlib import patheffects
+
+    halo = [patheffects.withStroke(**LABEL_HALO)]
     for k, x in positions.items():
         if k in constants:
             ax.axvline(x, color="#aaaaaa", lw=0.8, ls=":")
             ax.text(x, 0.5, f"{k} = {_format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
                     va="center", fontsize=9, color="#555555", bbox=LABEL_BOX, zorder=5)
             continue
-        ax.axvline(x, color="k", lw=0.8, zorder=0)
+        ax.axvline(x, color="k", lw=0.8, zorder=3)
         _, ticks, labels, jitter = columns[k]
-        for t, label in zip(ticks, labels):
-            ax.text(x, t + jitter + 0.012, label, ha="center", va="bottom", fontsize=9, bbox=LABEL_BOX, zorder=5)
+        ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
+        for t, label in zip(ticks, labels):  # above the value's jitter band, where its lines have not yet spread
+            ax.text(x + 0.03, t + jitter + 0.008, label, ha="left", va="bottom", fontsize=8, color="#222222",
+                    zorder=5, path_effects=halo)
 
 
 def _state_handles(masks: dict) -> list:
     """Legend entries for the run states present, with their counts."""
-    from matplotlib import cm
     from matplotlib.lines import Line2D
 
     counts = {state: int(mask.sum()) for state, mask in masks.items()}
-    handles = [Line2D([], [], color=cm.viridis(0.7), lw=1.8, label=f"finished ({counts['finished']})")]
+    # Grey, not a colour of the map: a finished run's colour is its val_acc, read on the colourbar.
+    handles = [Line2D([], [], color="#555555", lw=1.8,
+                      label=f"finished ({counts['finished']}; colour = val_acc, see colourbar)")]
     for state in ("stopped", "failed"):
         if counts[state]:
             style = STATE_STYLE[state]
@@ -221,17 +231,9 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     xs = np.concatenate([0.6 * np.arange(len(constants)), 0.6 * len(constants) + 0.4 + np.arange(len(keys))])
     varied_x = xs[len(constants):]
     fig, ax = plt.subplots(figsize=(max(9, 1.25 * xs[-1] + 3), 5.2))
-    for i in np.argsort(accuracy.fillna(-1).values):  # best runs drawn last, on top
-        ys = [columns[k][0].iloc[i] for k in keys]
-        if masks["finished"].iloc[i]:
-            ax.plot(varied_x, ys, color=cm.viridis(norm(accuracy.iloc[i])), lw=1.8, alpha=0.9, zorder=2)
-        elif masks["stopped"].iloc[i]:
-            style = STATE_STYLE["stopped"]
-            ax.plot(varied_x, ys, color=style["color"], ls=style["ls"], lw=1.3, alpha=0.9, zorder=1)
-        else:
-            ys[-1] = failed_position
-            style = STATE_STYLE["failed"]
-            ax.plot(varied_x, ys, color=style["color"], ls=style["ls"], lw=1.0, alpha=0.7, zorder=1)
+    ys = np.column_stack([np.asarray(columns[k][0], dtype=float) for k in keys])
+    ys[~known.to_numpy(), -1] = failed_position
+    _draw_run_lines(ax, varied_x, ys, accuracy, masks, norm)
     _label_axes(ax, df, dict(zip(axis_names, xs)), constants, columns)
     if (~known).any():
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
@@ -254,10 +256,31 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     return fig
 
 
+def _draw_run_lines(ax, xs, ys: np.ndarray, accuracy: pd.Series, masks: dict, norm) -> None:
+    """One line per run, one collection per state (20,000 runs draw in seconds); within finished runs the
+    best are drawn last, on top. Many runs get thinner, fainter lines so that density shows."""
+    from matplotlib import cm
+    from matplotlib.collections import LineCollection
+
+    thin = len(ys) > 200
+    for state, zorder in (("failed", 1), ("stopped", 1), ("finished", 2)):
+        rows = np.flatnonzero(masks[state].to_numpy())
+        if state == "finished":
+            rows = rows[np.argsort(accuracy.to_numpy()[rows], kind="stable")]
+        if not len(rows):
+            continue
+        segments = np.stack([np.broadcast_to(xs, ys[rows].shape), ys[rows]], axis=-1)
+        style = STATE_STYLE[state]
+        colour = cm.viridis(norm(accuracy.to_numpy()[rows])) if state == "finished" else style["color"]
+        width = {"finished": 1.8, "stopped": 1.3, "failed": 1.0}[state] * (0.4 if thin else 1)
+        ax.add_collection(LineCollection(segments, colors=colour, linestyles=style["ls"], linewidths=width,
+                                         alpha=(0.3 if thin else 0.9), zorder=zorder, label=f"runs: {state}"))
+
+
 def feature_matrix(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """Numeric features per finished run: numbers as they are (lr as log10), categories one-hot."""
     keys = keys or varied_keys(df)
-    finished = df[df["state"] == "finished"]
+    finished = df[state_masks(df)["finished"]]  # a NaN accuracy cannot be fitted: such runs are skipped
     parts = []
     for k in keys:
         column = finished[k]
@@ -286,7 +309,9 @@ def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     if X.shape[1] == 0 or len(y) < 2:
         table = pd.DataFrame(columns=["importance", "correlation"])
     else:
-        forest = RandomForestRegressor(n_estimators=300, random_state=seed).fit(X.values, y.values)
+        # Each tree sees at most IMPORTANCE_SAMPLE runs: the same importances within noise, in seconds at 20,000 runs.
+        forest = RandomForestRegressor(n_estimators=300, random_state=seed,
+                                       max_samples=min(len(y), IMPORTANCE_SAMPLE)).fit(X.values, y.values)
         correlation = [np.corrcoef(X[c], y)[0, 1] if y.nunique() > 1 else math.nan for c in X]
         table = (pd.DataFrame({"importance": forest.feature_importances_, "correlation": correlation}, index=X.columns)
                  .sort_values("importance", ascending=False))
@@ -324,7 +349,7 @@ def plot_importance(table: pd.DataFrame, top: int = 15, runs: int | None = None)
 
 def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean/max validation accuracy and run count per value of one hyperparameter (finished runs)."""
-    finished = df[df["state"] == "finished"]
+    finished = df[state_masks(df)["finished"]]
     if key not in finished:
         return pd.DataFrame(columns=["mean_val_acc", "max_val_acc", "runs"])
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
@@ -357,63 +382,78 @@ def runs_summary(df: pd.DataFrame) -> str:
             f"budget's (they are counted per value instead).")
 
 
-def observations(runs_or_df, keys: list[str] | None = None) -> list[evidence.Finding]:
+def duplicate_runs(df: pd.DataFrame, finished: pd.Series) -> pd.Series:
+    """Finished runs that repeat an earlier finished run's config AND accuracy exactly (e.g. two agents
+    that drew the same config: training is deterministic). They are one measurement, not two."""
+    keys = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
+    repeated = df.loc[finished, keys].astype(str).duplicated()
+    return repeated.reindex(df.index, fill_value=False)
+
+
+def is_continuous(column: pd.Series) -> bool:
+    """A number with more than MAX_GROUPS distinct values (lr): a line in the model, halves when printed."""
+    return (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            and column.nunique() > MAX_GROUPS)
+
+
+def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
+                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
     """Question 3's observations: for every swept parameter, does its value change validation accuracy?
 
-    Only finished runs are compared (stopped-early and failed runs are counted per value, not
-    averaged). Each parameter gets one `evidence.Finding`: a claim when `evidence.compare` finds the
-    difference large and unlikely to be chance, otherwise the reason there is none (too few runs,
-    spreads overlap, could be chance). Two parameters whose values are perfectly aligned across the
-    finished runs (e.g. every augment=True run has batch_norm=False) cannot be separated: both are
-    refused and each names the other. Claims come first, the largest difference first.
+    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
+    with Freedman-Lane permutation tests and Holm's threshold), so each effect is measured with the
+    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
+    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
+    aligned across those runs cannot be separated: both are refused and each names the other. A claim
+    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
+    the largest difference first; a last finding says when duplicates were counted once.
     """
     df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    if not len(df):
+        return []
     masks = state_masks(df)
-    finished = df[masks["finished"]]
+    duplicates = duplicate_runs(df, masks["finished"])
+    compared = masks["finished"] & ~duplicates
+    finished = df[compared]
     keys = keys or varied_keys(finished)
     labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
-    finished_labels = {k: labels[k][masks["finished"]].tolist() for k in keys}
+    finished_labels = {k: labels[k][compared].tolist() for k in keys}
     partners = {k: [] for k in keys}
     for a, b in evidence.confounded_pairs(finished_labels):
         partners[a].append(b), partners[b].append(a)
-    findings = []
-    for key in keys:
-        values = {label: finished.loc[labels[key][masks["finished"]] == label, "val_acc"].tolist()
-                  for label in sorted(set(finished_labels[key]), key=_natural_order)}
-        notes = {label: _left_out_note(labels[key], masks, label) for label in values}
-        finding = evidence.compare(values, key, notes)
-        if partners[key]:
-            other = partners[key][0]
-            finding.supported, finding.reason = False, "confounded"
-            alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
-            finding.text = (f"The runs do not support a conclusion about {key} alone: it cannot be separated from "
-                            f"{other} ({alignment} in the finished runs), so any difference belongs to either. "
-                            + "; ".join(g.describe() for g in finding.groups) + ".")
-        elif finding.supported:
-            _refuse_if_confounded(finding, key, labels, masks, keys)
-        findings.append(finding)
+    terms, ends = {}, {}
+    for k in keys:
+        if is_continuous(finished[k]):
+            values = finished[k].astype(float)
+            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
+            ends[k] = (_format_value(values.min(), k), _format_value(values.max(), k))
+        else:
+            terms[k] = effects.categorical_term(k, finished_labels[k])
+    notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
+    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, {k for k in keys if partners[k]},
+                                       notes, ends, evidence.difference_floor(val_images), _natural_order,
+                                       permutations)
+    for key in (k for k in keys if partners[k]):
+        other = partners[key][0]
+        groups = effects.raw_groups(terms[key], finished["val_acc"].to_numpy(float), notes[key], _natural_order)
+        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
+        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
+                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
+                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
+                                      "confounded", groups)
+    findings = [found[k] for k in keys]
     claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
-    return claims + [f for f in findings if not f.supported]
+    return claims + [f for f in findings if not f.supported] + _duplicates_note(df, duplicates)
 
 
-def _refuse_if_confounded(finding: evidence.Finding, key: str, labels: dict, masks: dict, keys: list[str]) -> None:
-    """A claim 'top beats bottom' stands only if those runs do not also differ in another parameter:
-    refuse it when another parameter is associated with top/bottom at V >= evidence.MAX_ASSOCIATION."""
-    ranked = sorted((g for g in finding.groups if g.n >= evidence.MIN_RUNS_PER_GROUP), key=lambda g: -g.mean)
-    compared = masks["finished"] & labels[key].isin([ranked[0].label, ranked[-1].label])
-    own = labels[key][compared].tolist()
-    others = {k: labels[k][compared].tolist() for k in keys if k != key}
-    found = evidence.confounders(own, others)
-    if not found:
-        return
-    (other, strength), more = found[0], found[1:]
-    also = "".join(f", {name} (V = {v:.2f})" for name, v in more)
-    finding.supported, finding.reason = False, "confounded"
-    finding.text = (f"The runs do not support a conclusion about {key} alone: {ranked[0].label} leads "
-                    f"{ranked[-1].label} by {evidence.pp(finding.difference)} (d = {finding.cohens_d:.2f}, permutation "
-                    f"p = {finding.p_value:.3f}), but those runs also differ in {other} "
-                    f"({evidence.describe_mix(own, other, others[other])}; association V = {strength:.2f} >= "
-                    f"{evidence.MAX_ASSOCIATION}){also}. " + "; ".join(g.describe() for g in finding.groups) + ".")
+def _duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.Finding]:
+    """A last finding naming the runs counted once, when there are any."""
+    if not duplicates.any():
+        return []
+    names = ", ".join(map(str, df.loc[duplicates, "name"].head(5))) + (", ..." if duplicates.sum() > 5 else "")
+    return [evidence.Finding("duplicate runs", False, f"{int(duplicates.sum())} finished run(s) ({names}) repeat an "
+                             f"earlier run's config and accuracy exactly (e.g. two agents drew the same config): "
+                             f"each is counted once, not as independent evidence.", "duplicates")]
 
 
 def _natural_order(label: str):
@@ -424,11 +464,13 @@ def _natural_order(label: str):
         return (1, 0.0, label)
 
 
-def _left_out_note(labels: pd.Series, masks: dict, label: str) -> str:
+def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
     """'+2 stopped early, 1 failed, not averaged' for the runs of one value that are not compared."""
-    parts = [f"{int((masks[state] & (labels == label)).sum())} {word}"
-             for state, word in (("stopped", "stopped early"), ("failed", "failed"))
-             if (masks[state] & (labels == label)).any()]
+    mine = labels == label
+    parts = [f"{int((mask & mine).sum())} {word}"
+             for mask, word in ((masks["stopped"], "stopped early"), (masks["failed"], "failed"),
+                                (duplicates, "identical duplicate"))
+             if (mask & mine).any()]
     return f"+{', '.join(parts)}, not averaged" if parts else ""
 
 
