@@ -397,7 +397,7 @@ def test_the_next_download_removes_what_a_killed_download_left(tmp_path, monkeyp
     old_format = dest / ".download-k3j4h5x1"  # TemporaryDirectory's name, before pids were in it
     old_format.mkdir()
     os.utime(old_format, (time.time() - 7200,) * 2)
-    live = dest / f".download-{os.getpid()}@{sources._HOST}.abcd1234.tmp"  # this process: alive, kept
+    live = dest / f".download-{os.getpid()}@{sources.HOST}.abcd1234.tmp"  # this process: alive, kept
     live.mkdir()
     monkeypatch.setattr(sources, "check_complete", functools.partial(sources.check_complete, min_train=6, min_val=4))
     sources.download_dataset(dest, url=server + "/full", timeout=5)
