@@ -208,7 +208,7 @@ def question_a3(runs: list[dict]) -> Question:
         Item("bullets", lines=list(sweep_plots.expectations(sweep_plots.varied_keys(table))))])
 
 
-A3_FIGURES = [("partA_learning_curves", "Learning curves of the tested model"),
+A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's training run"),
               ("partA_per_class_accuracy", "Per-class test accuracy"),
               ("partA_confusion_matrix", "Confusion matrix on the test set"),
               ("partA_test_grid", "(b) 10 × 3 grid of test images with the best model's predictions")]
@@ -300,7 +300,7 @@ def question_link(title: str, repo_url: str) -> Question:
 # --------------------------------------------------------------------------------------------
 # Part B
 # --------------------------------------------------------------------------------------------
-def question_b1(outputs: Path, strategies: dict | None) -> Question:
+def question_b1(outputs: Path, strategies: dict | None, compared: dict | None = None) -> Question:
     import torchvision
 
     from . import finetune
@@ -317,7 +317,7 @@ def question_b1(outputs: Path, strategies: dict | None) -> Question:
         Item("text", f"(a) Image size: the weights' own recipe, applied once when the image cache is built: resize "
                      f"the shorter side to {recipe['resize_size']} px keeping the aspect ratio, centre-crop "
                      f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
-                     f"{recipe['std']}."),
+                     f"{recipe['std']}." + scaled_recipe(recipe, compared)),
         _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
                 NOTEBOOKS["B1"], media=(f"partB-strategies-{model_name}", "partB_preprocessing")),
         Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
@@ -325,6 +325,15 @@ def question_b1(outputs: Path, strategies: dict | None) -> Question:
                      f"parameters) is replaced by a new Linear({head.in_features}, 10) "
                      f"({head.in_features * 10 + 10:,} parameters); the backbone's feature vector is kept."),
     ])
+
+
+def scaled_recipe(recipe: dict, compared: dict | None) -> str:
+    """What Part-B/02 used when its mode scaled the recipe down for a CPU ('' when it used the recipe)."""
+    used = (compared or {}).get("preprocessing") or {}
+    if not used or (used.get("resize_size"), used.get("crop_size")) == (recipe["resize_size"], recipe["crop_size"]):
+        return ""
+    return (f" This run ({compared.get('mode')} mode) scaled it down in the same ratio: resize {used['resize_size']} "
+            f"px, crop {used['crop_size']} px.")
 
 
 def question_b2(outputs: Path, strategies: dict | None) -> Question:
@@ -413,6 +422,6 @@ def collect(outputs: Path) -> Content:
     records = [r for r in [sweep, best, strategies, compared, *runs[:1]] if r]
     parts = [Part("Part A", [question_a1(outputs), question_a2(outputs, sweep_id, sweep, runs), question_a3(runs),
                              question_a4(outputs, best), question_link("Question 5", REPO_URL)]),
-             Part("Part B", [question_b1(outputs, strategies), question_b2(outputs, strategies),
+             Part("Part B", [question_b1(outputs, strategies, compared), question_b2(outputs, strategies),
                              question_b3(outputs, compared), question_link("Question 4", REPO_URL)])]
     return Content(parts, data_warnings(records), [NOTEBOOKS[key] for key, value in found.items() if not value])

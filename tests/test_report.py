@@ -63,6 +63,7 @@ def make_outputs(folder, run_name="r00-relu", demo=True, mode="quick"):
     runtime.save_json({"mode": mode, "model": "resnet18", "pretrained": False, "data": data, "val_images": 300,
                        "best": {"strategy": "head", "k": None}, "rows": rows}, folder / "partB_strategies.json")
     runtime.save_json({"model": "resnet18", "strategy": "head", "k": None, "pretrained": False, "mode": mode,
+                       "preprocessing": {"resize_size": 37, "crop_size": 32},
                        "data": data, "test_images": 200, "classes": list(per_class), "per_class_acc": per_class,
                        "confusion": (np.eye(10, dtype=int) * 15 + 1).tolist(),
                        "scratch": {"test_acc": .42, "val_acc": .4, "params": 4366, "seconds_to_best": 20.0,
@@ -131,6 +132,7 @@ def test_the_text_is_computed_and_has_no_placeholder_but_the_declaration(blocks)
     assert "LatexBlock" in {type(b).__name__ for b in blocks}
     assert "TEST ACCURACY 42.00%" in text and "95% interval" in text and "from 200 test images" in text
     assert "the sweep's best run r00-relu0, as saved" in text and "test accuracy 39.00%" in text  # and the retrained
+    assert "resize the shorter side to 256 px" in text and "scaled it down in the same ratio: resize 37 px" in text
     assert "+23.0 pp" in text  # Part B: 65% fine-tuned vs 42% scratch, from evidence.scratch_vs_finetuned
     assert "DEMO data" in block_text(blocks[0])  # said at the top
     declaration = block_text(blocks[-1])
@@ -277,3 +279,12 @@ def test_a_server_failure_while_saving_is_one_line_and_the_html_is_still_written
     assert result["url"] is None and Path(result["html"]).is_file()
     assert "W&B report not saved (ConnectionError: api.wandb.ai: connection reset)." in capsys.readouterr().out
     assert not (outputs / report.RECORD).exists()
+
+
+def test_the_sweep_panels_serialise_to_the_run_attributes_wandb_plots(blocks):
+    """Panels (not run sets, which need the API) serialise offline: created time is the run's createdAt."""
+    models = {type(p).__name__: p._to_model().config for grid in grids(blocks) for p in grid.panels}
+    assert (models["ScatterPlot"].x_axis, models["ScatterPlot"].y_axis) == ("run:createdAt", "summary:val_acc")
+    assert models["ParameterImportancePlot"].target_key == "val_acc"
+    assert "config:activation.value" in [c.accessor for c in models["ParallelCoordinatesPlot"].columns]
+    assert models["LinePlot"].x_axis == "_step"

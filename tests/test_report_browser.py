@@ -59,8 +59,8 @@ def chromium(*arguments: str, profile: Path, timeout: int = 120) -> str:
     return result.stdout
 
 
-def test_a_quick_run_of_the_notebooks_ends_with_a_complete_report(quick_run):
-    outputs, printed = quick_run
+def check_complete(outputs: Path, printed: dict) -> None:
+    """The report that a quick run of the six notebooks ends with has every answer and figure."""
     page = (outputs / "report.html").read_text()
     assert "Offline report:" in printed["02_finetune_vs_scratch.ipynb"]
     assert "Missing results" not in page and "is missing: run" not in page, "a notebook's result did not arrive"
@@ -74,14 +74,13 @@ def test_a_quick_run_of_the_notebooks_ends_with_a_complete_report(quick_run):
     assert len(images) >= 20, len(images)  # 3 + 3 + 1 curves + 7 (Q4) + 1 + 1 + 2 figures, plus the formulas
 
 
-@needs_browser
-def test_report_opens_in_headless_chromium_offline(quick_run, tmp_path):
-    outputs, _ = quick_run
+def check_in_browser(outputs: Path, scratch: Path) -> Path:
+    """Open the report in headless Chromium; returns the screenshot's path."""
     page = (outputs / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page), "the page links something external"
-    probe_page = tmp_path / "probe.html"
+    probe_page = scratch / "probe.html"
     probe_page.write_text(page.replace("</body>", PROBE + "</body>"))
-    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe_page.as_uri(), profile=tmp_path / "profile")
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe_page.as_uri(), profile=scratch / "profile")
     seen = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
     assert [h for h in seen["headings"] if h in HEADINGS] == HEADINGS, seen["headings"]
     assert seen["images"] and all(image["width"] > 0 for image in seen["images"]), \
@@ -89,7 +88,17 @@ def test_report_opens_in_headless_chromium_offline(quick_run, tmp_path):
     assert seen["fetched"] == []
     screenshot = outputs / "report-screenshot.png"
     chromium("--window-size=1280,2400", f"--screenshot={screenshot}", (outputs / "report.html").as_uri(),
-             profile=tmp_path / "profile")
+             profile=scratch / "profile")
     assert screenshot.stat().st_size > 20_000
     if os.environ.get("REPORT_SCREENSHOTS"):  # a folder to keep the screenshots in, to look at them
         shutil.copy(screenshot, Path(os.environ["REPORT_SCREENSHOTS"]) / screenshot.name)
+    return screenshot
+
+
+def test_a_quick_run_of_the_notebooks_ends_with_a_complete_report(quick_run):
+    check_complete(*quick_run)
+
+
+@needs_browser
+def test_report_opens_in_headless_chromium_offline(quick_run, tmp_path):
+    check_in_browser(quick_run[0], tmp_path)
