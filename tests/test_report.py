@@ -184,9 +184,13 @@ def test_saved_as_a_draft_then_updated_not_duplicated(tmp_path, monkeypatch, cap
     assert first["url"] == "https://wandb.ai/me/da6401-assignment2/reports/x--id0"
     assert "created (draft): " + first["url"] in capsys.readouterr().out
     assert json.loads((outputs / report.RECORD).read_text())["url"] == first["url"]
+    (outputs / "wandb" / "offline-run-1").mkdir(parents=True)
+    (outputs / "wandb" / "offline-run-2").mkdir()
+    (outputs / "wandb" / "offline-run-2" / "run-2.wandb.synced").touch()
     second = report.run_report(outputs)
     assert second["url"] == first["url"] and len(stub.saved) == 1 and stub.drafts == [True, True]
-    assert "updated (draft)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "updated (draft)" in out and "1 offline W&B run(s) are not uploaded yet" in out
     assert first["url"] in (outputs / "report.html").read_text()
     headings = [b.text for b in stub.saved["id0"].blocks if isinstance(b, (wr.H1, wr.H2))]
     assert headings == [text for _, text in HEADINGS]
