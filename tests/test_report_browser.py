@@ -102,3 +102,15 @@ def test_a_quick_run_of_the_notebooks_ends_with_a_complete_report(quick_run):
 @needs_browser
 def test_report_opens_in_headless_chromium_offline(quick_run, tmp_path):
     check_in_browser(quick_run[0], tmp_path)
+
+
+@needs_browser
+def test_a_report_with_every_item_kind_opens_offline_in_seconds(tmp_path):
+    """The same browser checks on a small made-up outputs folder (no notebook run): every kind of item renders."""
+    from test_report import make_outputs
+
+    from shared.report import run_report
+
+    outputs = make_outputs(tmp_path / "outputs")
+    run_report(outputs, online=False)
+    assert check_in_browser(outputs, tmp_path).is_file()
