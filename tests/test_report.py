@@ -292,3 +292,9 @@ def test_the_sweep_panels_serialise_to_the_run_attributes_wandb_plots(blocks):
     assert models["ParameterImportancePlot"].target_key == "val_acc"
     assert "config:activation.value" in [c.accessor for c in models["ParallelCoordinatesPlot"].columns]
     assert models["LinePlot"].x_axis == "_step"
+
+
+def test_the_formula_table_is_checked_against_pytorch_as_it_is_built(monkeypatch):
+    monkeypatch.setattr(report_content.formulas, "torch_counts", lambda model, size: (0, 0))
+    with pytest.raises(AssertionError, match="PyTorch's counts disagree"):
+        report_content.closed_forms(224)
