@@ -111,7 +111,7 @@ def check_numbers(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")
-    if getattr(args, "input_size", None) is not None:
+    if getattr(args, "input_size", None) is not None and args.command != "finetune":  # finetune: the weights' check
         CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
 
 
@@ -207,11 +207,8 @@ def cmd_bench(args) -> dict:
                      configs=configs, compile=args.compile)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_train_command(commands) -> None:
+    """train: one Part A config, as the notebooks train it."""
     p = commands.add_parser("train", help="train one Part A config")
     p.add_argument("--data", help="folder holding train/ and val/ (default: find it, else demo data)")
     p.add_argument("--input-size", type=int)
@@ -224,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="write the result here (default: stdout)")
     p.set_defaults(func=cmd_train)
 
+
+def add_sweep_command(commands) -> None:
+    """sweep: start or continue a W&B sweep (Part-A/02)."""
     p = commands.add_parser("sweep", help="run or continue a W&B sweep (online with a key, else offline)")
     p.add_argument("--data")
     p.add_argument("--count", type=int, required=True, help="runs to add (0: change nothing)")
@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="also write this sweep's runs (earlier sessions' included) here")
     p.set_defaults(func=cmd_sweep)
 
+
+def add_finetune_command(commands) -> None:
+    """finetune: one fine-tuning strategy (Part-B/01)."""
     p = commands.add_parser("finetune", help="fine-tune an ImageNet-pretrained torchvision model")
     p.add_argument("--data")
     p.add_argument("--model", required=True, help="any torchvision classification model, e.g. resnet50")
@@ -248,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json")
     p.set_defaults(func=cmd_finetune)
 
+
+def add_report_command(commands) -> None:
+    """report: the W&B report and its offline HTML copy (issue 13)."""
     p = commands.add_parser("report", help="the W&B report and its offline copy, outputs/report.html")
     p.add_argument("--outputs", help="the outputs folder the notebooks wrote (default: the outputs setting)")
     p.add_argument("--html", help="the offline copy (default: OUTPUTS/report.html)")
@@ -257,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     online.add_argument("--offline", dest="online", action="store_false", default=None, help="only the HTML copy")
     p.set_defaults(func=cmd_report)
 
+
+def add_bench_command(commands) -> None:
+    """bench: a thin entry to benchmarks/bench.py, a tool beside the package."""
     p = commands.add_parser("bench", help="engine vs typical pipeline, images/s")
     p.add_argument("--data")
     p.add_argument("--input-size", type=int, default=64)
@@ -268,7 +277,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json")
     p.set_defaults(func=cmd_bench)
 
-    args = parser.parse_args(argv)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train_command, add_sweep_command, add_finetune_command, add_report_command, add_bench_command):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         check_numbers(args)
         check_paths(args)

@@ -100,8 +100,10 @@ def test_augmentation_shapes_and_ranges():
 def test_nan_loss_raises_diverged_and_memory_is_released(root, monkeypatch):
     released = []
     monkeypatch.setattr(train_lib, "release_memory", lambda: released.append(1))
+    diverging = fast(epochs=1)
+    diverging.lr = 1e9  # past TrainConfig's bound on purpose, set after its check: the loop's own guard is tested
     with pytest.raises(Diverged):
-        train_lib.train(TINY, root, fast(epochs=1, lr=1e9), device="cpu", progress=False, verbose=False)
+        train_lib.train(TINY, root, diverging, device="cpu", progress=False, verbose=False)
     assert released == [1]
 
 
