@@ -139,8 +139,9 @@ def question_a1(outputs: Path) -> Question:
     return Question("Question 1", NOTEBOOKS["A1"], items)
 
 
-def sweep_record(outputs: Path) -> tuple[str | None, dict, list[dict]]:
-    """(sweep id, its entry in the table, its runs): the most recently created sweep that has runs."""
+def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
+    """(sweep id, its entry in the table, its runs): the sweep Part-A/03 took its best model from (named in
+    `best`'s source), else the most recently created sweep that has runs."""
     from .sweep import load_runs
 
     path = outputs / "sweep_runs.json"
@@ -150,7 +151,8 @@ def sweep_record(outputs: Path) -> tuple[str | None, dict, list[dict]]:
     sweeps = [s for s in (table.get("sweeps") or {}).values() if isinstance(s, dict) and s.get("sweep_id") in with_runs]
     if not sweeps:
         return None, {}, []
-    chosen = max(sweeps, key=lambda s: str(s.get("created", "")))
+    named = [s for s in sweeps if s["sweep_id"] in str((best or {}).get("source", ""))]
+    chosen = named[0] if named else max(sweeps, key=lambda s: str(s.get("created", "")))
     return chosen["sweep_id"], chosen, [run for run in runs if run.get("sweep_id") == chosen["sweep_id"]]
 
 
@@ -425,8 +427,8 @@ def collect(outputs: Path) -> Content:
     """Every question's answer from the files under `outputs`."""
     from .bootstrap import REPO_URL
 
-    sweep_id, sweep, runs = sweep_record(outputs)
     best = _read_json(outputs / "partA_best.json")
+    sweep_id, sweep, runs = sweep_record(outputs, best)
     strategies = _read_json(outputs / "partB_strategies.json")
     compared = _read_json(outputs / VS_SCRATCH)
     found = {"A2": runs, "A3": best, "B1": strategies, "B2": compared}

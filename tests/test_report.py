@@ -298,3 +298,17 @@ def test_the_formula_table_is_checked_against_pytorch_as_it_is_built(monkeypatch
     monkeypatch.setattr(report_content.formulas, "torch_counts", lambda model, size: (0, 0))
     with pytest.raises(AssertionError, match="PyTorch's counts disagree"):
         report_content.closed_forms(224)
+
+
+def test_question_2_shows_the_sweep_the_tested_model_came_from(tmp_path):
+    """A later sweep in the same table (say, a second try) does not replace the one Part-A/03 tested."""
+    outputs = make_outputs(tmp_path / "outputs")
+    table = json.loads((outputs / "sweep_runs.json").read_text())
+    later = "local-20270101-000000-ffff"
+    table["sweeps"][later] = {**table["sweeps"][SWEEP], "sweep_id": later, "created": "2027-01-01T00:00:00+00:00"}
+    table["runs"].append({**table["runs"][0], "sweep_id": later, "name": "later-run"})
+    (outputs / "sweep_runs.json").write_text(json.dumps(table))
+    assert report_content.sweep_record(outputs)[0] == later
+    best = json.loads((outputs / "partA_best.json").read_text())
+    assert report_content.sweep_record(outputs, best)[0] == SWEEP
+    assert f"Sweep {SWEEP}" in report_content.collect(outputs).parts[0].questions[1].items[0].text
