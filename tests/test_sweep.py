@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import data, sweep, sweep_plots, train as train_lib
-from shared.model import CNNConfig
+from shared import data, runs_table, sweep, sweep_controller, sweep_plots, train as train_lib
+from shared.model import CNN, CNNConfig
 from shared.runtime import REPO_ROOT, UserError, run_mode
 from shared.train import TrainConfig
 
@@ -70,9 +70,9 @@ def planted_record(sweep_id, val_accs, root=None, state="finished", name="plante
 def plant_sweep(path, root, config, records=(), sweep_id=None):
     """A local sweep in the table at `path`, as run_sweep registers one, with planted runs."""
     sweep_id = sweep_id or sweep.new_local_id()
-    sweep._register_sweep({"sweep_id": sweep_id, "method": config["method"], "wandb_mode": "offline",
-                           "config": config, "created": "2026-01-01T00:00:00+00:00",
-                           "data": data.data_fingerprint(root), "mode": run_mode(True)}, path)
+    runs_table.register_sweep({"sweep_id": sweep_id, "method": config["method"], "wandb_mode": "offline",
+                               "config": config, "created": "2026-01-01T00:00:00+00:00",
+                               "data": data.data_fingerprint(root), "mode": run_mode(True)}, path)
     for record in records:
         sweep.append_run({**record, "sweep_id": sweep_id}, path)
     return sweep_id
@@ -163,8 +163,11 @@ def test_offline_sweep_writes_the_runs_table(root, tmp_path):
 
 
 def test_a_diverged_run_fails_alone(root, tmp_path):
-    """A real divergence (lr 1e9 with weight decay: NaN weights) is recorded as failed; the next grid run trains normally."""
-    result = sweep.run_sweep(root, 2, config=tiny_config("grid", lr=[1e9, 2e-3], weight_decay=0.05), path=tmp_path / "runs.json")
+    """A real divergence (SGD at lr 10 with weight decay 1, no BatchNorm: a NaN loss) is recorded as failed; the
+    next grid run trains normally. (W&B's config turns 10.0 into 10, which the grid engine did not recognise as
+    the value it had handed out, so it drew lr 10 again.)"""
+    config = tiny_config("grid", lr=[10.0, 2e-3], weight_decay=1.0, optimizer="sgd", batch_norm=False)
+    result = sweep.run_sweep(root, 2, config=config, path=tmp_path / "runs.json")
     first, second = result["runs"]
     assert first["state"] == "failed" and first["error"].startswith("diverged") and first["val_acc"] is None
     assert second["state"] == "finished" and second["val_acc"] > 0
@@ -242,7 +245,7 @@ def test_new_sweeps_draw_new_configs(root, tmp_path, monkeypatch):
 def test_a_local_sweep_continues_with_its_history(root, tmp_path, monkeypatch):
     """Issue 8: offline there was no way to continue a sweep; the engine must see the runs so far."""
     monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: min(0.9, 100 * tcfg.lr)))
-    engine, seen = sweep._engine(), []
+    engine, seen = sweep_controller._engine(), []
     real_next_run = engine.next_run
 
     def spy(config, runs, *args, **kwargs):
@@ -323,23 +326,6 @@ def test_best_config_uses_only_runs_on_the_data_in_use(root, tmp_path, capsys):
         sweep.best_config("abc123", path=path)  # the old positional call best_config(SWEEP_ID)
 
 
-def test_an_older_table_is_kept_and_an_unreadable_one_never_overwritten(root, tmp_path):
-    path = tmp_path / "runs.json"
-    legacy = {**planted_record("x", [0.9], name="legacy"), "data": None}
-    legacy.pop("sweep_id")
-    path.write_text(json.dumps({"runs": [legacy], "sweep_id": "local-old", "method": "bayes", "mode": "offline",
-                                "config": tiny_config()}))
-    sweep.append_run(planted_record("local-new", [0.5], root, name="new"), path)
-    table = json.loads(path.read_text())
-    assert [(run["name"], run["sweep_id"]) for run in table["runs"]] == [("legacy", "local-old"), ("new", "local-new")]
-    assert table["sweeps"]["local-old"]["config"] == tiny_config()
-    assert "new" in sweep.best_config(root, path=path)[2]  # the legacy run has no data record: not trusted
-    path.write_text('{"runs": [')  # e.g. an edit by hand gone wrong
-    with pytest.raises(UserError, match="not valid JSON"):
-        sweep.append_run(planted_record("local-new", [0.5], root), path)
-    assert path.read_text() == '{"runs": ['
-
-
 # ------------------------------------------------------------------------------------------------
 # Several agents on one table
 # ------------------------------------------------------------------------------------------------
@@ -375,26 +361,6 @@ def test_one_agent_per_gpu_each_with_its_own_device_and_table(root, tmp_path, mo
     assert "gpu1" in sweep.best_config(root, sweep_id="abc123", path=path)[2]
     assert len(json.loads(path.read_text())["runs"]) == 3  # the stale run is kept, only not mixed in
     assert sweep.agent_command("abc123", 4, 64) == "python -m shared sweep --sweep-id abc123 --count 4 --input-size 64"
-
-
-def test_concurrent_agents_never_drop_a_run(tmp_path):
-    """Three processes append 40 runs each to one table at the same time: all 120 are kept.
-
-    Each waits until all three are ready, so their read-modify-writes overlap (without the lock, runs are lost).
-    """
-    path = tmp_path / "runs.json"
-    script = ("import sys, time; from pathlib import Path; from shared import sweep\n"
-              "name, table, ready = sys.argv[1], sys.argv[2], Path(sys.argv[3])\n"
-              "(ready / name).touch()\n"
-              "while len(list(ready.iterdir())) < 3: time.sleep(0.01)\n"
-              "for i in range(40):\n"
-              "    sweep.append_run({'name': f'{name}-{i}', 'sweep_id': 's'}, table)\n")
-    (tmp_path / "ready").mkdir()
-    agents = [subprocess.Popen([sys.executable, "-c", script, f"agent{n}", str(path), str(tmp_path / "ready")],
-                               cwd=REPO_ROOT) for n in range(3)]
-    assert [agent.wait(timeout=300) for agent in agents] == [0, 0, 0]
-    names = [run["name"] for run in json.loads(path.read_text())["runs"]]
-    assert sorted(names) == sorted(f"agent{n}-{i}" for n in range(3) for i in range(40))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -534,3 +500,196 @@ def test_a_stop_at_the_last_epoch_is_a_finished_run(root, monkeypatch):
     assert (last["state"], last["epochs_run"]) == ("finished", 3) and "stop_reason" not in last
     early = sweep.train_one({**TINY, "epochs": 3}, root, should_stop=always)
     assert (early["state"], early["epochs_run"]) == ("stopped", 1) and early["wall_seconds"] >= 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 14: agents that never repeat a run, NaN never best, refusals before any work
+# ------------------------------------------------------------------------------------------------
+AGENT = """import sys, time
+from pathlib import Path
+sys.path.insert(0, "tests")
+from shared import data, sweep
+from test_sweep import planted_train
+name, sweep_id, ready, table = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+fake = planted_train(lambda tcfg, epoch: 0.5)
+
+def train_when_both_have_drawn(*args, **kwargs):
+    (ready / name).touch()
+    deadline = time.time() + 120
+    while len(list(ready.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    return fake(*args, **kwargs)
+
+sweep.train = train_when_both_have_drawn
+sweep.run_sweep(data.find_data(), 1, sweep_id=sweep_id, path=table)
+"""
+
+
+def test_two_offline_agents_of_one_sweep_draw_different_configs(root, tmp_path):
+    """Issue 14: `--sweep-id SID` twice at once drew the same config (the engine was seeded from the sweep id and
+    the run count, the same for both). Neither agent trains until both have drawn, so the draws really overlap."""
+    path = tmp_path / "runs.json"
+    sweep_id = plant_sweep(path, root, tiny_config("random", lr={"distribution": "log_uniform_values",
+                                                                  "min": 1e-4, "max": 1e-2}))
+    (tmp_path / "ready").mkdir()
+    agents = [subprocess.Popen([sys.executable, "-c", AGENT, f"agent{n}", sweep_id, str(tmp_path / "ready"), str(path)],
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL) for n in range(2)]
+    assert [agent.wait(timeout=600) for agent in agents] == [0, 0]
+    runs = sweep.load_runs(sweep_id, path=path)
+    assert len(runs) == 2
+    assert runs[0]["config"]["lr"] != runs[1]["config"]["lr"] and runs[0]["name"] != runs[1]["name"]
+
+
+def test_best_config_never_picks_a_nan_or_infinite_run(root, tmp_path):
+    path = tmp_path / "runs.json"
+    for name, accuracy in [("nan", float("nan")), ("inf", float("inf")), ("real", 0.5), ("minus-inf", -float("inf"))]:
+        sweep.append_run(planted_record("local-a", [0.1], root, name=name, val_acc=accuracy), path)
+    assert "real" in sweep.best_config(root, path=path)[2]
+
+
+def test_zero_epochs_or_input_size_are_refused_as_train_refuses_them(root, tmp_path):
+    """Issue 14: 0 was taken as "not given", so `sweep --epochs 0 --input-size 0` ran the full-size default sweep."""
+    with pytest.raises(UserError, match=r"^epochs must be >= 1, got 0$"):
+        sweep.sweep_config(epochs=0)
+    with pytest.raises(UserError, match=r"^input_size must be >= 32 \(five 2x2 pools\), got 0$"):
+        sweep.sweep_config(input_size=0)
+    path = tmp_path / "runs.json"
+    for settings in (dict(epochs=0), dict(input_size=0), dict(epochs=-3)):
+        with pytest.raises(UserError, match="must be >= "):
+            sweep.run_sweep(root, 1, path=path, **settings)
+    sweep_id = plant_sweep(path, root, tiny_config())
+    with pytest.raises(UserError, match="epochs must be >= 1"):  # continuing: refused, not ignored
+        sweep.run_sweep(root, 1, sweep_id=sweep_id, epochs=0, path=path)
+    assert sweep.sweep_config(epochs=None)["parameters"]["epochs"] == sweep.SWEEP_CONFIG["parameters"]["epochs"]
+    assert "--epochs 0" in sweep.agent_command("local-x", 1, epochs=0)  # given is given, even when wrong
+
+
+BAD_NEW_CONFIGS = {
+    "input size 16": lambda: {**tiny_config(), "parameters": {**tiny_config()["parameters"], "input_size": {"value": 16}}},
+    "a dropout no run accepts": lambda: tiny_config(dropout=[0.2, 1.5]),
+    "hyperband eta 1": lambda: {**tiny_config(), "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 1}},
+    "hyperband with no band": lambda: {**tiny_config(), "early_terminate": {"type": "hyperband", "max_iter": 1, "s": 2}},
+    "an unknown method": lambda: {**tiny_config(), "method": "custom"},
+}
+
+
+@pytest.mark.parametrize("bad", BAD_NEW_CONFIGS, ids=list(BAD_NEW_CONFIGS))
+def test_an_impossible_config_is_refused_before_the_sweep_is_registered(root, tmp_path, bad):
+    """Issue 14: an impossible input size was registered in the table first and failed in its first run."""
+    path = tmp_path / "runs.json"
+    with pytest.raises(UserError) as caught:
+        sweep.run_sweep(root, 1, config=BAD_NEW_CONFIGS[bad](), path=path)
+    assert "the sweep config" in str(caught.value) and "\n" not in str(caught.value)
+    assert not path.exists()
+
+
+STORED_PROBLEMS = {
+    "an unknown method": lambda config: config.update(method="hillclimb"),
+    "config null": lambda config: config.clear(),
+    "hyperband min_iter 0": lambda config: config["early_terminate"].update(min_iter=0),
+    "hyperband eta as text": lambda config: config["early_terminate"].update(eta="two"),
+}
+
+
+@pytest.mark.parametrize("problem", STORED_PROBLEMS, ids=list(STORED_PROBLEMS))
+def test_a_stored_config_the_engine_cannot_use_is_one_line(root, tmp_path, problem):
+    """Issue 14: continuing a sweep whose stored config was edited by hand raised inside the engine."""
+    path = tmp_path / "runs.json"
+    sweep_id = plant_sweep(path, root, tiny_config(early_terminate=SHORT_HYPERBAND))
+    table = json.loads(path.read_text())
+    STORED_PROBLEMS[problem](table["sweeps"][sweep_id]["config"])
+    if not table["sweeps"][sweep_id]["config"]:
+        table["sweeps"][sweep_id]["config"] = None
+    path.write_text(json.dumps(table))
+    with pytest.raises(UserError) as caught:
+        sweep.run_sweep(root, 1, sweep_id=sweep_id, path=path)
+    message = str(caught.value)
+    assert f"sweep {sweep_id} in {path}" in message and "\n" not in message
+    assert json.loads(path.read_text())["runs"] == []
+
+
+def test_the_json_result_may_not_replace_the_runs_table(root, tmp_path, monkeypatch):
+    """Issue 14: `sweep --json` pointed at the runs table replaced every sweep's runs with one sweep's payload."""
+    monkeypatch.setattr(sweep, "train", planted_train(lambda tcfg, epoch: 0.5))
+    path = tmp_path / "runs.json"
+    sweep.run_sweep(root, 1, config=tiny_config(), path=path)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="--json .* is also the runs table"):
+        sweep.run_sweep(root, 1, config=tiny_config(), path=path, json_path=tmp_path / "." / "runs.json")
+    assert path.read_bytes() == before
+    result = sweep.run_sweep(root, 1, config=tiny_config(), path=path, json_path=tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(result))
+
+
+def test_an_unfinished_sweep_is_continued_unless_a_new_one_is_asked(root, tmp_path, monkeypatch, capsys):
+    """Issue 13 section 5: SWEEP_ID = None after a lost session started a second sweep beside the unfinished one."""
+    path = tmp_path / "runs.json"
+    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
+
+    def session_lost_in_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", session_lost_in_second_run)
+    config = tiny_config("random", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(root, 3, config=config, path=path)
+    first_id = json.loads(path.read_text())["runs"][0]["sweep_id"]
+    capsys.readouterr()
+    again = sweep.run_sweep(root, 3, config=config, path=path)
+    said = [line for line in capsys.readouterr().out.splitlines() if "the unfinished sweep" in line]
+    assert again["sweep_id"] == first_id and len(again["runs"]) == 3
+    assert len(said) == 1 and first_id in said[0] and "1 of its 3 runs" in said[0] and "2 more" in said[0]
+    assert len({run["config"]["lr"] for run in again["runs"]}) == 3
+    assert sweep.run_sweep(root, 1, config=config, path=path)["sweep_id"] != first_id  # finished: a new one
+    monkeypatch.setattr(sweep, "train", session_lost_in_second_run)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(root, 2, config=config, path=path)
+    unfinished = json.loads(path.read_text())["runs"][-1]["sweep_id"]
+    assert sweep.run_sweep(root, 1, config=config, path=path, sweep_id="new")["sweep_id"] != unfinished
+    assert sweep.run_sweep(root, 1, config=tiny_config(), path=path)["sweep_id"] != unfinished  # another config
+    assert sweep.run_sweep(root, 1, config=config, path=path)["sweep_id"] == unfinished
+
+
+def planted_model_train(accuracy):
+    """planted_train whose result carries a real model with every weight set to the run's lr (to tell them apart)."""
+    fake = planted_train(accuracy)
+
+    def fake_train(cnn, root, tcfg, **kwargs):
+        result = fake(cnn, root, tcfg, **kwargs)
+        result.model = CNN(cnn)
+        for parameter in result.model.parameters():
+            parameter.data.fill_(tcfg.lr)
+        return result
+    return fake_train
+
+
+def test_the_sweep_keeps_its_best_model(root, tmp_path, monkeypatch):
+    """Issue 14 (Part-A/03, Question 4): the best model *from the sweep*; saved when a run beats the sweep's
+    earlier finished runs, never replaced by a worse run, a NaN run or another sweep's run."""
+    path = tmp_path / "runs.json"
+    scores = {1e-3: 0.6, 3e-3: 0.8, 2e-3: 0.7, 4e-3: float("nan")}
+    monkeypatch.setattr(sweep, "train", planted_model_train(lambda tcfg, epoch: scores[tcfg.lr]))
+    config = tiny_config("grid", lr=[1e-3, 3e-3])
+    first = sweep.run_sweep(root, 1, config=config, path=path)
+    sweep_id = first["sweep_id"]
+    assert sweep.best_run_checkpoint(sweep_id, path) == tmp_path / "sweep_checkpoints" / f"{sweep_id}.pt"
+    result = sweep.run_sweep(root, 1, sweep_id=sweep_id, path=path)
+    checkpoint = sweep.best_run_checkpoint(sweep_id, path)
+    model, saved = train_lib.load_checkpoint(checkpoint)
+    best = max(result["runs"], key=lambda run: run["val_acc"])
+    assert best["config"]["lr"] == 3e-3 and result["best_checkpoint"] == str(checkpoint)
+    assert all((parameter == 3e-3).all() for parameter in model.parameters())
+    assert (saved["run_name"], saved["sweep_id"], saved["val_acc"], saved["mode"]) == (
+        best["name"], sweep_id, 0.8, run_mode(True))
+    assert saved["run_config"] == best["config"] and data.same_data(saved["data"], data.data_fingerprint(root))
+    worse = sweep.run_sweep(root, 2, config=tiny_config("grid", lr=[2e-3, 4e-3]), path=path, sweep_id="new")
+    assert [run["val_acc"] == run["val_acc"] for run in worse["runs"]] == [True, False]  # 0.7, then NaN
+    assert sweep.best_run_checkpoint(worse["sweep_id"], path) != checkpoint  # its own file
+    assert train_lib.load_checkpoint(checkpoint)[1]["run_name"] == best["name"]  # untouched by the other sweep
+    _, other = train_lib.load_checkpoint(sweep.best_run_checkpoint(worse["sweep_id"], path))
+    assert other["val_acc"] == 0.7  # the NaN run came later and was not saved over it
+    assert sweep.best_run_checkpoint("local-never-ran", path) is None
