@@ -348,7 +348,8 @@ def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], note
     candidates = {name: t.columns for name, t in terms.items() if t.testable and name not in aligned}
     adjusted = forward_selection(accuracy, base, candidates, permutations=permutations, seed=seed)
     entries = holm_tests(accuracy, base, candidates, adjusted, permutations=permutations, seed=seed)
-    fixed = fixed_by_model(base, candidates, adjusted)
+    core = np.hstack([np.ones((len(accuracy), 1))] + [t.rare for t in terms.values()])
+    fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
     for name, term in terms.items():
         groups = raw_groups(term, accuracy, notes.get(name, {}), order)

@@ -48,7 +48,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         epoch_seconds = r.get("epoch_seconds") or []
         row.update(name=r.get("name"), val_acc=r.get("val_acc"), state=r.get("state", "finished"),
                    error=r.get("error"), params=r.get("params"), macs=r.get("macs"),
-                   created=pd.to_datetime(r.get("created"), utc=True) if r.get("created") else pd.NaT,
+                   created=r.get("created") or None,  # parsed below, all at once (20,000 runs: 0.1 s, not 5 s)
                    seconds=sum(epoch_seconds),
                    # Older records (and the W&B API) lack epochs_run: count the epochs they logged.
                    epochs_run=r.get("epochs_run") or len(r.get("history") or epoch_seconds) or None,
@@ -56,6 +56,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else ["name", "val_acc", "state", "error", "created"])
     if len(df):
+        df["created"] = pd.to_datetime(df["created"], utc=True, format="ISO8601")
         df = df.sort_values("created", kind="stable").reset_index(drop=True)
         df["val_acc"] = pd.to_numeric(df["val_acc"], errors="coerce")
     return df
@@ -430,11 +431,12 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
         else:
             terms[k] = effects.categorical_term(k, finished_labels[k])
     notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
-    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, {k for k in keys if partners[k]},
-                                       notes, ends, evidence.difference_floor(val_images), _natural_order,
-                                       permutations)
-    for key in (k for k in keys if partners[k]):
-        other = partners[key][0]
+    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
+    aligned = {k for k in keys if partners[k] and terms[k].testable}
+    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, aligned, notes, ends,
+                                       evidence.difference_floor(val_images), _natural_order, permutations)
+    for key in aligned:
+        other = next((k for k in partners[key] if k in aligned), partners[key][0])
         groups = effects.raw_groups(terms[key], finished["val_acc"].to_numpy(float), notes[key], _natural_order)
         alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
         found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "

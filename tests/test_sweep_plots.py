@@ -27,14 +27,20 @@ def planted_runs():
     (a confounded pair); kernel_size 5 has only two runs; lr is continuous and does nothing.
     Plus one stopped-early run (a terrible accuracy after 3 epochs) and one failed run.
     """
-    noise = np.random.default_rng(0).normal(0, 0.01, 16)
+    # Seed 1: seed 0's noise happened to put organisation's halves 1.2 pp apart (p = 0.004), which the joint
+    # model, with batch_norm's 10 pp out of the spread, rightly sees; such a seed is a 1-in-20 event for this
+    # design (200 noise seeds: 5% with a claim about dropout, organisation or lr).
+    noise = np.random.default_rng(1).normal(0, 0.01, 16)
+    # Drawn, not 10 ** (-3.5 + i / 15): that lr was an exact linear function of four other columns of the
+    # factorial, which the joint model rightly refuses to separate.
+    lr_exponents = np.random.default_rng(1).uniform(-3.5, -2.5, 16)
     runs = []
     for i in range(16):
         batch_norm, dropout = bool(i % 2), [0.2, 0.3][(i // 2) % 2]
         augment, organisation = bool((i // 4) % 2), ["same", "doubling"][(i // 8) % 2]
         runs.append(record(i, 0.50 + 0.10 * batch_norm + noise[i], batch_norm=batch_norm, dropout=dropout,
                            augment=augment, weight_decay=0.05 if augment else 0.0, organisation=organisation,
-                           kernel_size=5 if i in (5, 10) else 3, lr=float(10 ** (-3.5 + i / 15))))
+                           kernel_size=5 if i in (5, 10) else 3, lr=float(10 ** lr_exponents[i])))
     runs.append(record(16, 0.05, "stopped", batch_norm=True))
     failed = record(17, None, "failed", batch_norm=False)
     failed["error"] = "out of memory"
@@ -249,3 +255,10 @@ def test_twenty_thousand_runs_take_seconds():
     plt.close(sweep_plots.plot_importance(sweep_plots.parameter_importance(table)))
     assert time.perf_counter() - started < 60
     assert findings[0].subject == "batch_norm" and findings[0].supported
+
+
+def test_two_runs_say_too_few_runs_rather_than_aligned():
+    """Two runs align every pair of parameters; the reason to give is that one run per value is too few."""
+    runs = [record(0, 0.116, batch_norm=True, dropout=0.2), record(1, 0.113, batch_norm=False, dropout=0.3)]
+    findings = sweep_plots.observations(runs)
+    assert findings and all(f.reason == "too few runs" for f in findings)
