@@ -1,7 +1,7 @@
 """Command line: `python -m shared train|sweep|finetune|report|bench ...`, a thin layer over the notebooks' functions.
 
     python -m shared train --data DIR [--input-size S] [--epochs E] [--batch-size B] [--set key=value ...] [--test] [--json FILE]
-    python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID] [--runs FILE] [--json FILE]
+    python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID | --new] [--runs FILE] [--json FILE]
     python -m shared finetune --data DIR --model NAME --strategy head|first_k|last_k|full [--k K] [--epochs E] [--input-size S] [--random-init] [--test] [--json FILE]
     python -m shared report [--outputs DIR] [--html FILE] [--online | --offline]
     python -m shared bench [--data DIR] [--input-size S] [--batch-size B] [--epochs E] [--configs light,heavy] [--json FILE]
@@ -156,8 +156,10 @@ def cmd_sweep(args) -> dict:
     from .data import find_data
     from .sweep import run_sweep
 
+    if args.new and args.sweep_id:
+        raise UserError(f"--new starts a new sweep and --sweep-id {args.sweep_id} continues one; give one of them")
     return run_sweep(find_data(args.data), count=args.count, method=args.method, input_size=args.input_size,
-                     epochs=args.epochs, sweep_id=args.sweep_id, path=runs_table_path(args))
+                     epochs=args.epochs, sweep_id="new" if args.new else args.sweep_id, path=runs_table_path(args))
 
 
 def runs_table_path(args) -> Path:
@@ -231,6 +233,8 @@ def add_sweep_command(commands) -> None:
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--sweep-id", help="continue this sweep: a local-... id offline, or join a W&B sweep online")
+    p.add_argument("--new", action="store_true", help="start a new sweep (default: continue an unfinished sweep "
+                                                       "of the same config, data and mode, if there is one)")
     p.add_argument("--runs", help="the runs table every run is appended to (default outputs/sweep_runs.json)")
     p.add_argument("--json", help="also write this sweep's runs (earlier sessions' included) here")
     p.set_defaults(func=cmd_sweep)

@@ -219,3 +219,13 @@ def test_report_prints_what_run_report_returns(tmp_path, capsys, monkeypatch):
                      {"outputs": tmp_path, "html": tmp_path / "r.html", "online": None}]  # None: online with a key
     first, second = capsys.readouterr().out.split("}\n{")
     assert json.loads(first + "}") == {"html": str(tmp_path / "report.html")}
+
+
+def test_sweep_continues_by_default_and_new_starts_one(capsys, monkeypatch):
+    """An unfinished sweep of the same config, data and mode is continued unless --new asks for a new one."""
+    asked = []
+    monkeypatch.setattr(sweep_lib, "run_sweep", lambda root, **kwargs: asked.append(kwargs["sweep_id"]) or {})
+    cli.main(["sweep", "--count", "1"])
+    cli.main(["sweep", "--count", "1", "--new"])
+    assert asked == [None, "new"]
+    assert "give one of them" in refused(["sweep", "--count", "1", "--new", "--sweep-id", "local-x"], capsys)
