@@ -1,9 +1,9 @@
 """report.html in a real headless Chromium (Debian's `chromium`, installed by .ci/run): every section heading is
 there, every image decodes, nothing is fetched from the network, and a screenshot is made.
 
-Without Chromium these tests skip and say why; `make test` never installs it. The report comes from a real
-quick-mode run of the six notebooks in order (Part-B/02's last cell writes it), so this is also the test that
-such a run ends with a complete report.
+Without Chromium these tests skip and say why; `make test` never installs it. `check_complete` and
+`check_in_browser` are also applied to the report that a real quick-mode run of the six notebooks in order ends
+with (test_notebooks_in_order.py: Part-B/02's last cell writes it), so the notebooks run in order only once.
 """
 import html
 import json
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from notebook_runner import NOTEBOOKS, run_notebook, stream_text
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
                 if shutil.which(name)), None)
@@ -39,17 +38,6 @@ window.addEventListener("load", () => {
   document.body.appendChild(out);
 });
 </script>"""
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """The six notebooks in order, in quick mode, in one outputs folder; Part-B/02 ends by writing the report."""
-    outputs = tmp_path_factory.mktemp("quick-run") / "outputs"
-    printed = {}
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for path in NOTEBOOKS:
-            printed[path.name] = stream_text(run_notebook(path, outputs, monkeypatch))
-    return outputs, printed
 
 
 def chromium(*arguments: str, profile: Path, timeout: int = 120) -> str:
@@ -93,15 +81,6 @@ def check_in_browser(outputs: Path, scratch: Path) -> Path:
     if os.environ.get("REPORT_SCREENSHOTS"):  # a folder to keep the screenshots in, to look at them
         shutil.copy(screenshot, Path(os.environ["REPORT_SCREENSHOTS"]) / screenshot.name)
     return screenshot
-
-
-def test_a_quick_run_of_the_notebooks_ends_with_a_complete_report(quick_run):
-    check_complete(*quick_run)
-
-
-@needs_browser
-def test_report_opens_in_headless_chromium_offline(quick_run, tmp_path):
-    check_in_browser(quick_run[0], tmp_path)
 
 
 @needs_browser
