@@ -1,6 +1,6 @@
 """Benchmark: our engine against the typical pipeline, same ImageFolder, same CNN.
 
-A tool beside the package, for the README's speed table (no notebook needs it):
+A tool beside the package, for docs/speed.md's tables (no notebook needs it):
 `python -m benchmarks.bench [--data DIR]`, also `python -m shared bench` and `make bench`.
 
 - engine: decode every JPEG once into a uint8 cache (timed: cache-build images/s), then `train.fit`:
@@ -35,7 +35,7 @@ from shared.model import CNN, CNNConfig
 from shared.runtime import DATA_DIR, UserError, atomic_path, get_device
 from shared.train import TrainConfig, fit, release_memory
 
-# The published solution's two reference configs (see the README): cheap and compute-heavy.
+# The published solution's two reference configs (see docs/speed.md): cheap and compute-heavy.
 CONFIGS = {
     "light": dict(filters=(32,) * 5, kernel_sizes=(3,) * 5, activation="relu", dense_neurons=256, batch_norm=True),
     "heavy": dict(filters=(512, 256, 128, 64, 32), kernel_sizes=(3,) * 5, activation="relu", dense_neurons=256,

@@ -1,6 +1,6 @@
 """One call on a lent GPU: the GPU tests, cache-build rates, the bench beside the reference loop, a timed sweep.
 
-A tool beside the package, for the README's GPU figures (no notebook needs it). A lent GPU comes with
+A tool beside the package, for the GPU figures in docs/speed.md (no notebook needs it). A lent GPU comes with
 minutes, so everything runs in one command inside a time budget and writes ONE JSON, `OUT/gpu_check.json`
 (`gpu_check-2.json` and so on when an earlier check's report is there: it is never overwritten):
 
