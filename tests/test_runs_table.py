@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared import data, runs_table
+from shared import data, runs_table, sweep
 from shared.runtime import REPO_ROOT, UserError, run_mode
 
 
@@ -71,13 +71,15 @@ def test_a_broken_table_is_one_line_that_names_the_file(root, tmp_path, broken):
     assert path.read_bytes() == BROKEN_TABLES[broken]
 
 
-def test_a_runs_path_that_is_a_folder_or_under_a_file_is_refused(tmp_path):
+def test_a_runs_path_that_is_a_folder_or_under_a_file_is_refused(root, tmp_path):
     (tmp_path / "a_file").write_text("x")
     for path, problem in ((tmp_path, "is a folder"), (tmp_path / "a_file" / "runs.json", "cannot be written")):
         with pytest.raises(UserError, match=problem):
             runs_table.check_table_path(path)
         with pytest.raises(UserError):
             runs_table.append_run(record("local-a", 0.5), path)
+        with pytest.raises(UserError, match=problem):  # before any work: no data check, no W&B run
+            sweep.run_sweep(root, 1, path=path, config={"not": "checked yet"})
     runs_table.check_table_path(tmp_path / "new" / "runs.json")  # a folder that does not exist yet is fine
 
 
