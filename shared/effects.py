@@ -37,11 +37,13 @@ theorem) and is used instead, so 20,000 runs take seconds.
 
 What the model assumes. Effects add up (no interactions: batch_norm helps by the same amount at every
 learning rate); lr acts on a straight line in log10 (a peak inside the range shows as a weak slope);
-the noise of a run does not depend on its config. A Bayes sweep draws values far from balanced
-(concentrated near the best configs): the model still separates parameters as long as each compared
-value has enough runs, but its estimates describe the region the sweep explored, and a rarely drawn
-value is compared only when it has `evidence.MIN_RUNS_PER_GROUP` runs. Values with fewer runs keep a
-column of their own (so they do not bias the others) and are left out of the comparison.
+the noise of a run does not depend on its config, nor on which configs were drawn. A Bayes sweep bends
+the last two: it draws values far from balanced (concentrated near the best configs found so far), and
+it draws them because earlier runs were lucky. The model still separates parameters as long as each
+compared value has MIN_RUNS_PER_GROUP runs (values with fewer keep a column of their own, so they do not
+bias the others, and are left out of the comparison), but its estimates describe the region the sweep
+explored, rare values cost power, and a parameter whose values were copied along with a real effect's
+can stand in for it. `benchmarks/observations_sim.py` measures that cost (see its results).
 """
 from __future__ import annotations
 
