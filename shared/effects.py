@@ -57,6 +57,7 @@ from . import evidence
 
 PERMUTATIONS = 2_000   # resolves p-values down to 1/2001, below the strictest Holm threshold (0.05/13)
 LARGE_SAMPLE = 500     # residual degrees of freedom from which the F distribution replaces permutations
+NO_SPREAD = 1e-9         # a residual standard deviation below this is float rounding of identical accuracies
 CHUNK_VALUES = 2_000_000  # permuted residuals held in memory at once (16 MB): memory stays bounded
 
 
@@ -135,7 +136,7 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
         full = basis(np.hstack([model, columns]))
         added, residual_df = full.shape[1] - reduced.shape[1], runs - full.shape[1]
         full_rss = float(residual_sum_of_squares(accuracy[None], full)[0])
-        if added == 0 or residual_df < 1 or full_rss <= 0:
+        if added == 0 or residual_df < 1 or full_rss <= NO_SPREAD ** 2 * runs:
             tests[name] = Test(math.nan, added, residual_df, math.nan)
             continue
         f = (reduced_rss - full_rss) / added / (full_rss / residual_df)
@@ -220,7 +221,7 @@ def fit(accuracy: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, float, in
     residual = accuracy - design @ coefficients
     degrees = len(accuracy) - basis(design).shape[1]
     spread = math.sqrt(float(residual @ residual) / degrees) if degrees > 0 else math.nan
-    return coefficients, spread, degrees
+    return coefficients, (0.0 if spread < NO_SPREAD else spread), degrees
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     if test.residual < 1:
         finding.reason = "too few runs"
         finding.text = refusal + f"too few runs for a model of every parameter. {describe_groups(groups)}"
-    elif not (math.isfinite(effect.cohens_d) and math.isfinite(effect.difference)):
+    elif not all(map(math.isfinite, (effect.cohens_d, effect.difference, test.p_value))):
         finding.reason, finding.text = "no spread", (refusal + f"the runs have no spread left to measure noise by "
                                                       f"({lead}). {describe_groups(groups)}")
     elif not entry.rejected:

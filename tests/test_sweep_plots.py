@@ -266,3 +266,15 @@ def test_two_runs_say_too_few_runs_rather_than_aligned():
     runs = [record(0, 0.116, batch_norm=True, dropout=0.2), record(1, 0.113, batch_norm=False, dropout=0.3)]
     findings = sweep_plots.observations(runs)
     assert findings and all(f.reason == "too few runs" for f in findings)
+
+
+def test_runs_without_spread_claim_nothing_and_print_no_nan():
+    """Identical accuracies (or one parameter explaining every run exactly) leave no noise to test against:
+    the joint model printed 'permutation p = nan' and d = 8e14 before the spread had a floor."""
+    for accuracy in (lambda i: 0.5, lambda i: 0.5 + 0.1 * (i % 2)):
+        runs = [record(i, accuracy(i), batch_norm=bool(i % 2), dropout=[0.2, 0.3][(i // 2) % 2], lr=1e-3 * (1 + i / 10))
+                for i in range(12)]
+        findings = {f.subject: f for f in sweep_plots.observations(runs)}
+        assert not any(f.supported for f in findings.values())
+        assert findings["batch_norm"].reason == "no spread"
+        assert not any("nan" in f.text.lower() or "e+" in f.text for f in findings.values())
