@@ -85,9 +85,11 @@ def categorical_term(name: str, labels: list[str]) -> Term:
     reference = max(common, key=lambda v: counts[list(values).index(v)]) if common else None
     tested = [v for v in common if v != reference]
     label_array = np.asarray(labels, dtype=str)
-    indicator = lambda chosen: np.stack([label_array == v for v in chosen], 1).astype(float) if chosen else \
-        np.zeros((len(labels), 0))
-    return Term(name, list(labels), indicator(tested), indicator(rare), tested, reference)
+
+    def indicators(chosen: list[str]) -> np.ndarray:
+        return np.stack([label_array == v for v in chosen], 1).astype(float) if chosen else np.zeros((len(labels), 0))
+
+    return Term(name, list(labels), indicators(tested), indicators(rare), tested, reference)
 
 
 def continuous_term(name: str, labels: list[str], scale: np.ndarray) -> Term:
@@ -113,7 +115,7 @@ def residual_sum_of_squares(rows: np.ndarray, orthonormal: np.ndarray) -> np.nda
 
 
 @dataclass
-class Test:
+class AdditionTest:
     """Adding one term to a model: its F statistic, degrees of freedom and p-value."""
     f: float
     columns: int       # degrees of freedom the term adds (0: aliased with the model)
@@ -122,8 +124,8 @@ class Test:
 
 
 def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str, np.ndarray],
-                   permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Test]:
-    """Test adding each candidate's columns to `model` (which holds the intercept): drop-one F, with
+                   permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, AdditionTest]:
+    """AdditionTest adding each candidate's columns to `model` (which holds the intercept): drop-one F, with
     Freedman-Lane permutation p-values below LARGE_SAMPLE residual degrees of freedom.
 
     All candidates share the permutations of the reduced model's residuals, so one step costs one set."""
@@ -137,11 +139,11 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
         added, residual_df = full.shape[1] - reduced.shape[1], runs - full.shape[1]
         full_rss = float(residual_sum_of_squares(accuracy[None], full)[0])
         if added == 0 or residual_df < 1 or full_rss <= NO_SPREAD ** 2 * runs:
-            tests[name] = Test(math.nan, added, residual_df, math.nan)
+            tests[name] = AdditionTest(math.nan, added, residual_df, math.nan)
             continue
         f = (reduced_rss - full_rss) / added / (full_rss / residual_df)
         setups[name] = (full, added, residual_df, f)
-        tests[name] = Test(f, added, residual_df, float(stats.f.sf(f, added, residual_df)))
+        tests[name] = AdditionTest(f, added, residual_df, float(stats.f.sf(f, added, residual_df)))
     small = {name: setup for name, setup in setups.items() if setup[2] < LARGE_SAMPLE}
     if small:
         exceed = {name: 0 for name in small}
@@ -163,13 +165,13 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
 @dataclass
 class Entry:
     """A term's final test (in the selected model) and Holm's threshold at its rank."""
-    test: Test
+    test: AdditionTest
     threshold: float   # alpha / (number of terms not yet rejected at its rank)
     tested: int        # that number
     rejected: bool     # Holm's procedure rejects 'no effect': the evidence says the term changes accuracy
 
 
-def _ordered(tests: dict[str, Test]) -> list[str]:
+def _ordered(tests: dict[str, AdditionTest]) -> list[str]:
     """Names by p-value; equal permutation p-values (all at the floor) by the F distribution's p-value."""
     usable = [n for n, t in tests.items() if math.isfinite(t.p_value)]
     return sorted(usable, key=lambda n: (tests[n].p_value, stats.f.sf(tests[n].f, tests[n].columns,
