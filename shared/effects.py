@@ -125,7 +125,7 @@ class AdditionTest:
 
 def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str, np.ndarray],
                    permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, AdditionTest]:
-    """AdditionTest adding each candidate's columns to `model` (which holds the intercept): drop-one F, with
+    """Test adding each candidate's columns to `model` (which holds the intercept): drop-one F, with
     Freedman-Lane permutation p-values below LARGE_SAMPLE residual degrees of freedom.
 
     All candidates share the permutations of the reduced model's residuals, so one step costs one set."""
