@@ -49,7 +49,7 @@ if ROOT is None:
                      "(git clone <repo> && cd <repo> && make run), or set INAT_REPO_URL on Colab/Kaggle.")
 sys.path.insert(0, str(ROOT))
 from shared import bootstrap, runtime, data
-bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the wandb and sweeps pins into this kernel
+bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the W&B pins of requirements.txt into this kernel
 runtime.seed_everything(42)
 print(runtime.describe())
 '''
