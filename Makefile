@@ -17,10 +17,12 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-## run: execute every notebook in order (real data if found, else the demo set) into outputs/, then write the
-## report: outputs/report.html, and the W&B report too when a W&B key is found
+## run: print the full sweep's time estimate, execute every notebook in order (real data if found, else the demo
+## set) into outputs/, then write the report: outputs/report.html, and the W&B report too when a W&B key is found
 run: $(BIN)/.installed
 	@mkdir -p outputs
+	@echo "=== the full sweep's estimated time on this machine (Part-A/02 prints its own before it starts)"
+	@$(BIN)/python -m shared estimate >/dev/null
 	@set -e; for nb in $(NOTEBOOKS); do \
 		echo "=== $$nb"; \
 		start=$$(date +%s); \

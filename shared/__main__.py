@@ -4,6 +4,7 @@
     python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID | --new] [--runs FILE] [--json FILE]
     python -m shared finetune --data DIR --model NAME --strategy head|first_k|last_k|full [--k K] [--epochs E] [--input-size S] [--random-init] [--test] [--json FILE]
     python -m shared report [--outputs DIR] [--html FILE] [--online | --offline]
+    python -m shared estimate [--data DIR] [--count N] [--input-size S]
     python -m shared bench [--data DIR] [--input-size S] [--batch-size B] [--epochs E] [--configs light,heavy] [--json FILE]
 
 Bad input (a setting, a path, a dataset, missing weights) stops before any long work with one line,
@@ -200,6 +201,22 @@ def cmd_report(args) -> dict:
     return run_report(outputs=Path(args.outputs or OUTPUT_DIR), html=report_html_path(args), online=args.online)
 
 
+def cmd_estimate(args) -> dict:
+    """The full sweep's time on this machine, before any long work (`make run` prints it first; issue 13)."""
+    from .data import find_data, is_demo
+    from .estimate import estimate_sweep
+    from .sweep import sweep_config
+
+    root = find_data(args.data)
+    if is_demo(root):
+        print("Demo data: Part-A/02 runs its small demo sweep (minutes on a CPU) and prints its own estimate; "
+              "the full sweep needs the real data.", file=sys.stderr)
+        return {"estimate": False, "data": str(root), "demo": True}
+    result = estimate_sweep(root, sweep_config("bayes", args.input_size), args.count)
+    print(result["describe"], file=sys.stderr)
+    return result
+
+
 def cmd_bench(args) -> dict:
     """A thin entry: the bench is a tool beside the package (benchmarks/), imported only here."""
     from benchmarks.bench import run_bench
@@ -268,6 +285,15 @@ def add_report_command(commands) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def add_estimate_command(commands) -> None:
+    """estimate: the full sweep's time, as Part-A/02 prints it before its sweep (full mode: 30 runs, 224 px)."""
+    p = commands.add_parser("estimate", help="estimated time of the full sweep on this machine")
+    p.add_argument("--data")
+    p.add_argument("--count", type=int, default=30, help="runs (default 30, Part-A/02's full mode)")
+    p.add_argument("--input-size", type=int, default=224, help="pixels (default 224, Part-A/02's full mode)")
+    p.set_defaults(func=cmd_estimate)
+
+
 def add_bench_command(commands) -> None:
     """bench: a thin entry to benchmarks/bench.py, a tool beside the package."""
     p = commands.add_parser("bench", help="engine vs typical pipeline, images/s")
@@ -286,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train_command, add_sweep_command, add_finetune_command, add_report_command, add_bench_command):
+    for add in (add_train_command, add_sweep_command, add_finetune_command, add_report_command, add_estimate_command,
+                add_bench_command):
         add(commands)
     return parser
 

@@ -229,3 +229,22 @@ def test_sweep_continues_by_default_and_new_starts_one(capsys, monkeypatch):
     cli.main(["sweep", "--count", "1", "--new"])
     assert asked == [None, "new"]
     assert "give one of them" in refused(["sweep", "--count", "1", "--new", "--sweep-id", "local-x"], capsys)
+
+
+def test_estimate_prints_the_full_sweeps_time_on_real_shaped_data(tmp_path, capsys):
+    root = copy_demo_dataset(tmp_path / "inat", train_classes=10)  # no demo marker: read as real data
+    capsys.readouterr()  # what the setup printed is not the CLI's
+    cli.main(["estimate", "--data", str(root), "--count", "2", "--input-size", "32"])
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["estimate"] and result["count"] == 2 and result["input_size"] == 32
+    assert result["train_folder_images"] == 100 and result["total_seconds"] > 0
+    assert "Estimated sweep time on" in err
+    assert "count must be >= 1" in refused(["estimate", "--data", str(root), "--count", "0"], capsys)
+
+
+def test_estimate_on_the_demo_data_says_the_notebook_prints_its_own(capsys):
+    cli.main(["estimate"])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"estimate": False, "data": str(data.find_data()), "demo": True}
+    assert "Part-A/02 runs its small demo sweep" in err
