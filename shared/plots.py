@@ -126,6 +126,23 @@ def confusion_sentence(matrix: np.ndarray, classes: list[str]) -> str:
             + "; ".join(named) + ".")
 
 
+def class_extremes_sentence(per_class_acc: dict) -> str:
+    """One printed line on the easiest and hardest class, naming every class tied at the top or the bottom.
+
+    Introduced in Part-A/03; Part-B/02 and the report print the same line. Classes with no test image (None) are left out.
+    """
+    per_class = {name: acc for name, acc in per_class_acc.items() if acc is not None}
+    if not per_class:
+        return "No class has a test image: no easiest or hardest class."
+    top, bottom = max(per_class.values()), min(per_class.values())
+    easiest = [name for name, acc in per_class.items() if acc == top]
+    hardest = [name for name, acc in per_class.items() if acc == bottom]
+    if top == bottom:
+        return f"Every class has the same test accuracy ({top:.0%}): no easiest or hardest class."
+    return (f"Easiest class{'es' * (len(easiest) > 1)}: {', '.join(easiest)} ({top:.0%}); "
+            f"hardest: {', '.join(hardest)} ({bottom:.0%}).")
+
+
 # --------------------------------------------------------------------------------------------
 # Layout: grids of small panels, axes placed in inches
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import evidence, formulas, sweep_plots
+from .plots import class_extremes_sentence, confusion_sentence
 from .runtime import UserError
 
 NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
@@ -267,9 +268,7 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
     trained = "the retrained config" if retrained else "the best model"
     lines = [str(evidence.overfitting(record.get("history") or [], trained))]
     if per_class:
-        easiest, hardest = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
-        lines.append(f"Easiest class: {easiest} ({per_class[easiest]:.0%}); hardest: {hardest} "
-                     f"({per_class[hardest]:.0%}); chance level with {len(per_class)} classes: "
+        lines.append(f"{class_extremes_sentence(per_class)} Chance level with {len(per_class)} classes: "
                      f"{1 / len(per_class):.0%}.")
     items.append(Item("bullets", lines=lines))
     items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=("partA-best-model-test", name))
@@ -389,14 +388,11 @@ def class_lines(compared: dict) -> list[str]:
     """Part-B/02's hardest and easiest class and most frequent confusion, from its saved test metrics."""
     import numpy as np
 
-    from .plots import confusion_sentence
 
     per_class = {name: acc for name, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
     lines = []
     if per_class:
-        hardest, easiest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
-        lines.append(f"Hardest class for the fine-tuned model: {hardest} ({per_class[hardest]:.0%}); easiest: "
-                     f"{easiest} ({per_class[easiest]:.0%}).")
+        lines.append("For the fine-tuned model: " + class_extremes_sentence(per_class))
     if compared.get("confusion") and compared.get("classes"):
         lines.append(confusion_sentence(np.array(compared["confusion"]), compared["classes"]))
     return lines

@@ -16,9 +16,10 @@ import torch
 from matplotlib.patches import Rectangle
 
 from . import data as data_lib
-from .plots import (CORRECT, NEUTRAL, WRONG, axes_at, confusion_matrix, confusion_sentence,  # noqa: F401
-                    grid_shape, most_confused, plot_confusion_matrix, plot_layer_costs, plot_learning_curves,
-                    plot_per_class_accuracy, plot_preprocessing_comparison, save_figures, test_metrics)
+from .plots import (CORRECT, NEUTRAL, WRONG, axes_at, class_extremes_sentence, confusion_matrix,  # noqa: F401
+                    confusion_sentence, grid_shape, most_confused, plot_confusion_matrix, plot_layer_costs,
+                    plot_learning_curves, plot_per_class_accuracy, plot_preprocessing_comparison, save_figures,
+                    test_metrics)
 
 # The grid adds a check or a cross to the colour (plots.CORRECT, plots.WRONG), so colour is never the only cue.
 RIGHT_MARK, WRONG_MARK = "\u2713", "\u2717"  # check mark and ballot X; DejaVu Sans (matplotlib's default) has both

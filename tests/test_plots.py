@@ -133,3 +133,12 @@ def test_plots_stands_alone_and_viz_re_exports_it():
     for name in ("save_figures", "test_metrics", "plot_learning_curves", "plot_confusion_matrix",
                  "plot_per_class_accuracy", "plot_layer_costs", "plot_preprocessing_comparison", "most_confused"):
         assert getattr(viz, name) is getattr(plots, name)
+
+
+def test_class_extremes_sentence_names_ties_and_skips_classes_without_images():
+    from shared.plots import class_extremes_sentence
+
+    line = class_extremes_sentence({"a": 0.9, "b": 0.9, "c": 0.5, "d": None})
+    assert line == "Easiest classes: a, b (90%); hardest: c (50%)."
+    assert "no easiest or hardest" in class_extremes_sentence({"a": 0.5, "b": 0.5})
+    assert "no easiest or hardest" in class_extremes_sentence({"a": None})
