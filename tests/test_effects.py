@@ -79,3 +79,26 @@ def test_basis_drops_aliased_columns():
     assert effects.basis(np.hstack([column, 2 * column, np.ones((6, 1))])).shape == (6, 2)
     assert math.isclose(float(effects.residual_sum_of_squares(np.ones((1, 6)), effects.basis(np.ones((6, 1))))[0]), 0,
                         abs_tol=1e-9)
+
+
+def _tests(p_values):
+    return {f"p{i}": effects.AdditionTest(1.0, 1, 20, p) for i, p in enumerate(p_values)}
+
+
+def test_claims_control_the_false_discovery_rate_not_the_family_wise_error():
+    """Benjamini-Hochberg: once a strong effect is claimed, a second faces 2 alpha / m (Holm: alpha / (m - 1)).
+    p = 0.008 among 12 parameters passes 2 x 0.05 / 12 = 0.0083 but not Holm's 0.05 / 11 = 0.0045."""
+    tests = _tests([0.0001, 0.008] + [0.3] * 10)
+    decisions = effects.benjamini_hochberg(effects._ordered(tests), tests)
+    assert decisions["p1"] == (pytest.approx(2 * 0.05 / 12), 2, 12, True)
+    assert not any(decisions[f"p{i}"][3] for i in range(2, 12))
+
+
+def test_the_step_up_rejects_every_rank_up_to_the_last_that_passes():
+    """p = 0.03, 0.031, 0.032 among 3: the third passes 3 x 0.05 / 3, so all three are claimed, though
+    the first is above 0.05 / 3 (where a step-down procedure would stop at once)."""
+    tests = _tests([0.03, 0.031, 0.032])
+    decisions = effects.benjamini_hochberg(effects._ordered(tests), tests)
+    assert all(rejected and threshold == pytest.approx(0.05) for threshold, _, _, rejected in decisions.values())
+    tests = _tests([0.03, 0.04, 0.06])
+    assert not any(d[3] for d in effects.benjamini_hochberg(effects._ordered(tests), tests).values())
