@@ -1,14 +1,10 @@
-"""The three sweep plots of Question 2 and the observations of Question 3, from the runs table alone.
+"""The three sweep plots of Question 2, from the runs table alone.
 
-Introduced in Part-A/02. `runs_table` turns the records of `shared.sweep.run_sweep` (or
-`load_runs`) into a DataFrame; the plots, `parameter_importance` and `observations` read only that
-table, so a grader sees the same figures and sentences offline as online. `observations` hands the
-finished runs to the joint model of `shared.effects`. All of them take 20,000 runs in seconds.
-
-Run states: "finished" runs ran their whole budget (or stopped on their own patience); "stopped"
-runs were ended early by the sweep's early termination (hyperband; W&B may call them "killed"), so
-their accuracy comes from fewer epochs; "failed" runs (out of memory, diverged, crashed) have none.
-The plots draw the three apart.
+Introduced in Part-A/02. The plots, `parameter_importance` and `mean_accuracy_by` read only the runs
+table of `shared.runs_frame` (re-exported here, with its helpers), so a grader sees the same figures
+offline as online; they take 20,000 runs in seconds. Finished, stopped-early and failed runs are drawn
+apart. Question 3's observations live in `shared.observations`; `observations`, `expectations` and
+`runs_summary` are re-exported here, the names the notebooks and the report use.
 """
 from __future__ import annotations
 
@@ -17,19 +13,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import effects, evidence
+from .observations import EXPECTATIONS, expectations, observations, runs_summary  # noqa: F401 (re-exported)
+from .runs_frame import (LOG_SCALE, MAX_GROUPS, STOPPED_STATES, SWEEP_KEYS, constant_keys,  # noqa: F401
+                         format_value, runs_table, state_masks, varied_keys)
 
-# The knobs a sweep varies, in the order the parallel-coordinates plot shows them.
-SWEEP_KEYS = ["base_filters", "organisation", "kernel_size", "activation", "batch_norm", "augment", "dropout",
-              "dense_neurons", "lr", "batch_size", "weight_decay", "epochs", "input_size"]
-LOG_SCALE = {"lr"}
 # Below this many finished runs a random forest's importances mostly reflect noise: the plot says so.
 FEW_RUNS_FOR_IMPORTANCE = 20
 IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
-# A numeric parameter with more distinct values than this (lr) is split at its median for comparisons.
-MAX_GROUPS = 4
-# Run states whose accuracy comes from fewer epochs than asked (W&B reports a stopped run as killed).
-STOPPED_STATES = {"stopped", "killed"}
 # How each run state is drawn. Colour-blind safe: finished runs carry the accuracy colour map;
 # the others differ in line style and marker as well as colour.
 STATE_STYLE = {
@@ -37,48 +27,6 @@ STATE_STYLE = {
     "stopped": dict(label="stopped early (fewer epochs)", ls=":", marker="v", color="#7f7f7f"),
     "failed": dict(label="failed (no accuracy)", ls="--", marker="X", color="#d55e00"),
 }
-
-
-def runs_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per run: the sweep keys, val_acc, state, error, params, macs, created (sorted by time),
-    seconds, epochs_run, epochs_asked, sweep_id. Keys missing from older records become None."""
-    rows = []
-    for r in runs:
-        config = r.get("config", {})
-        row = {k: config.get(k) for k in SWEEP_KEYS if k in config}
-        epoch_seconds = r.get("epoch_seconds") or []
-        row.update(name=r.get("name"), val_acc=r.get("val_acc"), state=r.get("state", "finished"),
-                   error=r.get("error"), params=r.get("params"), macs=r.get("macs"),
-                   created=r.get("created") or None,  # parsed below, all at once (20,000 runs: 0.1 s, not 5 s)
-                   seconds=sum(epoch_seconds),
-                   # Older records (and the W&B API) lack epochs_run: count the epochs they logged.
-                   epochs_run=r.get("epochs_run") or len(r.get("history") or epoch_seconds) or None,
-                   epochs_asked=r.get("epochs_asked", config.get("epochs")), sweep_id=r.get("sweep_id"))
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=None if rows else ["name", "val_acc", "state", "error", "created"])
-    if len(df):
-        df["created"] = pd.to_datetime(df["created"], utc=True, format="ISO8601")
-        df = df.sort_values("created", kind="stable").reset_index(drop=True)
-        df["val_acc"] = pd.to_numeric(df["val_acc"], errors="coerce")
-    return df
-
-
-def varied_keys(df: pd.DataFrame) -> list[str]:
-    """Sweep keys that take more than one value in this table (the others cannot explain anything)."""
-    return [k for k in SWEEP_KEYS if k in df and df[k].astype(str).nunique() > 1]
-
-
-def constant_keys(df: pd.DataFrame) -> list[str]:
-    """Sweep keys that every run shares: shown (marked constant) so a reader knows they were not varied."""
-    return [k for k in SWEEP_KEYS if k in df and df[k].notna().any() and df[k].astype(str).nunique() == 1]
-
-
-def state_masks(df: pd.DataFrame) -> dict[str, pd.Series]:
-    """Boolean masks of finished (with an accuracy), stopped-early and failed runs (any other state)."""
-    measured = np.isfinite(df["val_acc"].astype(float))  # NaN or inf: no accuracy to compare or draw
-    finished = (df["state"] == "finished") & measured
-    stopped = df["state"].isin(STOPPED_STATES) & measured
-    return {"finished": finished, "stopped": stopped, "failed": ~(finished | stopped)}
 
 
 def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
@@ -126,15 +74,6 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     return ax.figure
 
 
-def _format_value(value, key: str) -> str:
-    """Numbers short (lr in scientific notation, val_acc in %), everything else (bools, names) as it is."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        return str(value)
-    if key == "val_acc":
-        return f"{value:.1%}"
-    return f"{value:.1e}" if key in LOG_SCALE else f"{value:.3g}"
-
-
 def _axis_values(column: pd.Series, key: str, seed: int = 0):
     """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter).
 
@@ -151,10 +90,10 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         distinct = sorted(values.dropna().unique())
         if len(distinct) > MAX_GROUPS:  # continuous: three evenly spaced ticks
             ticks = list(np.linspace(0, 1, 3))
-            return positions, ticks, [_format_value(10**v if key in LOG_SCALE else v, key)
+            return positions, ticks, [format_value(10**v if key in LOG_SCALE else v, key)
                                       for v in low + np.array(ticks) * span], 0.0
         ticks = [(v - low) / span for v in distinct]
-        labels = [_format_value(10**v if key in LOG_SCALE else v, key) for v in distinct]
+        labels = [format_value(10**v if key in LOG_SCALE else v, key) for v in distinct]
     else:
         labels = sorted(column.astype(str).unique())
         index = {c: i for i, c in enumerate(labels)}
@@ -181,7 +120,7 @@ def _label_axes(ax, df: pd.DataFrame, positions: dict[str, float], constants: li
     for k, x in positions.items():
         if k in constants:
             ax.axvline(x, color="#aaaaaa", lw=0.8, ls=":")
-            ax.text(x, 0.5, f"{k} = {_format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
+            ax.text(x, 0.5, f"{k} = {format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
                     va="center", fontsize=9, color="#555555", bbox=LABEL_BOX, zorder=5)
             continue
         ax.axvline(x, color="k", lw=0.8, zorder=3)
@@ -357,153 +296,3 @@ def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
     return (pd.DataFrame({"mean_val_acc": grouped.mean(), "max_val_acc": grouped.max(), "runs": grouped.size()})
             .sort_values("mean_val_acc", ascending=False))
-
-
-# --------------------------------------------------------------------------------------------
-# Question 3: observations computed from the runs (see shared.evidence for the thresholds)
-# --------------------------------------------------------------------------------------------
-def group_labels(column: pd.Series, key: str, reference: pd.Series | None = None) -> pd.Series:
-    """Each run's group for one parameter: its value as text or, for a continuous parameter (more than
-    MAX_GROUPS distinct values in `reference`, e.g. lr), the half of the runs it falls in: split at
-    the median of `reference` (default: the column itself)."""
-    reference = column if reference is None else reference
-    numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
-    if not numeric or reference.nunique() <= MAX_GROUPS:
-        return column.map(lambda v: _format_value(v, key) if pd.notna(v) else "missing")
-    median = float(reference.median())
-    high = column.astype(float) > median
-    return high.map({False: f"<= {_format_value(median, key)}", True: f"> {_format_value(median, key)}"})
-
-
-def runs_summary(df: pd.DataFrame) -> str:
-    """How many runs finished, stopped early or failed, and which of them the observations compare."""
-    counts = {state: int(mask.sum()) for state, mask in state_masks(df).items()}
-    return (f"{len(df)} runs: {counts['finished']} finished, {counts['stopped']} stopped early by the sweep, "
-            f"{counts['failed']} failed. Observations compare the {counts['finished']} finished runs: a stopped run's "
-            f"accuracy comes from fewer epochs, so averaging it in would mix the parameter's effect with the "
-            f"budget's (they are counted per value instead).")
-
-
-def duplicate_runs(df: pd.DataFrame, finished: pd.Series) -> pd.Series:
-    """Finished runs that repeat an earlier finished run's config AND accuracy exactly (e.g. two agents
-    that drew the same config: training is deterministic). They are one measurement, not two."""
-    keys = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
-    repeated = df.loc[finished, keys].astype(str).duplicated()
-    return repeated.reindex(df.index, fill_value=False)
-
-
-def is_continuous(column: pd.Series) -> bool:
-    """A number with more than MAX_GROUPS distinct values (lr): a line in the model, halves when printed."""
-    return (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-            and column.nunique() > MAX_GROUPS)
-
-
-def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
-                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
-    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
-
-    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
-    with Freedman-Lane permutation tests and Holm's threshold), so each effect is measured with the
-    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
-    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
-    aligned across those runs cannot be separated: both are refused and each names the other. A claim
-    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
-    the largest difference first; a last finding says when duplicates were counted once.
-    """
-    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
-    if not len(df):
-        return []
-    masks = state_masks(df)
-    duplicates = duplicate_runs(df, masks["finished"])
-    compared = masks["finished"] & ~duplicates
-    finished = df[compared]
-    keys = keys or varied_keys(finished)
-    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
-    finished_labels = {k: labels[k][compared].tolist() for k in keys}
-    partners = {k: [] for k in keys}
-    for a, b in evidence.confounded_pairs(finished_labels):
-        partners[a].append(b), partners[b].append(a)
-    terms, ends = {}, {}
-    for k in keys:
-        if is_continuous(finished[k]):
-            values = finished[k].astype(float)
-            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
-            ends[k] = (_format_value(values.min(), k), _format_value(values.max(), k))
-        else:
-            terms[k] = effects.categorical_term(k, finished_labels[k])
-    notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
-    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
-    aligned = {k for k in keys if partners[k] and terms[k].testable}
-    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, aligned, notes, ends,
-                                       evidence.difference_floor(val_images), _natural_order, permutations)
-    for key in aligned:
-        other = next((k for k in partners[key] if k in aligned), partners[key][0])
-        groups = effects.raw_groups(terms[key], finished["val_acc"].to_numpy(float), notes[key], _natural_order)
-        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
-        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
-                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
-                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
-                                      "confounded", groups)
-    findings = [found[k] for k in keys]
-    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
-    return claims + [f for f in findings if not f.supported] + _duplicates_note(df, duplicates)
-
-
-def _duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.Finding]:
-    """A last finding naming the runs counted once, when there are any."""
-    if not duplicates.any():
-        return []
-    names = ", ".join(map(str, df.loc[duplicates, "name"].head(5))) + (", ..." if duplicates.sum() > 5 else "")
-    return [evidence.Finding("duplicate runs", False, f"{int(duplicates.sum())} finished run(s) ({names}) repeat an "
-                             f"earlier run's config and accuracy exactly (e.g. two agents drew the same config): "
-                             f"each is counted once, not as independent evidence.", "duplicates")]
-
-
-def _natural_order(label: str):
-    """Numbers in numeric order (3 before 11), then text."""
-    try:
-        return (0, float(label.lstrip("<=> ")), label)
-    except ValueError:
-        return (1, 0.0, label)
-
-
-def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
-    """'+2 stopped early, 1 failed, not averaged' for the runs of one value that are not compared."""
-    mine = labels == label
-    parts = [f"{int((mask & mine).sum())} {word}"
-             for mask, word in ((masks["stopped"], "stopped early"), (masks["failed"], "failed"),
-                                (duplicates, "identical duplicate"))
-             if (mask & mine).any()]
-    return f"+{', '.join(parts)}, not averaged" if parts else ""
-
-
-# Expectations from the literature: a separate, labelled list, never mixed into the observations above.
-EXPECTATIONS = {
-    "batch_norm": ("BatchNorm lets a network train stably at higher learning rates and usually speeds up "
-                   "convergence.", "Ioffe & Szegedy 2015, arXiv:1502.03167"),
-    "augment": ("Augmentation fights overfitting: it tends to cost accuracy in very short runs and pay off "
-                "in longer ones.", "Shorten & Khoshgoftaar 2019, J. Big Data 6:60"),
-    "dropout": ("Dropout reduces overfitting of large dense layers; too much slows learning.",
-                "Srivastava et al. 2014, JMLR 15"),
-    "activation": ("Smooth activations (GELU, SiLU/Swish, Mish) often match or slightly beat ReLU; the "
-                   "reported gains are small.", "Hendrycks & Gimpel 2016; Ramachandran et al. 2017; Misra 2019"),
-    "lr": ("The learning rate is usually the most important single hyperparameter.",
-           "Bengio 2012, arXiv:1206.5533"),
-    "batch_size": ("A larger batch needs a proportionally larger learning rate to train as well.",
-                   "Goyal et al. 2017, arXiv:1706.02677"),
-    "weight_decay": ("With Adam, decoupled weight decay (AdamW) regularises as L2 does for SGD.",
-                     "Loshchilov & Hutter 2019, arXiv:1711.05101"),
-    "kernel_size": ("Stacks of 3x3 kernels cover the field of larger kernels with fewer parameters.",
-                    "Simonyan & Zisserman 2015, arXiv:1409.1556"),
-    "organisation": ("Doubling the filters each time the resolution halves keeps the cost per layer even "
-                     "and puts capacity where features are abstract.", "Simonyan & Zisserman 2015, arXiv:1409.1556"),
-    "base_filters": ("Wider layers (more filters) tend to raise accuracy until data or budget limit it.",
-                     "Zagoruyko & Komodakis 2016, arXiv:1605.07146"),
-}
-
-
-def expectations(keys: list[str] | None = None) -> list[str]:
-    """'Expected from the literature (not measured here)' lines for `keys` (default: all), with sources."""
-    keys = [k for k in (keys or EXPECTATIONS) if k in EXPECTATIONS]
-    return [f"Expected from the literature (not measured here) for {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
-            for k in keys]

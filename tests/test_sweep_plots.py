@@ -278,3 +278,24 @@ def test_runs_without_spread_claim_nothing_and_print_no_nan():
         assert not any(f.supported for f in findings.values())
         assert findings["batch_norm"].reason == "no spread"
         assert not any("nan" in f.text.lower() or "e+" in f.text for f in findings.values())
+
+
+def test_question_three_lives_in_its_own_module_without_a_cycle():
+    """Issue 15's split: shared.observations holds Question 3 and never imports the plots; sweep_plots
+    re-exports its contract names, so `sweep_plots.observations` keeps working."""
+    import subprocess
+    import sys
+
+    from shared import observations as question3
+    assert sweep_plots.observations is question3.observations
+    assert sweep_plots.expectations is question3.expectations and sweep_plots.runs_summary is question3.runs_summary
+    loaded = subprocess.run([sys.executable, "-c", "import sys, shared.observations; "
+                             "print('shared.sweep_plots' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip() == "False", loaded.stderr
+
+
+def test_a_claim_names_the_false_discovery_rate_procedure():
+    """The claims are made by Benjamini-Hochberg over all parameters, and the evidence says so."""
+    findings = {f.subject: f for f in sweep_plots.observations(_factorial({"batch_norm": 0.12, "augment": 0.03}, 0.01))}
+    assert "Benjamini-Hochberg threshold" in findings["augment"].text and "at rank 2 of 4 parameter(s)" in findings["augment"].text
+    assert "Holm" not in findings["dropout"].text

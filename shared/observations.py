@@ -1,0 +1,163 @@
+"""Question 3's observations: for every swept parameter, does its value change validation accuracy?
+
+Introduced in Part-A/02 (re-exported by `shared.sweep_plots`, whose name the notebooks and the report
+use). `observations` reads the runs table of `shared.runs_frame`, keeps the finished runs (each identical
+duplicate once; stopped-early and failed runs counted per value, never averaged with finished ones),
+refuses perfectly aligned parameters (each naming the other) and hands the rest to the joint model of
+`shared.effects`. `expectations` lists what the literature expects, separately from what was measured.
+All of it takes 20,000 runs in seconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import effects, evidence
+from .runs_frame import LOG_SCALE, MAX_GROUPS, SWEEP_KEYS, format_value, runs_table, state_masks, varied_keys
+
+
+def group_labels(column: pd.Series, key: str, reference: pd.Series | None = None) -> pd.Series:
+    """Each run's group for one parameter: its value as text or, for a continuous parameter (more than
+    MAX_GROUPS distinct values in `reference`, e.g. lr), the half of the runs it falls in: split at
+    the median of `reference` (default: the column itself)."""
+    reference = column if reference is None else reference
+    numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
+    if not numeric or reference.nunique() <= MAX_GROUPS:
+        return column.map(lambda v: format_value(v, key) if pd.notna(v) else "missing")
+    median = float(reference.median())
+    high = column.astype(float) > median
+    return high.map({False: f"<= {format_value(median, key)}", True: f"> {format_value(median, key)}"})
+
+
+def runs_summary(df: pd.DataFrame) -> str:
+    """How many runs finished, stopped early or failed, and which of them the observations compare."""
+    counts = {state: int(mask.sum()) for state, mask in state_masks(df).items()}
+    return (f"{len(df)} runs: {counts['finished']} finished, {counts['stopped']} stopped early by the sweep, "
+            f"{counts['failed']} failed. Observations compare the {counts['finished']} finished runs: a stopped run's "
+            f"accuracy comes from fewer epochs, so averaging it in would mix the parameter's effect with the "
+            f"budget's (they are counted per value instead).")
+
+
+def duplicate_runs(df: pd.DataFrame, finished: pd.Series) -> pd.Series:
+    """Finished runs that repeat an earlier finished run's config AND accuracy exactly (e.g. two agents
+    that drew the same config: training is deterministic). They are one measurement, not two."""
+    keys = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
+    repeated = df.loc[finished, keys].astype(str).duplicated()
+    return repeated.reindex(df.index, fill_value=False)
+
+
+def is_continuous(column: pd.Series) -> bool:
+    """A number with more than MAX_GROUPS distinct values (lr): a line in the model, halves when printed."""
+    return (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            and column.nunique() > MAX_GROUPS)
+
+
+def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
+                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
+    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
+
+    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
+    with Freedman-Lane permutation tests, claims by Benjamini-Hochberg), so each effect is measured with the
+    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
+    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
+    aligned across those runs cannot be separated: both are refused and each names the other. A claim
+    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
+    the largest difference first; a last finding says when duplicates were counted once.
+    """
+    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    if not len(df):
+        return []
+    masks = state_masks(df)
+    duplicates = duplicate_runs(df, masks["finished"])
+    compared = masks["finished"] & ~duplicates
+    finished = df[compared]
+    keys = keys or varied_keys(finished)
+    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
+    finished_labels = {k: labels[k][compared].tolist() for k in keys}
+    partners = {k: [] for k in keys}
+    for a, b in evidence.confounded_pairs(finished_labels):
+        partners[a].append(b), partners[b].append(a)
+    terms, ends = {}, {}
+    for k in keys:
+        if is_continuous(finished[k]):
+            values = finished[k].astype(float)
+            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
+            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
+        else:
+            terms[k] = effects.categorical_term(k, finished_labels[k])
+    notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
+    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
+    aligned = {k for k in keys if partners[k] and terms[k].testable}
+    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, aligned, notes, ends,
+                                       evidence.difference_floor(val_images), _natural_order, permutations)
+    for key in aligned:
+        other = next((k for k in partners[key] if k in aligned), partners[key][0])
+        groups = effects.raw_groups(terms[key], finished["val_acc"].to_numpy(float), notes[key], _natural_order)
+        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
+        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
+                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
+                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
+                                      "confounded", groups)
+    findings = [found[k] for k in keys]
+    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
+    return claims + [f for f in findings if not f.supported] + _duplicates_note(df, duplicates)
+
+
+def _duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.Finding]:
+    """A last finding naming the runs counted once, when there are any."""
+    if not duplicates.any():
+        return []
+    names = ", ".join(map(str, df.loc[duplicates, "name"].head(5))) + (", ..." if duplicates.sum() > 5 else "")
+    return [evidence.Finding("duplicate runs", False, f"{int(duplicates.sum())} finished run(s) ({names}) repeat an "
+                             f"earlier run's config and accuracy exactly (e.g. two agents drew the same config): "
+                             f"each is counted once, not as independent evidence.", "duplicates")]
+
+
+def _natural_order(label: str):
+    """Numbers in numeric order (3 before 11), then text."""
+    try:
+        return (0, float(label.lstrip("<=> ")), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
+    """'+2 stopped early, 1 failed, not averaged' for the runs of one value that are not compared."""
+    mine = labels == label
+    parts = [f"{int((mask & mine).sum())} {word}"
+             for mask, word in ((masks["stopped"], "stopped early"), (masks["failed"], "failed"),
+                                (duplicates, "identical duplicate"))
+             if (mask & mine).any()]
+    return f"+{', '.join(parts)}, not averaged" if parts else ""
+
+
+# Expectations from the literature: a separate, labelled list, never mixed into the observations above.
+EXPECTATIONS = {
+    "batch_norm": ("BatchNorm lets a network train stably at higher learning rates and usually speeds up "
+                   "convergence.", "Ioffe & Szegedy 2015, arXiv:1502.03167"),
+    "augment": ("Augmentation fights overfitting: it tends to cost accuracy in very short runs and pay off "
+                "in longer ones.", "Shorten & Khoshgoftaar 2019, J. Big Data 6:60"),
+    "dropout": ("Dropout reduces overfitting of large dense layers; too much slows learning.",
+                "Srivastava et al. 2014, JMLR 15"),
+    "activation": ("Smooth activations (GELU, SiLU/Swish, Mish) often match or slightly beat ReLU; the "
+                   "reported gains are small.", "Hendrycks & Gimpel 2016; Ramachandran et al. 2017; Misra 2019"),
+    "lr": ("The learning rate is usually the most important single hyperparameter.",
+           "Bengio 2012, arXiv:1206.5533"),
+    "batch_size": ("A larger batch needs a proportionally larger learning rate to train as well.",
+                   "Goyal et al. 2017, arXiv:1706.02677"),
+    "weight_decay": ("With Adam, decoupled weight decay (AdamW) regularises as L2 does for SGD.",
+                     "Loshchilov & Hutter 2019, arXiv:1711.05101"),
+    "kernel_size": ("Stacks of 3x3 kernels cover the field of larger kernels with fewer parameters.",
+                    "Simonyan & Zisserman 2015, arXiv:1409.1556"),
+    "organisation": ("Doubling the filters each time the resolution halves keeps the cost per layer even "
+                     "and puts capacity where features are abstract.", "Simonyan & Zisserman 2015, arXiv:1409.1556"),
+    "base_filters": ("Wider layers (more filters) tend to raise accuracy until data or budget limit it.",
+                     "Zagoruyko & Komodakis 2016, arXiv:1605.07146"),
+}
+
+
+def expectations(keys: list[str] | None = None) -> list[str]:
+    """'Expected from the literature (not measured here)' lines for `keys` (default: all), with sources."""
+    keys = [k for k in (keys or EXPECTATIONS) if k in EXPECTATIONS]
+    return [f"Expected from the literature (not measured here) for {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
+            for k in keys]
