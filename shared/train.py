@@ -241,6 +241,42 @@ def check_rgb(cfg: CNNConfig) -> None:
         raise ConfigError(f"in_channels must be 3 to train on the images (decoded as RGB), got {cfg.in_channels}")
 
 
+def _compiled_if_it_pays(model: nn.Module, tcfg: TrainConfig, device: torch.device, train_dev, mean, std):
+    """`torch.compile(model)` on CUDA when the run's work repays the compile (`should_compile`), else `model`."""
+    if device.type != "cuda" or not should_compile(
+            tcfg.compile, device, tcfg.epochs * len(train_dev),
+            macs_per_image(model, prepare_batch(train_dev.images[:1], device, False, mean, std))):
+        return model
+    torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
+    return torch.compile(model)
+
+
+def _optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
+    """Backward and step; under fp16 through the GradScaler, whose gradients are unscaled before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _fit_result(history: list[dict], best: dict, stopped_by: str | None) -> dict:
+    """`fit`'s summary; images/s is the median of the epochs after the first (which pays for warm-up)."""
+    steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
+    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
+            "epoch_seconds": [r["epoch_seconds"] for r in history],
+            "images_per_second": sorted(steady)[len(steady) // 2], "best_state": best["state"],
+            "stopped_by": stopped_by}
+
+
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
         progress: bool = True, desc: str = "train", on_train=None) -> dict:
@@ -265,12 +301,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
     steps = len(train_set) // tcfg.batch_size if drop_last else 1
     schedule = _make_schedule(optimizer, tcfg, steps * tcfg.epochs)
-    step_model = model
-    if device.type == "cuda" and should_compile(
-            tcfg.compile, device, tcfg.epochs * len(train_set),
-            macs_per_image(model, prepare_batch(train_dev.images[:1], device, False, mean, std))):
-        torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
-        step_model = torch.compile(model)
+    step_model = _compiled_if_it_pays(model, tcfg, device, train_dev, mean, std)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     generator = torch.Generator().manual_seed(tcfg.seed)
 
@@ -292,19 +323,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = step_model(x)
                 loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if tcfg.max_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            _optimizer_step(loss, model, optimizer, scaler, tcfg.max_grad_norm)
             schedule.step()
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
@@ -333,12 +352,8 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     bar.close()
     model.load_state_dict(best["state"])
     model.zero_grad(set_to_none=True)  # the model is handed back ready to use: no last-step gradients on it
-    seconds = [r["epoch_seconds"] for r in history]
-    steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
     del train_dev, val_dev, optimizer, step_model
-    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
-            "epoch_seconds": seconds, "images_per_second": sorted(steady)[len(steady) // 2],
-            "best_state": best["state"], "stopped_by": stopped_by}
+    return _fit_result(history, best, stopped_by)
 
 
 def release_memory() -> None:
