@@ -221,7 +221,8 @@ def family_tests(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.nda
         rest = np.hstack([base] + [terms[n] for n in adjusted if n != name])
         tests.update(addition_tests(accuracy, rest, {name: terms[name]}, permutations, seed))
     order = _ordered(tests)
-    entries = {name: Entry(tests[name], *decision) for name, decision in benjamini_hochberg(order, tests, alpha).items()}
+    decisions = benjamini_hochberg(order, tests, alpha)
+    entries = {name: Entry(tests[name], *decision) for name, decision in decisions.items()}
     for name in set(tests) - set(order):  # aliased with the model: no test
         entries[name] = Entry(tests[name], math.nan, 0, len(order), False)
     return entries
@@ -307,9 +308,10 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     kind = "permutation p" if test.residual < LARGE_SAMPLE else "F-test p"
     held = (f"; the model also holds {', '.join(others)}" if others else "; no other parameter in the model") + \
         ""
-    evidence_text = (f"joint model of {effect.runs} finished runs{held}; d = {effect.cohens_d:.2f} against the residual "
-                     f"spread of {100 * effect.spread:.1f} pp; {kind} = {test.p_value:.4f}, Benjamini-Hochberg threshold "
-                     f"{entry.threshold:.4f} at rank {entry.rank} of {entry.family} parameter(s)")
+    evidence_text = (f"joint model of {effect.runs} finished runs{held}; d = {effect.cohens_d:.2f} against the "
+                     f"residual spread of {100 * effect.spread:.1f} pp; {kind} = {test.p_value:.4f}, "
+                     f"Benjamini-Hochberg threshold {entry.threshold:.4f} at rank {entry.rank} of {entry.family} "
+                     f"parameter(s)")
     finding = evidence.Finding(name, False, "", None, groups, effect.difference, effect.cohens_d, test.p_value)
     refusal = f"The runs do not support a conclusion about {name}: "
     lead = f"{effect.top} leads {effect.bottom} by {evidence.pp(effect.difference)} in the joint model"

@@ -16,9 +16,25 @@ def test_a_few_tables_give_the_four_rates_as_json(tmp_path):
     assert observations_sim.main(["--tables", "2", "--designs", "random,bayes-like", "--json", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert [r["design"] for r in saved["results"]] == ["random", "bayes-like"]
+    assert saved["machine"] and saved["date"].endswith("UTC")
     for result in saved["results"]:
         assert result["tables"] == 2
         assert all(0 <= result[key] <= 1 for key in observations_sim.GOALS)
+        for key, (low, high) in result["intervals_95"].items():
+            assert 0 <= low <= result[key] <= high <= 1
+
+
+def test_false_claims_are_counted_per_parameter_worst_and_mean():
+    """The goal bounds each no-effect parameter's claim rate: the worst one and the mean over them are reported,
+    each over the tables that varied it, beside the share of tables with any false claim."""
+    result = observations_sim.rates("random", 3, seed=5)
+    per_parameter = result["false_claim_per_parameter"]
+    assert "batch_norm" not in per_parameter and "augment" not in per_parameter and "lr" in per_parameter
+    assert result["worst_false_claim"] == max(per_parameter.values())
+    assert result["worst_false_claim_parameter"] in per_parameter and result["worst_false_claim_tables"] == 3
+    assert result["mean_false_claim"] == np.mean(list(per_parameter.values()))
+    assert result["mean_false_claim_tables"] == 3 * len(per_parameter)
+    assert result["mean_false_claim"] <= result["any_false_claim"]
 
 
 def test_bayes_like_draws_are_far_from_balanced():

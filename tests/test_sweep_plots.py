@@ -297,5 +297,6 @@ def test_question_three_lives_in_its_own_module_without_a_cycle():
 def test_a_claim_names_the_false_discovery_rate_procedure():
     """The claims are made by Benjamini-Hochberg over all parameters, and the evidence says so."""
     findings = {f.subject: f for f in sweep_plots.observations(_factorial({"batch_norm": 0.12, "augment": 0.03}, 0.01))}
-    assert "Benjamini-Hochberg threshold" in findings["augment"].text and "at rank 2 of 4 parameter(s)" in findings["augment"].text
+    assert "Benjamini-Hochberg threshold" in findings["augment"].text
+    assert "at rank 2 of 4 parameter(s)" in findings["augment"].text
     assert "Holm" not in findings["dropout"].text
