@@ -276,7 +276,7 @@ def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_im
     low, high = binomial_interval(test_acc, test_images)
     report = (f"Report the TEST accuracy, {test_acc:.2%} (95% interval {low:.1%} to {high:.1%}, ±{100 * half:.1f} pp "
               f"from {test_images:,} test images): validation accuracy ({val_acc:.2%}) chose the epoch and the "
-              f"config, so it is optimistic; the test set was used once.")
+              f"config, so it can be optimistic; the test set was used once.")
     gap, noise = accuracy_gap(val_acc, test_acc, val_images or test_images, test_images)
     assumed = "" if val_images else " (assuming a validation set of the same size)"
     if abs(gap) <= noise:
