@@ -364,6 +364,16 @@ def fixed_by_model(base: np.ndarray, terms: dict[str, np.ndarray], model: list[s
     return fixed
 
 
+def fixed_reason(fixers: list[str]) -> str:
+    """Why a term's effect cannot be separated: the model terms that fix its values, or, when none does, the values
+    drawn too rarely to compare (they keep their own columns, and together they can fix another term too)."""
+    if not fixers:
+        return ("its values are fixed, in these runs, by which values of other parameters were drawn too rarely to "
+                "compare, so its effect cannot be separated from theirs.")
+    return (f"its values are fixed by those of {', '.join(fixers)}{' together' if len(fixers) > 1 else ''} in these "
+            f"runs, so its effect cannot be separated from theirs.")
+
+
 def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], notes: dict[str, dict[str, str]],
                        ends: dict[str, tuple[str, str]], floor: float, order=str,
                        permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, evidence.Finding]:
@@ -385,10 +395,9 @@ def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], note
         if name in aligned:
             continue
         if name in fixed:
-            findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: its "
-                                              f"values are fixed by those of {', '.join(fixed[name])}"
-                                              f"{' together' if len(fixed[name]) > 1 else ''} in these runs, so its effect cannot be separated from theirs. "
-                                              + describe_groups(groups), "confounded", groups)
+            findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
+                                              f"{fixed_reason(fixed[name])} " + describe_groups(groups),
+                                              "confounded", groups)
             continue
         if name not in candidates:
             findings[name] = too_few_runs(term, groups)

@@ -102,3 +102,10 @@ def test_the_step_up_rejects_every_rank_up_to_the_last_that_passes():
     assert all(rejected and threshold == pytest.approx(0.05) for threshold, _, _, rejected in decisions.values())
     tests = _tests([0.03, 0.04, 0.06])
     assert not any(d[3] for d in effects.benjamini_hochberg(effects._ordered(tests), tests).values())
+
+
+def test_a_term_fixed_only_by_rarely_drawn_values_says_so_instead_of_an_empty_name_list():
+    from shared.effects import fixed_reason
+
+    assert "those of" not in fixed_reason([]) and "drawn too rarely" in fixed_reason([])
+    assert fixed_reason(["lr", "dropout"]).startswith("its values are fixed by those of lr, dropout together")
