@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_URL = "https://github.com/<owner>/<repo>.git"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The packages that Colab and Kaggle images do not bring at the versions this repo is tested with.
-PLATFORM_PINS = ("wandb", "sweeps", "wandb-workspaces")  # wandb-workspaces: the online report
+PLATFORM_PINS = ("wandb", "sweeps", "wandb-workspaces", "simplejpeg")  # wandb-workspaces: the online report
 
 SETUP_CELL = f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
 # Colab or Kaggle, the repo is cloned first. (This block is synced from shared/bootstrap.py.)

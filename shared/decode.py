@@ -2,10 +2,15 @@
 
 Introduced in Part-A/01, behind `shared.data.load_folder`, which caches what this file decodes.
 
-- JPEGs at least twice the target on their shorter side are decoded by PIL's `draft()` at the smallest DCT
-  scale (1/2, 1/4, 1/8) that keeps the target; every other image by torchvision (PIL where it cannot).
+- JPEGs are decoded by libjpeg-turbo through simplejpeg, at the smallest DCT scale (1, 1/2, 1/4, 1/8)
+  that keeps the target (the scale and the pixels of PIL's `draft()`), with libjpeg's warnings as
+  errors: a JPEG whose entropy data is corrupt, which PIL and torchvision decode silently into
+  garbled pixels, is skipped with libjpeg's warning as the reason. Without simplejpeg (not installed)
+  PIL's `draft()` and torchvision decode them as before, and such a JPEG is not caught.
+- Every other image is decoded by torchvision (PIL where it cannot).
 - decoder="cuda": colour JPEGs go to nvJPEG in batches and are resized on the GPU; the rest take
-  the CPU path, so both decoders skip the same files for the same reasons.
+  the CPU path, so both decoders skip the same files for the same reasons, except that a JPEG with
+  corrupt entropy data is kept there if nvJPEG decodes it without an error (not yet measured on a GPU).
 - Threads decode in parallel (PIL, libjpeg and torch release the GIL), each running torch on one
   thread, so that the threads' resizes do not oversubscribe the CPU.
 - A file that is empty, unreadable, corrupt, truncated or over PIL's `Image.MAX_IMAGE_PIXELS` (a
@@ -27,6 +32,8 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from .runtime import UserError
+
+_JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera's JPEG with extra views appended; the first view is decoded
 
 
 class BadImage(Exception):
@@ -64,22 +71,72 @@ def _open_header(data: bytes) -> Image.Image:
     return image
 
 
-def _decode_jpeg(image: Image.Image, at_least: int) -> torch.Tensor:
-    """uint8 [3, H, W] RGB of a JPEG, decoded at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps
-    both sides >= `at_least`.
+def _draft_scale(width: int, height: int, at_least: int) -> int:
+    """The largest of 8, 4, 2, 1 that both sides can be divided by and stay >= `at_least`: PIL's `draft()` rule."""
+    fits = min(width // at_least, height // at_least)
+    return next((scale for scale in (8, 4, 2, 1) if fits >= scale), 1)
 
-    libjpeg scales in the DCT domain (PIL's `draft`): a 800x600 photo wanted at 64 px comes out
-    at 100x75, in 1.8 ms instead of 2.5 ms whole (the entropy decoding stays, the inverse DCT and
-    colour conversion shrink), and the resize that follows reads 64x fewer pixels. That resize
-    starts from at least the target size, so it still only shrinks.
+
+def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torch.Tensor:
+    """uint8 [3, H, W] RGB of a JPEG, decoded at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps
+    both sides >= `at_least` (None: whole), or BadImage.
+
+    libjpeg scales in the DCT domain: a 800x600 photo wanted at 64 px comes out at 100x75, in 1.8 ms
+    instead of 2.5 ms whole (the entropy decoding stays, the inverse DCT and colour conversion
+    shrink), and the resize that follows reads 64x fewer pixels. That resize starts from at least the
+    target size, so it still only shrinks.
     """
+    width, height = header.size
+    scale = _draft_scale(width, height, at_least) if at_least else 1
+    pixels = _strict_libjpeg(data, header.mode, width, height, scale)
+    if pixels is not None:
+        return torch.from_numpy(pixels).permute(2, 0, 1)
+    if scale == 1:
+        return _decode_other(data)  # torchvision: faster than PIL at full scale (2.5 vs 3.2 ms for 800x600)
     try:
-        image.draft("RGB", (at_least, at_least))
-        image.load()  # raises on truncated or corrupt data
-        rgb = image if image.mode == "RGB" else image.convert("RGB")  # grayscale, CMYK
+        header.draft("RGB", (at_least, at_least))
+        header.load()  # raises on truncated or corrupt data
+        rgb = header if header.mode == "RGB" else header.convert("RGB")  # grayscale, CMYK
         return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
     except Exception as err:
         raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def _simplejpeg():
+    """The simplejpeg module, or None where it is not installed (pinned in requirements.txt and in
+    `bootstrap.PLATFORM_PINS`). Imported at each use, a dictionary lookup once imported, rather than with
+    this module: the notebooks' setup cell imports `shared.data` before it installs the pins."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
+def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int) -> np.ndarray | None:
+    """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None
+    where PIL or torchvision decode it instead: simplejpeg not installed, a JPEG it cannot decode at
+    all, and CMYK, which is only checked here (its CMYK->RGB conversion is 1 level off PIL's).
+
+    simplejpeg picks the smallest of libjpeg-turbo's 16 scales (3/8, 5/8, ...) that keeps the minimum
+    sides it is given; asking for 1/scale's sides exactly pins it to PIL's scale (for images of 8 px or
+    more on a side; below, a smaller scale can round to the same size), and then its pixels are PIL's
+    (tests/test_decode.py checks both).
+    """
+    simplejpeg = _simplejpeg()
+    if simplejpeg is None:
+        return None
+    colorspace = "CMYK" if mode == "CMYK" else "RGB"  # grayscale comes out as 3 equal channels, as PIL's
+    sides = dict(min_height=-(-height // scale), min_width=-(-width // scale))
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True, **sides)
+    except ValueError as warning:
+        try:  # a warning (corrupt data) decodes when not strict; an error (a JPEG it cannot read) does not
+            simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=False, **sides)
+        except ValueError:
+            return None
+        raise BadImage(f"corrupt JPEG data (libjpeg warns: {warning})") from None
+    return None if mode == "CMYK" else pixels
 
 
 def _decode_other(data: bytes) -> torch.Tensor:
@@ -144,13 +201,9 @@ def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -
 
 def _decode_bytes(data: bytes, size: int, resize_to: int | None) -> torch.Tensor:
     """One file's bytes -> uint8 [3, size, size] on the CPU; BadImage when they are not a usable image."""
-    at_least = resize_to or size
     with _open_header(data) as header:
-        width, height = header.size
-        # MPO: a camera's JPEG with extra views appended. At full scale torchvision's decoder is faster
-        # (2.5 vs 3.2 ms for 800x600) and gives the same pixels.
-        if header.format in ("JPEG", "MPO") and min(width, height) >= 2 * at_least:
-            rgb = _decode_jpeg(header, at_least)
+        if header.format in _JPEG_FORMATS:
+            rgb = _decode_jpeg(data, header, resize_to or size)
         else:
             rgb = _decode_other(data)
     return resize_uint8(rgb, size, resize_to)
@@ -166,8 +219,8 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     try:
         data = _read_file(path)
-        _open_header(data).close()  # the cache's checks first: empty, not an image, a decompression bomb
-        return _decode_other(data)
+        with _open_header(data) as header:  # the cache's checks first: empty, not an image, a decompression bomb
+            return _decode_jpeg(data, header, None) if header.format in _JPEG_FORMATS else _decode_other(data)
     except BadImage as err:
         raise BadImage(f"{path}: {err}") from None
 

@@ -112,7 +112,7 @@ def test_a_folder_that_is_not_the_repo_at_the_clone_target_is_one_line(tmp_path)
 
 def test_pins_come_from_requirements_and_only_missing_ones_install(monkeypatch):
     pins = bootstrap.pinned_requirements()
-    assert set(pins) == {"wandb", "sweeps", "wandb-workspaces"} and all(pins.values())
+    assert set(pins) == {"wandb", "sweeps", "wandb-workspaces", "simplejpeg"} and all(pins.values())
     assert bootstrap.missing_requirements(pins) == []  # this venv has them
     calls = []
     monkeypatch.setenv("COLAB_RELEASE_TAG", "1")

@@ -1,17 +1,22 @@
-"""shared.decode, the decoders behind `data.load_folder`: reduced-scale JPEGs, torch's threads, the decoder choice.
+"""shared.decode, the decoders behind `data.load_folder`: reduced-scale JPEGs, corrupt JPEGs, torch's threads,
+the decoder choice.
 
 Run by hand, `python tests/test_decode.py` measures the cache build side by side with a plain PIL
-pipeline and with cache version 1's decoder (images/s and pixel differences); it is not a test, so
-that no timing can fail a run on a busy machine.
+pipeline, with cache version 1's decoder and without simplejpeg (images/s and pixel differences); it is
+not a test, so that no timing can fail a run on a busy machine.
 """
+import contextlib
+import io
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import simplejpeg
 import torch
 from PIL import Image
 
@@ -42,6 +47,47 @@ def mean_and_max_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, in
     return difference.float().mean().item(), int(difference.max())
 
 
+def pil_decode(path: Path, size: int, resize_to: int | None = None) -> torch.Tensor:
+    """The decoder before simplejpeg: PIL's draft() for a JPEG at least twice the target, else torchvision
+    whole; then the same resize."""
+    at_least = resize_to or size
+    with Image.open(path) as image:
+        if min(image.size) < 2 * at_least:
+            return full_size_decode(path, size, resize_to)
+        image.draft("RGB", (at_least, at_least))
+        rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    return decode.resize_uint8(rgb, size, resize_to)
+
+
+def corrupt_scan_data(data: bytes) -> bytes:
+    """The JPEG with bits flipped over a quarter of its entropy-coded data, from the middle on. Markers, and
+    the byte after each 0xFF, stay as they were, so every reader still finds a whole, well-formed file."""
+    scan = data.index(b"\xff\xda")
+    start, end = scan + 2 + int.from_bytes(data[scan + 2:scan + 4], "big"), data.rindex(b"\xff\xd9")
+    damaged = bytearray(data)
+    for i in range((start + end) // 2, (start + end) // 2 + (end - start) // 4):
+        if 0xFF not in (damaged[i - 1], damaged[i], damaged[i] ^ 0xAA):
+            damaged[i] ^= 0xAA
+    return bytes(damaged)
+
+
+@contextlib.contextmanager
+def without_simplejpeg():
+    """decode as on a machine where simplejpeg is not installed."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "simplejpeg", None)  # `import simplejpeg` raises ImportError
+        yield
+
+
+@pytest.fixture
+def simplejpeg_calls(monkeypatch) -> list:
+    """The colorspace of each simplejpeg.decode_jpeg call that decode makes."""
+    calls, real_decode_jpeg = [], simplejpeg.decode_jpeg
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda data, **options: calls.append(options["colorspace"])
+                        or real_decode_jpeg(data, **options))
+    return calls
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("INAT_CACHE", str(tmp_path / "cache"))
@@ -56,8 +102,8 @@ def test_jpegs_are_decoded_at_the_smallest_scale_that_keeps_the_target(tmp_path,
     photo = photo_like(tmp_path / "photo.jpg")  # 800x600
     decoded_sizes = []
     real_decode_jpeg = decode._decode_jpeg
-    monkeypatch.setattr(decode, "_decode_jpeg", lambda image, at_least: decoded_sizes.append(
-        (rgb := real_decode_jpeg(image, at_least)).shape[1:]) or rgb)
+    monkeypatch.setattr(decode, "_decode_jpeg", lambda data, header, at_least: decoded_sizes.append(
+        (rgb := real_decode_jpeg(data, header, at_least)).shape[1:]) or rgb)
     image = decode._decode_bytes(photo.read_bytes(), size, resize_to)
     assert decoded_sizes == [(600 // scale, 800 // scale)]  # both sides stay >= the target
     assert image.shape == (3, size, size) and image.dtype == torch.uint8
@@ -65,10 +111,92 @@ def test_jpegs_are_decoded_at_the_smallest_scale_that_keeps_the_target(tmp_path,
     assert mean < 3.0 and largest < 48, (mean, largest)  # measured on this image: mean 1.1-1.7, max 7-15
 
 
-def test_a_jpeg_that_cannot_be_reduced_is_decoded_whole_as_before(tmp_path, monkeypatch):
+def test_a_jpeg_that_cannot_be_reduced_is_decoded_whole_as_before(tmp_path):
     photo = photo_like(tmp_path / "photo.jpg")  # 800x600: a 400 px target leaves no 1/2 scale
-    monkeypatch.setattr(decode, "_decode_jpeg", lambda *args: pytest.fail("reduced-scale decoding at scale 1"))
+    assert decode._draft_scale(800, 600, 400) == 1
     assert torch.equal(decode._decode_bytes(photo.read_bytes(), 400, None), full_size_decode(photo, 400))
+
+
+def jpeg_of_kind(folder: Path, kind: str) -> Path:
+    """A photo-like JPEG of one of the kinds a dataset holds."""
+    if kind in ("gray", "CMYK"):
+        return photo_like(folder / f"{kind}.jpg", mode="L" if kind == "gray" else kind)
+    if kind in ("517x333", "90x70"):
+        return photo_like(folder / f"{kind}.jpg", *map(int, kind.split("x")))
+    photo = photo_like(folder / "photo.jpg")
+    with Image.open(photo) as image:
+        options = {"progressive": dict(progressive=True), "4:4:4": dict(subsampling=0),
+                   "MPO": dict(format="MPO", save_all=True, append_images=[image.transpose(Image.FLIP_LEFT_RIGHT)])}
+        image.save(folder / f"{kind}.jpg", **{"format": "JPEG", "quality": 85, **options.get(kind, {})})
+    return folder / f"{kind}.jpg"
+
+
+@pytest.mark.parametrize("size, resize_to", [(32, None), (64, None), (224, None), (224, 256)])
+@pytest.mark.parametrize("kind", ["4:2:0", "4:4:4", "progressive", "gray", "CMYK", "MPO", "517x333", "90x70"])
+def test_simplejpeg_keeps_the_pixels_of_the_decoder_before_it(tmp_path, simplejpeg_calls, kind, size, resize_to):
+    """Asked for PIL's DCT scale, simplejpeg gives PIL's pixels exactly (torchvision's where the JPEG is decoded
+    whole); a CMYK JPEG is only checked by it, and PIL converts it as before."""
+    path = jpeg_of_kind(tmp_path, kind)
+    image = decode._decode_bytes(path.read_bytes(), size, resize_to)
+    assert simplejpeg_calls == ["CMYK" if kind == "CMYK" else "RGB"]
+    assert torch.equal(image, pil_decode(path, size, resize_to))
+    with without_simplejpeg():
+        assert torch.equal(decode._decode_bytes(path.read_bytes(), size, resize_to), image)
+
+
+def test_a_jpeg_simplejpeg_cannot_decode_is_left_to_pil(tmp_path, monkeypatch):
+    photo = photo_like(tmp_path / "photo.jpg")
+    calls = []
+
+    def cannot(data, **options):
+        calls.append(options["strict"])
+        raise ValueError("Unsupported JPEG process: SOF type 0xcb")
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", cannot)
+    assert torch.equal(decode._decode_bytes(photo.read_bytes(), 64, None), pil_decode(photo, 64))
+    assert calls == [True, False]  # an error even when not strict: not a warning, so not a skip
+
+
+# --------------------------------------------------------------------------------------------
+# Corrupt JPEGs: skipped with libjpeg's warning, where PIL and torchvision decode them silently
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [64, 224])
+def test_a_jpeg_with_corrupt_entropy_data_is_skipped_with_libjpegs_warning(tmp_path, isolated_cache, size):
+    folder = tmp_path / "train"
+    clean = [photo_like(folder / "a" / "photo.jpg"),  # 800x600: decoded at 1/8 (64 px) or 1/2 (224 px)
+             photo_like(folder / "b" / "small.jpg", 90, 70, seed=1),  # decoded whole
+             photo_like(folder / "b" / "gray.jpg", 90, 70, seed=2, mode="L")]
+    for path in clean:
+        damaged = path.with_name(f"corrupt_{path.name}")
+        damaged.write_bytes(corrupt_scan_data(path.read_bytes()))
+        with warnings.catch_warnings(), Image.open(damaged) as image, Image.open(path) as original:
+            warnings.simplefilter("error")
+            image.load()  # Pillow decodes it without an error or a warning, into other pixels
+            assert not np.array_equal(np.asarray(image), np.asarray(original))
+    loaded = data.load_folder(folder, size, progress=False, decoder="cpu")
+    assert sorted(Path(f).name for f in loaded.files) == ["gray.jpg", "photo.jpg", "small.jpg"]
+    reasons = {Path(path).name: reason for path, reason in loaded.skipped}
+    assert sorted(reasons) == ["corrupt_gray.jpg", "corrupt_photo.jpg", "corrupt_small.jpg"]
+    assert all(reason.startswith("corrupt JPEG data (libjpeg warns: Corrupt JPEG data: ")
+               for reason in reasons.values())
+    names = [Path(f).name for f in loaded.files]
+    assert all(torch.equal(loaded.images[names.index(path.name)], pil_decode(path, size)) for path in clean)
+    with pytest.raises(decode.BadImage, match=r"corrupt_small\.jpg: corrupt JPEG data \(libjpeg warns"):
+        decode.read_rgb(folder / "b" / "corrupt_small.jpg")  # figures refuse it too
+
+
+def test_a_corrupt_cmyk_jpeg_is_skipped_too(tmp_path):
+    photo = photo_like(tmp_path / "cmyk.jpg", 120, 96, mode="CMYK")
+    with pytest.raises(decode.BadImage, match=r"^corrupt JPEG data \(libjpeg warns: Corrupt JPEG data"):
+        decode._decode_bytes(corrupt_scan_data(photo.read_bytes()), 32, None)
+
+
+def test_without_simplejpeg_a_corrupt_jpeg_is_kept_as_the_docstring_says(tmp_path):
+    damaged = corrupt_scan_data(photo_like(tmp_path / "photo.jpg").read_bytes())
+    with without_simplejpeg():
+        assert decode._decode_bytes(damaged, 64, None).shape == (3, 64, 64)
+    with pytest.raises(decode.BadImage, match="corrupt JPEG data"):  # installed later (the setup cell): used
+        decode._decode_bytes(damaged, 64, None)
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
@@ -266,20 +394,23 @@ def _build(folder: Path, size: int) -> data.ImageSet:
         return data.load_folder(folder, size, cache_dir=cache_dir, progress=False, decoder="cpu")
 
 
-def _build_rate(folder: Path, size: int, repeats: int = 3) -> float:
-    best = float("inf")
+def _build_rates(folder: Path, size: int, contexts: dict, repeats: int = 3) -> dict:
+    """images/s of whole cache builds under each context: the best of `repeats` rounds, taking turns."""
+    best = dict.fromkeys(contexts, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        built = _build(folder, size)
-        best = min(best, time.perf_counter() - start)
-    return len(built) / best
+        for name, context in contexts.items():
+            with context():
+                start = time.perf_counter()
+                built = _build(folder, size)
+                best[name] = min(best[name], time.perf_counter() - start)
+    return {name: len(built) / seconds for name, seconds in best.items()}
 
 
 def measure(per_class: int = 75) -> None:
     """Side by side on ~800x600 JPEGs, on all cores: a plain PIL open+convert+resize, cache version 1's
-    decode+resize (torchvision, torch's default threads, as it ran), today's decode+resize alone and
-    today's whole cache build (scan, decode, save); then pixel differences against version 1."""
-    import contextlib
+    decode+resize (torchvision, torch's default threads, as it ran), today's decode+resize alone, and
+    today's whole cache build (scan, decode, save) with and without simplejpeg (PIL's draft() instead);
+    then pixel differences against version 1."""
     import os
 
     from benchmarks import bench
@@ -297,20 +428,21 @@ def measure(per_class: int = 75) -> None:
                               as_it_is),
                 "version 1": (lambda p: full_size_decode(p, size), as_it_is),
                 "today": (lambda p: decode._decode((p, size, None)), decode._one_torch_thread_each)}, files, workers)
-            rates["cache build"] = _build_rate(root / "train", size)
+            rates.update(_build_rates(root / "train", size, {"cache build": as_it_is,
+                                                             "build without simplejpeg": without_simplejpeg}))
             plain = rates["plain PIL"]
             print(f"{size:>4} px: " + " | ".join(f"{name} {rate:5.0f} ({rate / plain:.2f}x)" for name, rate in rates.items()))
-        for size in (224, 64):
-            mean, largest = mean_and_max_difference(
-                _build(root / "train", size).images, torch.stack([full_size_decode(p, size) for p in files]))
-            print(f"synthetic at {size} px, pixels vs version 1: mean |diff| {mean:.3f}, max {largest} (of 255)")
         demo = data.make_demo_dataset(Path(tmp) / "demo")
-        demo_files = sorted((demo / "train").glob("*/*.jpg"))
-        for size in (64, 32):
-            mean, largest = mean_and_max_difference(
-                _build(demo / "train", size).images, torch.stack([full_size_decode(p, size) for p in demo_files]))
-            print(f"demo set ({len(demo_files)} JPEGs) at {size} px, pixels vs version 1: mean |diff| {mean:.3f}, "
-                  f"max {largest}")
+        for label, folder, sizes in (("synthetic", root / "train", (224, 64)), ("demo set", demo / "train", (64, 32))):
+            for size in sizes:
+                built = _build(folder, size)
+                with without_simplejpeg():
+                    built_by_pil = _build(folder, size)
+                version_1 = torch.stack([full_size_decode(folder / name, size) for name in built.files])
+                mean, largest = mean_and_max_difference(built.images, version_1)
+                print(f"{label} ({len(built)} JPEGs) at {size} px, pixels (of 255) vs version 1: "
+                      f"mean |diff| {mean:.3f}, max {largest}; vs without simplejpeg: max "
+                      f"{mean_and_max_difference(built.images, built_by_pil.images)[1]}")
 
 
 if __name__ == "__main__":
