@@ -49,7 +49,7 @@ if ROOT is None:
                      "(git clone <repo> && cd <repo> && make run), or set INAT_REPO_URL on Colab/Kaggle.")
 sys.path.insert(0, str(ROOT))
 from shared import bootstrap, runtime, data
-bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the W&B pins of requirements.txt into this kernel
+bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the pins the platform lacks (W&B, simplejpeg)
 runtime.seed_everything(42)
 print(runtime.describe())
 '''
@@ -84,7 +84,9 @@ def missing_requirements(pins: dict[str, str]) -> list[str]:
 
 
 def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.run) -> list[str]:
-    """Install the W&B pins into this kernel on Colab/Kaggle; locally say how. Returns what was installed.
+    """Install the platform pins (W&B, simplejpeg) into this kernel on Colab/Kaggle; locally say how.
+
+    Returns what was installed.
 
     Torch is never touched: the platforms' own CUDA builds are the right ones.
     """

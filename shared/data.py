@@ -29,9 +29,10 @@ from .sources import (  # noqa: F401 (re-exported: data.find_data and the rest s
     check_complete, download_dataset, find_data, is_demo, is_image_name, is_junk_folder, make_demo_dataset,
     one_line, tqdm)
 
+# 4: JPEGs with corrupt entropy data are skipped (simplejpeg strict), so caches that kept them are rebuilt.
 # 3: keyed on the files' names and sizes, not their mtimes, and the checksum covers the stored names.
 # 2: a checksum is stored with the images, and JPEGs are decoded at a reduced DCT scale.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 # ImageNet statistics: used for the scratch CNN too, so Part A and Part B share one normalisation.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
