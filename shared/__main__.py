@@ -1,4 +1,4 @@
-"""Command line: `python -m shared train|sweep|finetune|report|bench ...`, a thin layer over the notebooks' functions.
+"""Command line: `python -m shared train|sweep|finetune|report|estimate|bench ...`, a thin layer over the notebooks' functions.
 
     python -m shared train --data DIR [--input-size S] [--epochs E] [--batch-size B] [--set key=value ...] [--test] [--json FILE]
     python -m shared sweep --data DIR --count N [--method bayes|random|grid] [--input-size S] [--epochs E] [--sweep-id ID | --new] [--runs FILE] [--json FILE]
