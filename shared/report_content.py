@@ -273,7 +273,7 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
     items.append(Item("bullets", lines=lines))
     items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=("partA-best-model-test", name))
               for name, caption in A3_FIGURES]
-    items += filter_findings(outputs)
+    items += filter_findings(outputs, record)
     items += [_figure(outputs, name, caption, NOTEBOOKS["A4"], media=("partA-filters-guided-backprop", name))
               for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
     if not any((outputs / f"{name}.png").is_file() for name, _ in A4_FIGURES):
@@ -281,11 +281,15 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
     return Question("Question 4", source, items)
 
 
-def filter_findings(outputs: Path) -> list[Item]:
-    """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves."""
+def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
+    """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves.
+
+    The model is the one Part-A/04 looks inside: the sweep's saved best model that Part-A/03 tested
+    (`sweep_checkpoint` in its record), else Part-A/03's retraining (`partA_best.pt`)."""
     from . import train, viz
 
-    checkpoint = outputs / "partA_best.pt"
+    saved_by_sweep = Path((record or {}).get("sweep_checkpoint") or outputs / "partA_best.pt")
+    checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / "partA_best.pt"
     if not checkpoint.is_file():
         return []
     try:

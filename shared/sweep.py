@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import data as data_lib
@@ -38,9 +37,9 @@ from .model import CNNConfig, make_filters
 from .runs_table import (SUMMARY_KEYS, append_run, finite_val_acc, load_runs, matching_runs,  # noqa: F401
                          plain_value, read_table, runs_of)
 from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, save_json
-from .sweep_controller import (check_sizes, create_sweep, draw_config, hyperband_stop_reason,  # noqa: F401
-                               new_local_id, resolve_sweep)
-from .train import Diverged, TrainConfig, release_memory, save_atomic, train
+from .sweep_controller import (check_sizes, create_sweep, draw_config, early_termination_summary,  # noqa: F401
+                               hyperband_stop_reason, new_local_id, resolve_sweep)
+from .train import Diverged, TrainConfig, load_checkpoint, release_memory, save_atomic, train
 
 # Used when no sweep result is available (a notebook run on its own). A sound, mid-sized choice:
 # doubling filters from 32, 3x3 kernels, BatchNorm, SiLU, augmentation on.
@@ -421,6 +420,16 @@ def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_
 # --------------------------------------------------------------------------------------------
 # Reading results back
 # --------------------------------------------------------------------------------------------
+def best_finished_run(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS) -> dict | None:
+    """The finished run with the highest finite val_acc among those made on `root`'s data in this mode, or None.
+
+    The one choice behind `best_config` and `best_saved_model`; runs on other data or in another mode are ignored,
+    with one printed line (`load_runs`).
+    """
+    runs = [r for r in load_runs(sweep_id, path, root=root) if finite_val_acc(r) and r.get("state") == "finished"]
+    return max(runs, key=lambda r: r["val_acc"]) if runs else None
+
+
 def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS,
                 ) -> tuple[CNNConfig, TrainConfig, str]:
     """(CNNConfig, TrainConfig, where it came from) of the best finished run made on `root`'s data.
@@ -433,31 +442,34 @@ def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike 
     if root is not None and not Path(root).is_dir():
         raise UserError(f"best_config: {root!r} is not a data folder; call best_config(root, sweep_id=...)")
     root = data_lib.find_data() if root is None else root
-    runs = [r for r in load_runs(sweep_id, path, root=root) if finite_val_acc(r) and r.get("state") == "finished"]
-    if not runs:
+    best = best_finished_run(root, sweep_id, path)
+    if best is None:
         print(f"No finished sweep runs on this data ({path}); using the documented default config "
               f"(shared.sweep.DEFAULT_CNN / DEFAULT_TRAIN).")
         return DEFAULT_CNN, DEFAULT_TRAIN, "default"
-    best = max(runs, key=lambda r: r["val_acc"])
     source = f"sweep run {best.get('name', '?')} of {best.get('sweep_id')} (val_acc {best['val_acc']:.4f})"
     return CNNConfig.from_dict(best["config"]), TrainConfig.from_dict(best["config"]), source
 
 
-def early_termination_summary(runs: list[dict]) -> dict:
-    """What hyperband saved (Question 2): epochs run vs asked, runs stopped, seconds spent and saved.
+def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS):
+    """(model, run, checkpoint, one line on what was found): the sweep's own best model, as its best run saved it.
 
-    `seconds_saved` is an estimate: for each stopped run, its epochs not run x its mean epoch time.
-    Epochs a run skipped through its own patience are not counted as saved by the sweep.
-    Introduced in Part-A/02.
+    Question 4 asks for the best model *from the sweep*. The run is `best_finished_run`'s; the model and checkpoint
+    are None when that run's sweep saved no weights, the file cannot be read, or it holds another run (the line
+    says which). Introduced in Part-A/03, which tests it; Part-A/04 looks inside the same model.
     """
-    counted = [r for r in runs if r.get("epochs_asked")]
-    stopped = [r for r in counted if r.get("state") == "stopped"]
-    spent = sum(sum(r.get("epoch_seconds") or []) for r in counted)
-    saved = sum((r["epochs_asked"] - r["epochs_run"]) * float(np.mean(r["epoch_seconds"]))
-                for r in stopped if r.get("epoch_seconds"))
-    return {"runs": len(counted), "stopped": len(stopped),
-            "epochs_asked": sum(r["epochs_asked"] for r in counted),
-            "epochs_run": sum(r.get("epochs_run", 0) for r in counted),
-            "epochs_saved": sum(r["epochs_asked"] - r["epochs_run"] for r in stopped),
-            "seconds_spent": spent, "seconds_saved": saved,
-            "fraction_of_time_saved": saved / (spent + saved) if spent + saved else 0.0}
+    best = best_finished_run(root, sweep_id, path)
+    if best is None:
+        return None, None, None, "No finished sweep run on this data and in this mode, so no saved sweep model."
+    checkpoint = best_run_checkpoint(best["sweep_id"], path)
+    if checkpoint is None:
+        return None, best, None, f"The sweep's best run {best.get('name')} saved no weights."
+    try:
+        model, saved = load_checkpoint(checkpoint)
+    except Exception as err:  # a damaged file is reported, never trusted
+        return None, best, None, f"Could not read {checkpoint} ({type(err).__name__}: {err})."
+    if (saved.get("run_name") != best.get("name")
+            or CNNConfig.from_dict(saved["config"]) != CNNConfig.from_dict(best["config"])):
+        return None, best, None, (f"{checkpoint} holds run {saved.get('run_name')}, not the best run "
+                                  f"{best.get('name')}: not using it.")
+    return model, best, checkpoint, f"The sweep's best run {best.get('name')} saved its weights: {checkpoint}"

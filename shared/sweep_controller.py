@@ -256,3 +256,23 @@ def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config
         sweep, count = _new_or_unfinished(config, count, path, online, wandb_mode, fingerprint, mode, new)
     register_sweep(sweep, path)
     return sweep, count
+
+
+def early_termination_summary(runs: list[dict]) -> dict:
+    """What hyperband saved (Question 2): epochs run vs asked, runs stopped, seconds spent and saved.
+
+    `seconds_saved` is an estimate: for each stopped run, its epochs not run x its mean epoch time.
+    Epochs a run skipped through its own patience are not counted as saved by the sweep.
+    Introduced in Part-A/02.
+    """
+    counted = [r for r in runs if r.get("epochs_asked")]
+    stopped = [r for r in counted if r.get("state") == "stopped"]
+    spent = sum(sum(r.get("epoch_seconds") or []) for r in counted)
+    saved = sum((r["epochs_asked"] - r["epochs_run"]) * float(np.mean(r["epoch_seconds"]))
+                for r in stopped if r.get("epoch_seconds"))
+    return {"runs": len(counted), "stopped": len(stopped),
+            "epochs_asked": sum(r["epochs_asked"] for r in counted),
+            "epochs_run": sum(r.get("epochs_run", 0) for r in counted),
+            "epochs_saved": sum(r["epochs_asked"] - r["epochs_run"] for r in stopped),
+            "seconds_spent": spent, "seconds_saved": saved,
+            "fraction_of_time_saved": saved / (spent + saved) if spent + saved else 0.0}

@@ -505,3 +505,25 @@ def test_the_sweep_keeps_its_best_model(root, tmp_path, monkeypatch):
     _, other = train_lib.load_checkpoint(sweep.best_run_checkpoint(worse["sweep_id"], path))
     assert other["val_acc"] == 0.7  # the NaN run came later and was not saved over it
     assert sweep.best_run_checkpoint("local-never-ran", path) is None
+
+
+def test_best_saved_model_is_the_best_runs_own_weights_or_none_with_a_reason(root, tmp_path, monkeypatch):
+    """Part-A/03 tests, and Part-A/04 looks inside, the model that `best_saved_model` returns: the best finished
+    run's saved weights, checked to be that run's; otherwise None and one line saying why."""
+    path = tmp_path / "runs.json"
+    scores = {1e-3: 0.6, 3e-3: 0.8}
+    monkeypatch.setattr(sweep, "train", planted_model_train(lambda tcfg, epoch: scores[tcfg.lr]))
+    model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
+    assert (model, run, checkpoint) == (None, None, None) and "No finished sweep run" in found
+    result = sweep.run_sweep(root, 2, config=tiny_config("grid", lr=[1e-3, 3e-3]), path=path)
+    model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
+    assert run["val_acc"] == 0.8 and checkpoint == sweep.best_run_checkpoint(result["sweep_id"], path)
+    assert all((parameter == 3e-3).all() for parameter in model.parameters()) and str(checkpoint) in found
+    saved = torch.load(checkpoint, weights_only=True)
+    torch.save({**saved, "run_name": "someone-else"}, checkpoint)  # a file that holds another run
+    model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
+    assert model is None and checkpoint is None and "not the best run" in found and run["val_acc"] == 0.8
+    checkpoint = sweep.best_run_checkpoint(result["sweep_id"], path)
+    checkpoint.write_bytes(b"damaged")
+    model, _, _, found = sweep.best_saved_model(root, path=path)
+    assert model is None and found.startswith("Could not read")
