@@ -152,8 +152,8 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
 
     Constant parameters get a grey axis of their own on the left, marked constant (lines skip them).
     Stopped-early runs are grey dotted lines at the accuracy they reached; failed runs are dashed and
-    end on a 'failed' mark below the accuracy axis. Value labels sit just above their value, on an
-    opaque box drawn over the lines.
+    end on a 'failed' mark below the accuracy axis. Value labels sit small beside their axis with a thin
+    translucent halo, so the line crossings stay visible.
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
