@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from .model import CNNConfig, ConfigError
-from .runtime import OUTPUT_DIR, UserError, cache_dir, check_distinct_paths, save_json, write_problem
+from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, SWEEP_RUNS, UserError, cache_dir, check_distinct_paths,
+                      save_json, write_problem)
 from .train import TrainConfig, check_rgb
 
 
@@ -164,8 +165,6 @@ def cmd_sweep(args) -> dict:
 
 
 def runs_table_path(args) -> Path:
-    from .runtime import SWEEP_RUNS
-
     return Path(args.runs) if args.runs else SWEEP_RUNS
 
 
@@ -184,8 +183,6 @@ def report_html_path(args) -> Path:
 
 def report_inputs(args) -> dict:
     """What the report reads from the outputs folder: the runs and the best model's files."""
-    from .runtime import BEST_CHECKPOINT, BEST_RESULT, SWEEP_RUNS
-
     outputs = Path(args.outputs or OUTPUT_DIR)
     if not outputs.is_dir():  # checked here, before check_paths makes the --html folder
         raise UserError(f"--outputs {outputs} is not a folder; give the outputs folder of a `make run`")
