@@ -72,7 +72,7 @@ def key_problem(key: str, timeout: float = VERIFY_SECONDS) -> str | None:
     return None if viewer else "the server does not know this key"
 
 
-_VERIFIED: list[bool] = []  # non-empty once setup_wandb has checked a key in this process
+_VERIFIED = False  # True once setup_wandb has checked a key in this process
 
 
 def setup_wandb(verbose: bool = True) -> str:
@@ -80,6 +80,7 @@ def setup_wandb(verbose: bool = True) -> str:
 
     Online only with a key the server accepts: an explicit WANDB_MODE=online is checked as well, because
     wandb.init with an unusable key retries for minutes and then raises."""
+    global _VERIFIED
     os.environ.setdefault("WANDB_DIR", str(OUTPUT_DIR))
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def setup_wandb(verbose: bool = True) -> str:
     key = key or _netrc_key()
     problem = key_problem(key) if key else "no API key found"
     os.environ["WANDB_MODE"] = "offline" if problem else "online"
-    _VERIFIED.append(not problem)
+    _VERIFIED = True
     if problem and verbose:
         print(f"W&B: {problem}; logging offline to {os.environ['WANDB_DIR']}/wandb "
               f"(upload later with `wandb sync`).")

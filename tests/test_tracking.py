@@ -26,7 +26,7 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setattr(tracking, "_VERIFIED", [])
+    monkeypatch.setattr(tracking, "_VERIFIED", False)
     return tmp_path
 
 
