@@ -192,31 +192,32 @@ def _ordered(tests: dict[str, AdditionTest]) -> list[str]:
 
 def forward_selection(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.ndarray],
                       alpha: float = evidence.MAX_P_VALUE, permutations: int = PERMUTATIONS,
-                      seed: int = 0) -> list[str]:
+                      seed: int = 0) -> tuple[list[str], dict[str, AdditionTest]]:
     """Terms enter in order of p-value while p <= alpha / (terms still out), Holm's threshold.
-    Returns the entered names in order: the model that `family_tests` adjusts for."""
+    Returns the entered names in order (the model that `family_tests` adjusts for) and the last step's
+    tests of the terms still out, each against that model (none when every term entered)."""
     entered, model, remaining = [], base, dict(terms)
     while remaining:
         tests = addition_tests(accuracy, model, remaining, permutations, seed)
         order = _ordered(tests)
         if not order or tests[order[0]].p_value > alpha / len(remaining):
-            break
+            return entered, tests
         entered.append(order[0])
         model = np.hstack([model, remaining.pop(order[0])])
-    return entered
+    return entered, {}
 
 
 def family_tests(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.ndarray], adjusted: list[str],
-                 alpha: float = evidence.MAX_P_VALUE, permutations: int = PERMUTATIONS,
-                 seed: int = 0) -> dict[str, Entry]:
+                 outside: dict[str, AdditionTest], alpha: float = evidence.MAX_P_VALUE,
+                 permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Entry]:
     """One family of tests in the selected model: each term against the model without it (drop-one for
     an entered term, add-one for the rest), then Benjamini-Hochberg's step-up procedure over all of them:
     with the m p-values sorted, the k smallest are rejected for the largest k with p_(k) <= k alpha / m.
-    A term that entered early, against a model that lacked a later one, must pass again here. Every test
-    uses the same seed, so a test repeated from stage 1 gives the same p-value (no second chance by luck)."""
-    outside = {n: c for n, c in terms.items() if n not in adjusted}
-    model = np.hstack([base] + [terms[n] for n in adjusted])
-    tests = addition_tests(accuracy, model, outside, permutations, seed) if outside else {}
+    The add-one tests are `outside`: `forward_selection`'s last step already tested every term left out
+    against exactly this model. A term that entered early, against a model that lacked a later one, must
+    pass again here. Every test uses the same seed, so a test repeated from stage 1 gives the same
+    p-value (no second chance by luck)."""
+    tests = dict(outside)
     for name in adjusted:
         rest = np.hstack([base] + [terms[n] for n in adjusted if n != name])
         tests.update(addition_tests(accuracy, rest, {name: terms[name]}, permutations, seed))
@@ -385,8 +386,8 @@ def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], note
     base = np.hstack([np.ones((len(accuracy), 1))] + [t.rare for t in terms.values()]
                      + [t.columns for name, t in terms.items() if name in aligned])
     candidates = {name: t.columns for name, t in terms.items() if t.testable and name not in aligned}
-    adjusted = forward_selection(accuracy, base, candidates, permutations=permutations, seed=seed)
-    entries = family_tests(accuracy, base, candidates, adjusted, permutations=permutations, seed=seed)
+    adjusted, outside = forward_selection(accuracy, base, candidates, permutations=permutations, seed=seed)
+    entries = family_tests(accuracy, base, candidates, adjusted, outside, permutations=permutations, seed=seed)
     core = np.hstack([np.ones((len(accuracy), 1))] + [t.rare for t in terms.values()])
     fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
