@@ -69,7 +69,6 @@ from . import evidence
 PERMUTATIONS = 2_000   # resolves p-values down to 1/2001, below the strictest threshold (0.05/13)
 LARGE_SAMPLE = 500     # residual degrees of freedom from which the F distribution replaces permutations
 NO_SPREAD = 1e-9         # a residual standard deviation below this is float rounding of identical accuracies
-CHUNK_VALUES = 2_000_000  # permuted residuals held in memory at once (16 MB): memory stays bounded
 
 
 @dataclass
@@ -159,7 +158,7 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
     if small:
         exceed = {name: 0 for name in small}
         rng = np.random.default_rng(seed)
-        chunk = max(1, min(permutations, CHUNK_VALUES // runs))
+        chunk = max(1, min(permutations, evidence.PERMUTATION_CHUNK // runs))
         for start in range(0, permutations, chunk):
             shuffled = rng.permuted(np.tile(residuals, (min(chunk, permutations - start), 1)), axis=1)
             shuffled_reduced = residual_sum_of_squares(shuffled, reduced)

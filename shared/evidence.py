@@ -20,7 +20,8 @@ MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
 MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
 MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
 PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
-PERMUTATION_CHUNK = 2_000_000  # shuffled labels held at once (16 MB): memory stays bounded for any group size
+PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB): memory stays bounded for any group size
+                               # (labels here, a model's residuals in `shared.effects`)
 # The smallest accuracy difference that matters: one image's worth of the validation set, the least
 # one model's accuracy can differ from another's on it. When the image count is unknown: 0.1 pp, one
 # image in 1,000 (the iNaturalist validation split has about 2,000, so this is never looser than two
