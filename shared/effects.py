@@ -130,7 +130,8 @@ class AdditionTest:
     f: float
     columns: int       # degrees of freedom the term adds (0: aliased with the model)
     residual: int      # residual degrees of freedom with the term in
-    p_value: float
+    p_value: float     # the permutation p-value below LARGE_SAMPLE residual degrees of freedom, else f_p_value
+    f_p_value: float = math.nan  # the F distribution's p-value
 
 
 def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str, np.ndarray],
@@ -153,7 +154,8 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
             continue
         f = (reduced_rss - full_rss) / added / (full_rss / residual_df)
         setups[name] = (full, added, residual_df, f)
-        tests[name] = AdditionTest(f, added, residual_df, float(stats.f.sf(f, added, residual_df)))
+        f_p_value = float(stats.f.sf(f, added, residual_df))
+        tests[name] = AdditionTest(f, added, residual_df, f_p_value, f_p_value)
     small = {name: setup for name, setup in setups.items() if setup[2] < LARGE_SAMPLE}
     if small:
         exceed = {name: 0 for name in small}
@@ -185,8 +187,7 @@ class Entry:
 def _ordered(tests: dict[str, AdditionTest]) -> list[str]:
     """Names by p-value; equal permutation p-values (all at the floor) by the F distribution's p-value."""
     usable = [n for n, t in tests.items() if math.isfinite(t.p_value)]
-    return sorted(usable, key=lambda n: (tests[n].p_value, stats.f.sf(tests[n].f, tests[n].columns,
-                                                                        tests[n].residual)))
+    return sorted(usable, key=lambda n: (tests[n].p_value, tests[n].f_p_value))
 
 
 def forward_selection(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.ndarray],
@@ -306,8 +307,7 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     and >= `floor`; otherwise a refusal that says which part failed."""
     name, test = term.name, entry.test
     kind = "permutation p" if test.residual < LARGE_SAMPLE else "F-test p"
-    held = (f"; the model also holds {', '.join(others)}" if others else "; no other parameter in the model") + \
-        ""
+    held = f"; the model also holds {', '.join(others)}" if others else "; no other parameter in the model"
     evidence_text = (f"joint model of {effect.runs} finished runs{held}; d = {effect.cohens_d:.2f} against the "
                      f"residual spread of {100 * effect.spread:.1f} pp; {kind} = {test.p_value:.4f}, "
                      f"Benjamini-Hochberg threshold {entry.threshold:.4f} at rank {entry.rank} of {entry.family} "
