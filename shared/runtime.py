@@ -14,6 +14,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -196,7 +197,7 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(path)
+    remove_orphans(path.parent, f".{path.name}.", ".tmp")
     tmp = _new_temporary(path)
     try:
         yield tmp
@@ -220,16 +221,21 @@ def _new_temporary(path: Path) -> Path:
             continue
 
 
-def _remove_orphans(path: Path) -> None:
-    prefix = f".{path.name}."
+def remove_orphans(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove the entries of `folder` named `prefix...suffix` whose writer is gone (see `is_orphan`): the
+    temporary files of `atomic_path` and the work folders of `sources.download_dataset` (whose older names,
+    without the ".tmp", are removed by age)."""
     try:
-        candidates = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+        candidates = [e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(suffix)]
     except OSError:
         return
     for entry in candidates:
         with contextlib.suppress(OSError):  # another writer may have removed it first
             if is_orphan(entry, prefix):
-                os.unlink(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
 
 
 def is_orphan(entry: os.DirEntry, prefix: str) -> bool:

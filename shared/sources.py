@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import DATA_DIR, HOST, UserError, banner, is_orphan, on_colab, on_kaggle, write_problem
+from .runtime import DATA_DIR, HOST, UserError, banner, on_colab, on_kaggle, remove_orphans, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -279,16 +279,6 @@ def check_complete(root: Path, min_train: int = 9000, min_val: int = 1900, advic
                         f"about 10,000 and 2,000. {advice}")
 
 
-def _remove_abandoned_downloads(dest: Path) -> None:
-    """Remove the work folders of downloads that were killed: their process is gone (this host), or, for
-    another host's (a shared Drive folder), untouched for an hour (a live download touches it each MB)."""
-    with os.scandir(dest) as entries:
-        abandoned = [e for e in entries if e.name.startswith(DOWNLOAD_PREFIX) and e.is_dir(follow_symlinks=False)
-                     and is_orphan(e, DOWNLOAD_PREFIX)]
-    for entry in abandoned:
-        shutil.rmtree(entry.path, ignore_errors=True)
-
-
 def _fetch(url: str, path: Path, timeout: float) -> None:
     """Download `url` to `path`; a DownloadError of one line for every way it can fail."""
     failed, advice = f"Could not download {url}", ("Download it by hand, unzip it and set INAT_DATA to the "
@@ -300,7 +290,7 @@ def _fetch(url: str, path: Path, timeout: float) -> None:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))
-                    os.utime(path.parent)  # alive: see _remove_abandoned_downloads
+                    os.utime(path.parent)  # alive: touched each MB, never taken for a killed one (runtime.is_orphan)
     except TimeoutError:  # socket.timeout: connected, then no data for `timeout` seconds
         raise DownloadError(f"{failed}: the connection stalled (no data for {timeout:g} s). {advice}") from None
     except (OSError, http.client.HTTPException, ValueError) as err:  # no network, HTTP errors, a dropped link
@@ -342,7 +332,7 @@ def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL,
         return final
     if (problem := write_problem(dest)) is not None:
         raise DownloadError(f"Cannot download into {dest} ({problem}); set INAT_DATA_DIR to a writable folder.")
-    _remove_abandoned_downloads(dest)
+    remove_orphans(dest, DOWNLOAD_PREFIX)  # the work folders of killed downloads
     work = Path(tempfile.mkdtemp(dir=dest, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}@{HOST}.", suffix=".tmp"))
     try:
         zip_path = work / "nature_12K.zip"
