@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import evidence, formulas, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
+from .runs_table import best_of
 from .runtime import UserError
 
 NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
@@ -200,10 +201,8 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
                           ("parameter_importance", "Parameter importance and correlation with val_acc")]:
         items.append(_figure(outputs, f"partA_02_{name}", caption, NOTEBOOKS["A2"],
                              media=(f"sweep-plots-{sweep_id}", name)))
-    finished = [r for r in runs if r.get("state") == "finished"
-                and not evidence.unusable_accuracies(val_acc=r.get("val_acc"))]
-    if finished:
-        best = max(finished, key=lambda r: r["val_acc"])
+    best = best_of(runs)
+    if best:
         items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
                           panels={"kind": "best_run", "sweep_id": sweep_id, "run": best.get("name"),
                                   "history": best.get("history") or []}))

@@ -54,6 +54,18 @@ def finite_val_acc(run: dict) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_result(run: dict) -> bool:
+    """Whether a run can be a sweep's best: finished, with a finite val_acc (a stopped or failed run never is)."""
+    return run.get("state") == "finished" and finite_val_acc(run)
+
+
+def best_of(runs: list[dict]) -> dict | None:
+    """The result (`is_result`) with the highest val_acc, the first of equals; None without one. The one rule
+    behind the best model saved as a sweep runs (`append_run`), read back (`sweep.best_finished_run`) and reported."""
+    results = [run for run in runs if is_result(run)]
+    return max(results, key=lambda run: run["val_acc"]) if results else None
+
+
 # --------------------------------------------------------------------------------------------
 # Reading, with one-line refusals of what a hand edit can break
 # --------------------------------------------------------------------------------------------
@@ -197,11 +209,9 @@ def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None)
     their weights in the wrong order (the sweep keeps its best model this way).
     """
     def add(table):
-        earlier = [r["val_acc"] for r in runs_of(table, record.get("sweep_id"))
-                   if r.get("state") == "finished" and finite_val_acc(r)]
+        earlier = best_of(runs_of(table, record.get("sweep_id")))
         table["runs"].append(record)
-        return (record.get("state") == "finished" and finite_val_acc(record)
-                and record["val_acc"] > max(earlier, default=-math.inf))
+        return is_result(record) and (earlier is None or record["val_acc"] > earlier["val_acc"])
 
     with locked(path):
         best = _change_table(path, add)

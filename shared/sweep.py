@@ -34,7 +34,7 @@ from .formulas import count_macs, count_params
 from .model import CNNConfig, make_filters
 # Re-exported, so `shared.sweep` stays the one import of the notebooks and the CLI: the runs table
 # (append_run, load_runs, matching_runs, plain_value) and the controller (create_sweep, new_local_id, ...).
-from .runs_table import (SUMMARY_KEYS, append_run, finite_val_acc, load_runs, matching_runs,  # noqa: F401
+from .runs_table import (SUMMARY_KEYS, append_run, best_of, finite_val_acc, load_runs, matching_runs,  # noqa: F401
                          plain_value, read_table, runs_of)
 from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, save_json
 from .sweep_controller import (check_sizes, create_sweep, draw_config, early_termination_summary,  # noqa: F401
@@ -426,8 +426,7 @@ def best_finished_run(root, sweep_id: str | None = None, path: str | os.PathLike
     The one choice behind `best_config` and `best_saved_model`; runs on other data or in another mode are ignored,
     with one printed line (`load_runs`).
     """
-    runs = [r for r in load_runs(sweep_id, path, root=root) if finite_val_acc(r) and r.get("state") == "finished"]
-    return max(runs, key=lambda r: r["val_acc"]) if runs else None
+    return best_of(load_runs(sweep_id, path, root=root))
 
 
 def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS,

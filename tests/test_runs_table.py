@@ -113,6 +113,16 @@ def test_append_run_says_when_a_run_is_its_sweeps_best(tmp_path):
     assert runs_table.append_run(record("local-b", 0.1), path)  # another sweep's first run is that sweep's best
 
 
+def test_best_of_is_the_first_finished_run_with_the_highest_finite_val_acc():
+    """One rule for the best run saved (append_run), read back (sweep.best_finished_run) and reported."""
+    runs = [record("local-a", acc, name=name, state=state) for acc, name, state in
+            [(float("nan"), "nan", "finished"), (0.9, "stopped", "stopped"), (0.4, "a", "finished"),
+             (float("inf"), "inf", "finished"), (0.7, "b", "finished"), (0.7, "c", "finished"), (None, "none", "finished")]]
+    assert [runs_table.is_result(run) for run in runs] == [False, False, True, False, True, True, False]
+    assert runs_table.best_of(runs)["name"] == "b"
+    assert runs_table.best_of(runs[:2]) is None and runs_table.best_of([]) is None
+
+
 def test_claims_hand_each_agent_its_own_draw_and_a_dead_agents_claim_is_dropped(tmp_path):
     path, seen = tmp_path / "runs.json", []
 
