@@ -391,9 +391,9 @@ def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], note
     fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
     for name, term in terms.items():
-        groups = raw_groups(term, accuracy, notes.get(name, {}), order)
-        if name in aligned:
+        if name in aligned:  # the caller refuses it, naming its partner
             continue
+        groups = raw_groups(term, accuracy, notes.get(name, {}), order)
         if name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
                                               f"{fixed_reason(fixed[name])} " + describe_groups(groups),

@@ -88,11 +88,12 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
     notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
     # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
     aligned = {k for k in keys if partners[k] and terms[k].testable}
-    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, aligned, notes, ends,
-                                       evidence.difference_floor(val_images), _natural_order, permutations)
+    accuracy = finished["val_acc"].to_numpy(float)
+    found = effects.joint_observations(accuracy, terms, aligned, notes, ends, evidence.difference_floor(val_images),
+                                       _natural_order, permutations)
     for key in aligned:
         other = next((k for k in partners[key] if k in aligned), partners[key][0])
-        groups = effects.raw_groups(terms[key], finished["val_acc"].to_numpy(float), notes[key], _natural_order)
+        groups = effects.raw_groups(terms[key], accuracy, notes[key], _natural_order)
         alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
         found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
                                       f"be separated from {other} ({alignment} in the finished runs), so any difference "
