@@ -21,8 +21,7 @@ def group_labels(column: pd.Series, key: str, reference: pd.Series | None = None
     MAX_GROUPS distinct values in `reference`, e.g. lr), the half of the runs it falls in: split at
     the median of `reference` (default: the column itself)."""
     reference = column if reference is None else reference
-    numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
-    if not numeric or reference.nunique() <= MAX_GROUPS:
+    if not is_continuous(reference):
         return column.map(lambda v: format_value(v, key) if pd.notna(v) else "missing")
     median = float(reference.median())
     high = column.astype(float) > median
