@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import evidence, formulas, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
-from .runs_table import best_of
+from .runs_table import best_of, read_table, runs_of
 from .runtime import UserError
 
 NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
@@ -144,18 +144,13 @@ def question_a1(outputs: Path) -> Question:
 def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
     """(sweep id, its entry in the table, its runs): the sweep Part-A/03 took its best model from (named in
     `best`'s source), else the most recently created sweep that has runs."""
-    from .sweep import load_runs
-
-    path = outputs / "sweep_runs.json"
-    table = _read_json(path) or {}
-    runs = load_runs(None, path) if path.is_file() else []
-    with_runs = {run.get("sweep_id") for run in runs}
-    sweeps = [s for s in (table.get("sweeps") or {}).values() if isinstance(s, dict) and s.get("sweep_id") in with_runs]
+    table = read_table(outputs / "sweep_runs.json")  # a missing file is an empty table
+    sweeps = {sweep_id: sweep for sweep_id, sweep in table["sweeps"].items() if runs_of(table, sweep_id)}
     if not sweeps:
         return None, {}, []
-    named = [s for s in sweeps if s["sweep_id"] in str((best or {}).get("source", ""))]
-    chosen = named[0] if named else max(sweeps, key=lambda s: str(s.get("created", "")))
-    return chosen["sweep_id"], chosen, [run for run in runs if run.get("sweep_id") == chosen["sweep_id"]]
+    named = [sweep_id for sweep_id in sweeps if sweep_id in str((best or {}).get("source", ""))]
+    chosen = named[0] if named else max(sweeps, key=lambda sweep_id: str(sweeps[sweep_id].get("created", "")))
+    return chosen, sweeps[chosen], runs_of(table, chosen)
 
 
 def space_size(config: dict) -> int:
