@@ -247,7 +247,7 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
                           f"on the test set (val/): TEST ACCURACY {record['test_acc']:.2%}, cross-entropy "
                           f"{record.get('test_loss', float('nan')):.4f}.")]
     retrained = record.get("retrained")
-    if retrained and not tested.startswith("its config retrained"):
+    if retrained and record.get("sweep_checkpoint"):  # the sweep's own model was tested, the retraining beside it
         items.append(Item("text", f"Beside it, its config retrained: validation accuracy {retrained['val_acc']:.2%}, "
                                   f"test accuracy {retrained['test_acc']:.2%} (the curves below are this run's)."))
     images = test_images(record)

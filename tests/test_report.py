@@ -54,6 +54,7 @@ def make_outputs(folder, run_name="r00-relu", demo=True, mode="quick"):
                        "split": {"val": {f"digit_{i}": 30 for i in range(10)}}, "per_class_acc": per_class,
                        "source": f"sweep run {run_name}0 of {SWEEP}", "mode": mode, "data": data,
                        "tested_model": f"the sweep's best run {run_name}0, as saved",
+                       "sweep_checkpoint": str(folder / "sweep_checkpoints" / f"{SWEEP}.pt"),
                        "retrained": {"val_acc": .41, "test_acc": .39, "test_loss": 1.6}},
                       folder / "partA_best.json")
     rows = [{"strategy": label, "trainable_params": p, "total_params": 11_181_642, "trainable_share": p / 11_181_642,
