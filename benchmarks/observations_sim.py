@@ -58,7 +58,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared import evidence, sweep, sweep_plots  # noqa: E402
+from shared import estimate, evidence, sweep, sweep_plots  # noqa: E402
 
 RUNS = 30
 NOISE = 0.03
@@ -177,13 +177,7 @@ def describe(result: dict) -> str:
 
 def describe_machine() -> str:
     """'AMD EPYC 7B13, 2 cores, Linux': the CPU's model name where the system gives one."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+    return f"{estimate.cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main(argv: list[str] | None = None) -> int:

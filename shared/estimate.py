@@ -23,15 +23,19 @@ from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
 from .train import TrainConfig, fit, release_memory
 
 
+def cpu_name() -> str:
+    """The CPU's model name where the system gives one (Linux's /proc/cpuinfo), else what `platform` says."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine(device: torch.device) -> dict:
     """The device, the GPU's and the CPU's names, core count, torch version: what a timing was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "describe": describe()}
+            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "describe": describe()}
 
 
 def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list[dict]:
