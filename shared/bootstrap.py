@@ -25,10 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The packages that Colab and Kaggle images do not bring at the versions this repo is tested with.
 PLATFORM_PINS = ("wandb", "sweeps", "wandb-workspaces", "simplejpeg")  # wandb-workspaces: the online report
 
-SETUP_CELL = f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
+
+def setup_cell(repo_url: str = REPO_URL) -> str:
+    """The setup cell's text, cloning from `repo_url` (make publish passes the address it writes)."""
+    return f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
 # Colab or Kaggle, the repo is cloned first. (This block is synced from shared/bootstrap.py.)
 import os, sys, shutil, subprocess, pathlib
-REPO_URL = os.environ.get("INAT_REPO_URL", "{REPO_URL}")
+REPO_URL = os.environ.get("INAT_REPO_URL", "{repo_url}")
 HOSTED = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 ROOT = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p / "shared" / "bootstrap.py").exists()), None)
 if ROOT is None and HOSTED:
@@ -53,6 +56,9 @@ bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the pins the platfo
 runtime.seed_everything(42)
 print(runtime.describe())
 '''
+
+
+SETUP_CELL = setup_cell()
 
 
 def hosted() -> bool:
@@ -122,6 +128,16 @@ def _read_with_setup_cell(path: Path):
     return nb, next(c for c in nb.cells if c.cell_type == "code")
 
 
+def with_setup_cell(source: str, cell: str = SETUP_CELL) -> str:
+    """A first code cell's `source` with its bootstrap block replaced by `cell`; the code after the block stays.
+    A source that already starts with `cell` is returned as it is."""
+    if source.startswith(cell):
+        return source
+    marker = "print(runtime.describe())\n"
+    rest = source.split(marker, 1)[1] if marker in source else source
+    return cell + ("\n" + rest.lstrip("\n") if rest.strip() else "")
+
+
 def sync(paths=None) -> list[Path]:
     """Replace the bootstrap block at the top of each notebook's first code cell with SETUP_CELL."""
     import nbformat
@@ -131,9 +147,7 @@ def sync(paths=None) -> list[Path]:
         nb, cell = _read_with_setup_cell(path)
         if not setup_cell_differs(cell.source):
             continue
-        marker = "print(runtime.describe())\n"
-        rest = cell.source.split(marker, 1)[1] if marker in cell.source else cell.source
-        cell.source = SETUP_CELL + ("\n" + rest.lstrip("\n") if rest.strip() else "")
+        cell.source = with_setup_cell(cell.source)
         nbformat.write(nb, path)
         changed.append(path)
     return changed

@@ -3,8 +3,9 @@
 Introduced for the hand-in (README, "What you hand in", step 1). It reads the `origin` remote, in https
 (`https://github.com/OWNER/REPO(.git)`) or SSH (`git@github.com:OWNER/REPO.git`, `ssh://git@github.com/OWNER/REPO.git`)
 form, and writes the https address into:
-- `REPO_URL` in shared/bootstrap.py, then the six notebooks' setup cells (`python -m shared.bootstrap --sync`):
-  what a notebook opened alone on Colab or Kaggle clones;
+- `REPO_URL` in shared/bootstrap.py, and the six notebooks' setup cells (`bootstrap.setup_cell` with that
+  address, as `python -m shared.bootstrap --sync` would write them): what a notebook opened alone on Colab or
+  Kaggle clones;
 - README.md and docs/*.md: every Open-in-Colab and Open-in-Kaggle link, whatever owner, repo and branch it
   held (the placeholder `<owner>/<repo>` or an earlier published address), and the `git clone` address;
 - each notebook's first markdown cell: one line of links that open that notebook on Colab and on Kaggle.
@@ -126,7 +127,8 @@ def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
         raise PublishError(f"{setup_source} should hold one line REPO_URL = \"...\"; found {len(found)}")
     published = re.match(r"https://github\.com/([^/\s]+/[^/\s]+?)(?:\.git)?$", found[0])
     old_slugs = {PLACEHOLDER, *([published.group(1)] if published else [])}
-    changes = {setup_source: REPO_URL_LINE.sub(f'REPO_URL = "https://github.com/{slug}.git"', source)}
+    url = f"https://github.com/{slug}.git"
+    changes = {setup_source: REPO_URL_LINE.sub(f'REPO_URL = "{url}"', source)}
     for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
         if page.is_file():
             where = str(page.relative_to(root))
@@ -137,6 +139,10 @@ def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
         if cell is None:
             raise PublishError(f"{notebook} has no markdown cell for its Open-in-Colab link")
         cell.source = notebook_cell(cell.source, slug, branch, notebook.relative_to(root).as_posix())
+        code = next((c for c in nb.cells if c.cell_type == "code"), None)
+        if code is None:
+            raise PublishError(f"{notebook} has no code cell for its setup block")
+        code.source = bootstrap.with_setup_cell(code.source, bootstrap.setup_cell(url))
         changes[notebook] = nbformat.writes(nb) + "\n"
     return {path: text for path, text in changes.items() if text != path.read_text(encoding="utf-8")}
 
@@ -146,10 +152,7 @@ def publish(root: Path, slug: str, branch: str) -> list[Path]:
     changes = planned_changes(root, slug, branch)
     for path, text in changes.items():
         path.write_text(text, encoding="utf-8")
-    # The setup cells are SETUP_CELL with the new REPO_URL: a fresh process reads the file just written.
-    synced = subprocess.run([sys.executable, "-m", "shared.bootstrap", "--sync"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.split()
-    return sorted({*changes, *(root / name for name in synced if name.endswith(".ipynb"))})
+    return sorted(changes)
 
 
 def main(root: Path = ROOT) -> None:
