@@ -20,6 +20,7 @@ from .formulas import count_macs
 from .model import CNN, CNNConfig
 from .runtime import UserError, describe, get_device
 from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
+from .sweep_controller import _engine
 from .train import TrainConfig, fit, release_memory
 
 
@@ -43,11 +44,8 @@ def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list
 
     A seeded generator of our own: numpy's global one (which the sweep engine uses) is left alone.
     """
-    import warnings
-
-    with warnings.catch_warnings():  # sweeps 0.2.0 still uses pydantic-1 style config; harmless under 2
-        warnings.simplefilter("ignore")
-        from sweeps.params import HyperParameterSet
+    _engine()  # imports sweeps with its warnings silenced; sweeps.params then imports quietly
+    from sweeps.params import HyperParameterSet
 
     space = HyperParameterSet.from_config(config["parameters"])
     rng = np.random.default_rng(seed)
