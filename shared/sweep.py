@@ -441,13 +441,19 @@ def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike 
     if root is not None and not Path(root).is_dir():
         raise UserError(f"best_config: {root!r} is not a data folder; call best_config(root, sweep_id=...)")
     root = data_lib.find_data() if root is None else root
-    best = best_finished_run(root, sweep_id, path)
-    if best is None:
+    return config_of_run(best_finished_run(root, sweep_id, path), path)
+
+
+def config_of_run(run: dict | None, path: str | os.PathLike = SWEEP_RUNS) -> tuple[CNNConfig, TrainConfig, str]:
+    """(CNNConfig, TrainConfig, where it came from) of a sweep run, e.g. `best_finished_run`'s or the run
+    `best_saved_model` returns; None (no usable run in the table at `path`): the documented default, with one
+    printed line."""
+    if run is None:
         print(f"No finished sweep runs on this data ({path}); using the documented default config "
               f"(shared.sweep.DEFAULT_CNN / DEFAULT_TRAIN).")
         return DEFAULT_CNN, DEFAULT_TRAIN, "default"
-    source = f"sweep run {best.get('name', '?')} of {best.get('sweep_id')} (val_acc {best['val_acc']:.4f})"
-    return CNNConfig.from_dict(best["config"]), TrainConfig.from_dict(best["config"]), source
+    source = f"sweep run {run.get('name', '?')} of {run.get('sweep_id')} (val_acc {run['val_acc']:.4f})"
+    return CNNConfig.from_dict(run["config"]), TrainConfig.from_dict(run["config"]), source
 
 
 def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS):

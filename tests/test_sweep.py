@@ -515,10 +515,12 @@ def test_best_saved_model_is_the_best_runs_own_weights_or_none_with_a_reason(roo
     monkeypatch.setattr(sweep, "train", planted_model_train(lambda tcfg, epoch: scores[tcfg.lr]))
     model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
     assert (model, run, checkpoint) == (None, None, None) and "No finished sweep run" in found
+    assert sweep.config_of_run(run, path) == (sweep.DEFAULT_CNN, sweep.DEFAULT_TRAIN, "default")
     result = sweep.run_sweep(root, 2, config=tiny_config("grid", lr=[1e-3, 3e-3]), path=path)
     model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
     assert run["val_acc"] == 0.8 and checkpoint == sweep.best_run_checkpoint(result["sweep_id"], path)
     assert all((parameter == 3e-3).all() for parameter in model.parameters()) and str(checkpoint) in found
+    assert sweep.config_of_run(run, path) == sweep.best_config(root, path=path)  # Part-A/03 reads the runs once
     saved = torch.load(checkpoint, weights_only=True)
     torch.save({**saved, "run_name": "someone-else"}, checkpoint)  # a file that holds another run
     model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
