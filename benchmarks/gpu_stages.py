@@ -10,10 +10,8 @@ time budget (`python -m benchmarks.gpu_check --stage NAME --work DIR`) and write
 """
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import inspect
-import json
 import os
 import tempfile
 import time
@@ -207,28 +205,24 @@ def stage_sweep(scale: Scale, work: Path, save=None) -> dict:
     return out
 
 
-def sweep_timings(stage: dict, runs_table: Path) -> dict:
+def sweep_timings(stage: dict, table_path: Path) -> dict:
     """Per-run wall times from the runs table the sweep saved after each run (also after a kill), and
     two extrapolations to 30 runs.
 
-    A run's wall time is its record's `wall_seconds` (training, data loading and evaluation); in an older
-    table, the gap between runs' `created` stamps (to the second) stands in for it.
+    A run's wall time is its record's `wall_seconds` (training, data loading and evaluation; `sweep.train_one`).
     `extrapolated_30_runs_seconds` assumes the finished runs are typical; `calibrated_estimate_30_runs_seconds`
     scales the estimate over the whole space by how far the finished runs were from their own estimates,
     which holds up when only a few (possibly light or heavy) runs finished.
     """
     from shared.estimate import estimate_run_seconds
     from shared.model import CNNConfig
+    from shared.runs_table import read_table
     from shared.train import TrainConfig
 
-    runs = json.loads(runs_table.read_text())["runs"] if runs_table.exists() else []
+    runs = read_table(table_path)["runs"]
     if not runs:
         return {"runs_finished": 0}
-    end = stage.get("finished") or runs_table.stat().st_mtime
-    stamps = [datetime.datetime.fromisoformat(run["created"]).timestamp() for run in runs] + [end]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    # Runs record their own wall time (sweep.train_one); the stamps' gaps are the fallback for older tables.
-    walls = [run.get("wall_seconds", gap) for run, gap in zip(runs, gaps)]
+    end = stage.get("finished") or table_path.stat().st_mtime
     per_run = (end - stage["started"]) / len(runs)
     estimate = stage["estimate"]
     estimated = [estimate_run_seconds(CNNConfig.from_dict(run["config"]), TrainConfig.from_dict(run["config"]),
@@ -237,9 +231,10 @@ def sweep_timings(stage: dict, runs_table: Path) -> dict:
     return {
         "runs_finished": len(runs),
         "runs": [{"name": run["name"], "state": run["state"], "error": run["error"], "epochs": len(run["epoch_seconds"]),
-                  "macs": run["macs"], "batch_size": run["config"].get("batch_size"), "wall_seconds": wall,
-                  "estimated_seconds": guess, "train_seconds": sum(run["epoch_seconds"]),
-                  "images_per_second": run["images_per_second"]} for run, wall, guess in zip(runs, walls, estimated)],
+                  "macs": run["macs"], "batch_size": run["config"].get("batch_size"),
+                  "wall_seconds": run["wall_seconds"], "estimated_seconds": guess,
+                  "train_seconds": sum(run["epoch_seconds"]), "images_per_second": run["images_per_second"]}
+                 for run, guess in zip(runs, estimated)],
         "sweep_seconds": end - stage["started"], "mean_run_seconds": per_run,
         "extrapolated_30_runs_seconds": stage["cache_build"]["seconds"] + 30 * per_run,
         "measured_over_estimated": measured_over_estimated,

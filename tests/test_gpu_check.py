@@ -114,11 +114,10 @@ traceback</failure></testcase>
 def test_sweep_timings_from_the_runs_table(tmp_path):
     table = tmp_path / "sweep_runs.json"
     config = {**CNNConfig(input_size=32).to_dict(), **TrainConfig(epochs=2, batch_size=64).to_dict()}
-    record = lambda name, created: {"name": name, "state": "finished", "error": None, "created": created,  # noqa: E731
-                                    "epoch_seconds": [4.0, 3.0], "macs": 10, "images_per_second": 100.0,
-                                    "config": config}
-    table.write_text(json.dumps({"runs": [record("r00", "2026-01-01T00:00:10+00:00"),
-                                          record("r01", "2026-01-01T00:00:22+00:00")]}))
+    record = lambda name, wall: {"name": name, "state": "finished", "error": None, "wall_seconds": wall,  # noqa: E731
+                                 "epoch_seconds": [4.0, 3.0], "macs": 10, "images_per_second": 100.0,
+                                 "config": config}
+    table.write_text(json.dumps({"runs": [record("r00", 12.0), record("r01", 8.0)]}))
     started = 1767225605.0  # 2026-01-01T00:00:05Z
     # 1,280 images: 1,024 train + 256 val per epoch at 1 ms each -> 2.56 s per 2-epoch run.
     estimate = {"seconds_per_run": 10.0, "train_folder_images": 1280,
@@ -126,7 +125,7 @@ def test_sweep_timings_from_the_runs_table(tmp_path):
     stage = {"started": started, "finished": started + 25, "cache_build": {"seconds": 7.0}, "estimate": estimate}
     timings = gpu_stages.sweep_timings(stage, table)
     assert timings["runs_finished"] == 2
-    assert [run["wall_seconds"] for run in timings["runs"]] == [12.0, 8.0]  # 00:10 -> 00:22 -> end at 00:30
+    assert [run["wall_seconds"] for run in timings["runs"]] == [12.0, 8.0]
     assert timings["runs"][0]["train_seconds"] == 7.0 and timings["runs"][0]["estimated_seconds"] == pytest.approx(2.56)
     assert timings["mean_run_seconds"] == 12.5 and timings["extrapolated_30_runs_seconds"] == 7.0 + 30 * 12.5
     assert timings["measured_over_estimated"] == pytest.approx(25 / 5.12)
