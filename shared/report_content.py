@@ -142,13 +142,16 @@ def question_a1(outputs: Path) -> Question:
 
 
 def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
-    """(sweep id, its entry in the table, its runs): the sweep Part-A/03 took its best model from (named in
-    `best`'s source), else the most recently created sweep that has runs."""
+    """(sweep id, its entry in the table, its runs): the sweep Part-A/03 took its best model from (`best`'s
+    sweep_id; named in its source in older records), else the most recently created sweep that has runs."""
     table = read_table(outputs / "sweep_runs.json")  # a missing file is an empty table
     sweeps = {sweep_id: sweep for sweep_id, sweep in table["sweeps"].items() if runs_of(table, sweep_id)}
     if not sweeps:
         return None, {}, []
-    named = [sweep_id for sweep_id in sweeps if sweep_id in str((best or {}).get("source", ""))]
+    if best and "sweep_id" in best:  # Part-A/03 records the sweep its best run came from (None: no sweep run)
+        named = [best["sweep_id"]] if best["sweep_id"] in sweeps else []
+    else:  # a record from before it did names the sweep only in its source
+        named = [sweep_id for sweep_id in sweeps if sweep_id in str((best or {}).get("source", ""))]
     chosen = named[0] if named else max(sweeps, key=lambda sweep_id: str(sweeps[sweep_id].get("created", "")))
     return chosen, sweeps[chosen], runs_of(table, chosen)
 

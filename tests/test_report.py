@@ -52,7 +52,7 @@ def make_outputs(folder, run_name="r00-relu", demo=True, mode="quick"):
     runtime.save_json({"val_acc": .4, "test_acc": .42, "test_loss": 1.5, "test_images": 200,
                        "history": history([.3, .4]),
                        "split": {"val": {f"digit_{i}": 30 for i in range(10)}}, "per_class_acc": per_class,
-                       "source": f"sweep run {run_name}0 of {SWEEP}", "mode": mode, "data": data,
+                       "source": f"sweep run {run_name}0 of {SWEEP}", "sweep_id": SWEEP, "mode": mode, "data": data,
                        "tested_model": f"the sweep's best run {run_name}0, as saved",
                        "sweep_checkpoint": str(folder / "sweep_checkpoints" / f"{SWEEP}.pt"),
                        "retrained": {"val_acc": .41, "test_acc": .39, "test_loss": 1.6}},
@@ -313,3 +313,18 @@ def test_question_2_shows_the_sweep_the_tested_model_came_from(tmp_path):
     best = json.loads((outputs / "partA_best.json").read_text())
     assert report_content.sweep_record(outputs, best)[0] == SWEEP
     assert f"Sweep {SWEEP}" in report_content.collect(outputs).parts[0].questions[1].items[0].text
+
+
+def test_the_tested_sweep_is_matched_by_its_exact_id(tmp_path):
+    """local-1 is not local-12: the record's sweep_id is matched exactly; an older record (no sweep_id) by its source."""
+    outputs = make_outputs(tmp_path / "outputs")
+    table = json.loads((outputs / "sweep_runs.json").read_text())
+    longer = SWEEP + "2"  # SWEEP is a prefix of it, and it is created later
+    table["sweeps"][longer] = {**table["sweeps"][SWEEP], "sweep_id": longer, "created": "2027-01-01T00:00:00+00:00"}
+    table["runs"].append({**table["runs"][0], "sweep_id": longer, "name": "longer-run"})
+    (outputs / "sweep_runs.json").write_text(json.dumps(table))
+    best = json.loads((outputs / "partA_best.json").read_text())
+    assert report_content.sweep_record(outputs, best)[0] == SWEEP
+    assert report_content.sweep_record(outputs, {**best, "sweep_id": None})[0] == longer  # no sweep run: the latest
+    older = {key: value for key, value in best.items() if key != "sweep_id"}
+    assert report_content.sweep_record(outputs, older)[0] == SWEEP
