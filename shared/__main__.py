@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .model import CNNConfig, ConfigError
 from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, SWEEP_RUNS, UserError, cache_dir, check_distinct_paths,
-                      save_json, write_problem)
+                      check_output_file, save_json)
 from .train import TrainConfig, check_rgb
 
 
@@ -64,24 +64,6 @@ def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
     return out[CNNConfig], out[TrainConfig]
 
 
-def check_output_path(path: str | None, flag: str) -> None:
-    """Refuse an output file we could not write, before the run whose result it would hold.
-
-    A folder, or a place where no file can be created, used to fail only after training: the result was lost.
-    """
-    if not path:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {target / 'result.json'}")
-    above = next((folder for folder in target.absolute().parents if folder.is_file()), None)
-    if above is not None:
-        raise UserError(f"{flag} {path} cannot be written: {above} is a file, not a folder; choose another place")
-    problem = write_problem(target.parent)
-    if problem:
-        raise UserError(f"{flag} {path} cannot be written ({problem}); choose another place")
-
-
 def command_paths(args) -> tuple[dict, dict]:
     """(outputs, inputs) of a command by the names its user knows: no output may replace another or an input."""
     inputs = {"--data": getattr(args, "data", None), "the image cache": cache_dir()}
@@ -99,7 +81,8 @@ def check_paths(args) -> None:
     """Every output path writable and distinct from the others and from the inputs, before any work."""
     outputs, inputs = command_paths(args)
     for flag, path in outputs.items():
-        check_output_path(path, flag.split()[0])
+        if path:
+            check_output_file(path, flag.split()[0])
     check_distinct_paths(outputs, inputs)
 
 

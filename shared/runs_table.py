@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import data as data_lib
 from . import tracking
-from .runtime import SWEEP_RUNS, UserError, atomic_path, run_mode, save_json, write_problem
+from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, run_mode, save_json
 
 try:  # one process at a time may change the runs table (POSIX: Linux, macOS, Colab, Kaggle)
     import fcntl
@@ -70,12 +70,8 @@ def best_of(runs: list[dict]) -> dict | None:
 # Reading, with one-line refusals of what a hand edit can break
 # --------------------------------------------------------------------------------------------
 def check_table_path(path) -> None:
-    """Refuse, before any work, a runs-table path that is a folder or lies under a file."""
-    path = Path(path)
-    _refuse_folder(path)
-    problem = write_problem(path.parent)
-    if problem:
-        raise UserError(f"the runs table {path} cannot be written ({problem}); choose another place")
+    """Refuse, before any work, a runs-table path that is a folder, lies under a file, or cannot be written."""
+    check_output_file(path, "the runs table", "sweep_runs.json")
 
 
 def _refuse_folder(path: Path) -> None:

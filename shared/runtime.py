@@ -279,6 +279,20 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
+def check_output_file(path: str | os.PathLike, name: str, example: str = "result.json") -> None:
+    """Refuse, before the work whose result it would hold, an output file that could not be written.
+
+    `name` is how the user knows it ("--json", "the runs table"). A folder, a path under a file, or a folder
+    where no file can be made used to fail only at the end: the result was lost. Creates nothing (see
+    `outputs_problem`): a folder that does not exist yet is made by the write itself.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{name} {path} is a folder; give a file name, e.g. {target / example}")
+    if (problem := outputs_problem(target.parent)) is not None:
+        raise UserError(f"{name} {path} cannot be written: {target.parent} {problem}; choose another place")
+
+
 def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:
     """Refuse, before any work, an output path that is another output or an input of the same command.
 
