@@ -168,12 +168,12 @@ def describe_early_terminate(rule) -> str:
     return ", ".join([str(rule.get("type", "?")), *(f"{key} {value}" for key, value in rule.items() if key != "type")])
 
 
-def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict]) -> Question:
+def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict], table) -> Question:
+    """`table`: `sweep_plots.runs_table(runs)`, built once for Questions 2 and 3."""
     from .sweep import early_termination_summary
 
     if not runs:
         return Question("Question 2", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
-    table = sweep_plots.runs_table(runs)
     config = sweep.get("config") or {}
     saving = early_termination_summary(runs)
     failed = [run for run in runs if run.get("state") == "failed"]
@@ -207,10 +207,9 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
     return Question("Question 2", NOTEBOOKS["A2"], items)
 
 
-def question_a3(runs: list[dict]) -> Question:
+def question_a3(runs: list[dict], table) -> Question:
     if not runs:
         return Question("Question 3", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
-    table = sweep_plots.runs_table(runs)
     return Question("Question 3", NOTEBOOKS["A2"], [
         Item("text", "Observations, each computed from the sweep's runs (a conclusion only where the evidence "
                      "clears the thresholds; otherwise the line says why not):"),
@@ -430,7 +429,9 @@ def collect(outputs: Path) -> Content:
     compared = _read_json(outputs / VS_SCRATCH)
     found = {"A2": runs, "A3": best, "B1": strategies, "B2": compared}
     records = [r for r in [sweep, best, strategies, compared, *runs[:1]] if r]
-    parts = [Part("Part A", [question_a1(outputs), question_a2(outputs, sweep_id, sweep, runs), question_a3(runs),
+    table = sweep_plots.runs_table(runs) if runs else None
+    parts = [Part("Part A", [question_a1(outputs), question_a2(outputs, sweep_id, sweep, runs, table),
+                             question_a3(runs, table),
                              question_a4(outputs, best), question_link("Question 5", REPO_URL)]),
              Part("Part B", [question_b1(outputs, strategies, compared), question_b2(outputs, strategies),
                              question_b3(outputs, compared), question_link("Question 4", REPO_URL)])]
