@@ -313,6 +313,7 @@ def question_link(title: str, repo_url: str) -> Question:
 # Part B
 # --------------------------------------------------------------------------------------------
 def question_b1(outputs: Path, strategies: dict | None, compared: dict | None = None) -> Question:
+    import torch
     import torchvision
 
     from . import finetune
@@ -321,7 +322,8 @@ def question_b1(outputs: Path, strategies: dict | None, compared: dict | None = 
         return Question("Question 1", NOTEBOOKS["B1"], [Item("note", _run("B1"))])
     model_name = strategies["model"]
     recipe = finetune.preprocessing(model_name)
-    head = finetune.get_head(torchvision.models.get_model(model_name))  # random init: only the shapes are read
+    with torch.device("meta"):  # only the head's shape is read: no weights are made, nor initialised
+        head = finetune.get_head(torchvision.models.get_model(model_name))
     return Question("Question 1", NOTEBOOKS["B1"], [
         Item("text", f"Model: {model_name}, ImageNet weights {finetune.get_weights(model_name)}"
                      + ("." if strategies.get("pretrained") else
