@@ -3,7 +3,6 @@ viz under autocast, fine-tuning, the CUDA cache build. Every test is small (seco
 demo data at 32-64 px. Without CUDA the whole module is skipped; `make gpu-check` runs it on a lent GPU.
 """
 import dataclasses
-import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -162,8 +161,6 @@ def test_one_fine_tuning_epoch_per_strategy(root, strategy):
 def test_cuda_cache_build_matches_the_cpu_one(tmp_path):
     """nvJPEG's IDCT and the GPU's antialiased resize round differently from libjpeg-turbo and the CPU
     kernel, so pixels may differ by a few grey levels: mean below 2, 99.9% within 16 (of 255)."""
-    if "decoder" not in inspect.signature(data.load_folder).parameters:
-        pytest.skip("data.load_folder has no decoder parameter yet")
     root = bench.make_synthetic(tmp_path / "jpegs", classes=2, per_class=6)
     cpu, cuda = (data.load_folder(root / "train", 64, cache_dir=tmp_path / decoder, decoder=decoder, progress=False)
                  for decoder in ("cpu", "cuda"))
