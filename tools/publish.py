@@ -125,7 +125,7 @@ def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
     found = REPO_URL_LINE.findall(source)
     if len(found) != 1:
         raise PublishError(f"{setup_source} should hold one line REPO_URL = \"...\"; found {len(found)}")
-    published = re.match(r"https://github\.com/([^/\s]+/[^/\s]+?)(?:\.git)?$", found[0])
+    published = REMOTE_FORMS[0].match(found[0])  # an address published earlier; None for the placeholder
     old_slugs = {PLACEHOLDER, *([published.group(1)] if published else [])}
     url = f"https://github.com/{slug}.git"
     changes = {setup_source: REPO_URL_LINE.sub(f'REPO_URL = "{url}"', source)}
