@@ -119,9 +119,10 @@ def drive_home() -> Path | None:
 
 def default_folder(key: str) -> Path:
     """Where the setting `key` ("outputs", "data_dir" or "cache") points when nothing sets it."""
+    name = {"outputs": "outputs", "data_dir": "data", "cache": "cache"}[key]
     if (drive := drive_home()) is not None:
-        return drive / {"outputs": "outputs", "data_dir": "data", "cache": "cache"}[key]
-    return DATA_DIR / "cache" if key == "cache" else REPO_ROOT / {"outputs": "outputs", "data_dir": "data"}[key]
+        return drive / name
+    return DATA_DIR / name if key == "cache" else REPO_ROOT / name
 
 
 def outputs_problem(folder: Path) -> str | None:
