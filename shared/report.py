@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import runtime, tracking
-from .report_content import DECLARATION, Content, Item, collect
+from .report_content import DECLARATION, INPUTS, Content, Item, collect
 from .report_html import TITLE, write_html
 from .runtime import UserError
 
@@ -171,8 +171,7 @@ def run_report(outputs: Path | None = None, html: Path | None = None, online: bo
     if not outputs.is_dir():
         raise UserError(f"report: {outputs} is not a folder of results; run the notebooks first (make run)")
     html = Path(html or outputs / "report.html")
-    inputs = {name: outputs / name for name in ["sweep_runs.json", "partA_best.json", "partA_best.pt",
-                                                "partB_strategies.json", "partB_vs_scratch.json"]}
+    inputs = {name: outputs / name for name in INPUTS}
     runtime.check_distinct_paths({"html": html, "W&B record": outputs / RECORD}, inputs)
     wandb_mode = tracking.setup_wandb() if online is not False else "offline"
     if online and wandb_mode != "online":

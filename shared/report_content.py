@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import evidence, formulas, sweep_plots
+from . import evidence, formulas, runtime, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
 from .runs_table import best_of, read_table, runs_of
 from .runtime import UserError
@@ -22,7 +22,13 @@ from .runtime import UserError
 NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
              "A3": "Part-A/03_best_model_test.ipynb", "A4": "Part-A/04_filters_and_guided_backprop.ipynb",
              "B1": "Part-B/01_finetune_strategies.ipynb", "B2": "Part-B/02_finetune_vs_scratch.ipynb"}
-VS_SCRATCH = "partB_vs_scratch.json"  # written by Part-B/02's last cell
+# The files the report reads from the outputs folder (the names the notebooks write them under).
+SWEEP_RUNS = runtime.SWEEP_RUNS.name            # Part-A/02's runs table
+BEST_RESULT = runtime.BEST_RESULT.name          # Part-A/03's record of the tested model
+BEST_CHECKPOINT = runtime.BEST_CHECKPOINT.name  # Part-A/03's retrained model
+STRATEGY_RESULTS = "partB_strategies.json"      # written by Part-B/01
+VS_SCRATCH = "partB_vs_scratch.json"            # written by Part-B/02's last cell
+INPUTS = [SWEEP_RUNS, BEST_RESULT, BEST_CHECKPOINT, STRATEGY_RESULTS, VS_SCRATCH]
 
 
 # One item of a question's answer. `kind`: text | bullets | latex | figure | table | note | panels.
@@ -144,7 +150,7 @@ def question_a1(outputs: Path) -> Question:
 def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
     """(sweep id, its entry in the table, its runs): the sweep Part-A/03 took its best model from (`best`'s
     sweep_id; named in its source in older records), else the most recently created sweep that has runs."""
-    table = read_table(outputs / "sweep_runs.json")  # a missing file is an empty table
+    table = read_table(outputs / SWEEP_RUNS)  # a missing file is an empty table
     sweeps = {sweep_id: sweep for sweep_id, sweep in table["sweeps"].items() if runs_of(table, sweep_id)}
     if not sweeps:
         return None, {}, []
@@ -284,8 +290,8 @@ def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
     (`sweep_checkpoint` in its record), else Part-A/03's retraining (`partA_best.pt`)."""
     from . import train, viz
 
-    saved_by_sweep = Path((record or {}).get("sweep_checkpoint") or outputs / "partA_best.pt")
-    checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / "partA_best.pt"
+    saved_by_sweep = Path((record or {}).get("sweep_checkpoint") or outputs / BEST_CHECKPOINT)
+    checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / BEST_CHECKPOINT
     if not checkpoint.is_file():
         return []
     try:
@@ -425,9 +431,9 @@ def collect(outputs: Path) -> Content:
     """Every question's answer from the files under `outputs`."""
     from .bootstrap import REPO_URL
 
-    best = _read_json(outputs / "partA_best.json")
+    best = _read_json(outputs / BEST_RESULT)
     sweep_id, sweep, runs = sweep_record(outputs, best)
-    strategies = _read_json(outputs / "partB_strategies.json")
+    strategies = _read_json(outputs / STRATEGY_RESULTS)
     compared = _read_json(outputs / VS_SCRATCH)
     found = {"A2": runs, "A3": best, "B1": strategies, "B2": compared}
     records = [r for r in [sweep, best, strategies, compared, *runs[:1]] if r]
