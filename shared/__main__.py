@@ -77,13 +77,20 @@ def command_paths(args) -> tuple[dict, dict]:
     return outputs, inputs
 
 
+# What each command writes where (runtime.JSON_KINDS, TORCH_KINDS): a file of any other kind is never replaced.
+OUTPUT_KINDS = {"--json": "{command} result", "--checkpoint": "checkpoint", "--runs": "runs table",
+                "--html": "report page"}
+
+
 def check_paths(args) -> None:
-    """Every output path writable and distinct from the others and from the inputs, before any work."""
+    """Every output path writable, of the kind the command writes, and distinct from the others and from the
+    inputs, before any work."""
     outputs, inputs = command_paths(args)
+    check_distinct_paths(outputs, inputs)
     for flag, path in outputs.items():
         if path:
-            check_output_file(path, flag.split()[0])
-    check_distinct_paths(outputs, inputs)
+            flag = flag.split()[0]
+            check_output_file(path, flag, OUTPUT_KINDS[flag].format(command=args.command))
 
 
 # Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).
@@ -93,6 +100,8 @@ AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
 def check_numbers(args) -> None:
     """Refuse sizes and counts out of range in every command, the way the configs word it."""
     for name, least in AT_LEAST.items():
+        if name == "count" and args.command == "estimate":
+            least = 1  # an estimate of no run; `sweep --count 0` changes nothing, which is allowed
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")

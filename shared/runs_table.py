@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import data as data_lib
 from . import tracking
-from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, run_mode, save_json
+from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, json_kind, run_mode, save_json
 
 try:  # one process at a time may change the runs table (POSIX: Linux, macOS, Colab, Kaggle)
     import fcntl
@@ -71,7 +71,7 @@ def best_of(runs: list[dict]) -> dict | None:
 # --------------------------------------------------------------------------------------------
 def check_table_path(path) -> None:
     """Refuse, before any work, a runs-table path that is a folder, lies under a file, or cannot be written."""
-    check_output_file(path, "the runs table", "sweep_runs.json")
+    check_output_file(path, "the runs table", "runs table", "sweep_runs.json")
 
 
 def _refuse_folder(path: Path) -> None:
@@ -96,6 +96,9 @@ def read_table(path) -> dict:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); {_FIX}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); {_FIX}") from None
+    kind, words = json_kind(table)
+    if isinstance(table, dict) and kind != "runs table":  # never read as an empty table: the next write would replace what it holds
+        raise UserError(f"{path} holds {words}, not a runs table; give the runs table's path, or {_FIX}")
     if isinstance(table, dict) and "sweeps" not in table:
         table = _from_legacy(table)
     _check_table(table, path)

@@ -58,9 +58,13 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 def settings_file() -> Path | None:
     """The one settings file, if any: $INAT_SETTINGS, else <repo>/inat_settings.json (git-ignored), else, on
     Colab with Google Drive mounted, MyDrive/da6401-a2/inat_settings.json (it survives a lost session)."""
-    candidates = [os.environ.get("INAT_SETTINGS"), REPO_ROOT / "inat_settings.json",
-                  COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    if named := os.environ.get("INAT_SETTINGS"):  # named on purpose: a missing file is never silently ignored
+        if not Path(named).is_file():
+            raise UserError(f"INAT_SETTINGS={named} is {'a folder' if Path(named).is_dir() else 'not there'}; "
+                            f"name a settings file, e.g. {REPO_ROOT / 'inat_settings.json'}, or unset it")
+        return Path(named)
+    candidates = [REPO_ROOT / "inat_settings.json", COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def read_settings_file(path: Path) -> dict[str, str]:
@@ -97,10 +101,10 @@ def _apply_settings_file() -> None:
 
     Runs at import, before any caller could catch an exception: a bad file exits with its one-line message
     (SystemExit), which the CLI and a notebook both show without a traceback."""
-    path = settings_file()
-    if path is None:
-        return
     try:
+        path = settings_file()
+        if path is None:
+            return
         paths = read_settings_file(path)
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
@@ -280,18 +284,79 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def check_output_file(path: str | os.PathLike, name: str, example: str = "result.json") -> None:
-    """Refuse, before the work whose result it would hold, an output file that could not be written.
+# The project's JSON files, told apart by the keys they hold (first match wins): kind, what it is to a user, keys.
+JSON_KINDS = [("notebook", "an executed notebook", {"nbformat", "cells"}),
+              ("runs table", "a runs table", {"sweeps", "runs"}),
+              ("sweep result", "a sweep's result (sweep --json)", {"sweep_id", "best_checkpoint", "runs"}),
+              ("runs table", "a runs table (old format)", {"sweep_id", "runs"}),
+              ("best model record", "Part-A/03's record of the best model", {"tested_model", "test_acc"}),
+              ("train result", "a train result (train --json)", {"config", "val_acc", "split"}),
+              ("finetune result", "a fine-tuning result (finetune --json)", {"strategy", "trainable_params"}),
+              ("strategies record", "Part-B/01's strategies record", {"best", "rows"}),
+              ("comparison record", "Part-B/02's comparison record", {"scratch", "tuned"}),
+              ("report record", "the W&B report's record", {"url", "entity", "project"}),
+              ("estimate", "a sweep estimate (estimate --json)", {"estimate"}),
+              ("bench result", "a bench result", {"machine", "configs"})]
+# Torch files: the keys that tell a decoded-image cache and the three kinds of weights apart.
+TORCH_KINDS = [("image cache", "a decoded-image cache", {"images", "labels", "files"}),
+               ("best model checkpoint", "Part-A/03's best model weights", {"state_dict", "result", "source"}),
+               ("sweep checkpoint", "a sweep's best weights", {"state_dict", "sweep_id", "run_name"}),
+               ("checkpoint", "a checkpoint (train --checkpoint)", {"state_dict"})]
 
-    `name` is how the user knows it ("--json", "the runs table"). A folder, a path under a file, or a folder
-    where no file can be made used to fail only at the end: the result was lost. Creates nothing (see
-    `outputs_problem`): a folder that does not exist yet is made by the write itself.
+
+def json_kind(obj) -> tuple[str, str]:
+    """(kind, what it is) of a parsed JSON value, from its keys (see JSON_KINDS)."""
+    keys = set(obj) if isinstance(obj, dict) else set()
+    return next(((kind, words) for kind, words, needed in JSON_KINDS if needed <= keys),
+                ("other", "JSON this project did not write"))
+
+
+def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(kind, what it is) of the file at `path`, read from its content, not its name; None where nothing is."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return "other", f"a file that cannot be read ({err.strerror})"
+    if head.startswith(b"\x89PNG"):
+        return "figure", "a figure (PNG)"
+    if head.lower().startswith(b"<!doctype html"):
+        return "report page", "an HTML page"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip; mmap reads the keys, not the tensors
+        try:
+            keys = set(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except Exception:  # noqa: BLE001 (any zip that torch cannot read is simply not ours)
+            keys = set()
+        return next(((kind, words) for kind, words, needed in TORCH_KINDS if needed <= keys),
+                    ("other", "a zip file this project did not write"))
+    try:
+        return json_kind(json.loads(path.read_bytes()))
+    except (UnicodeDecodeError, ValueError):
+        return "other", "a file this project did not write"
+
+
+def check_output_file(path: str | os.PathLike, name: str, kind: str, example: str = "result.json") -> None:
+    """Refuse, before the work whose result it would hold, an output file that could not or must not be written.
+
+    `name` is how the user knows it ("--json", "the runs table"); `kind` is what the command writes there (see
+    JSON_KINDS and TORCH_KINDS). A file is written only where nothing is or where a file of the same kind is
+    (the command's own earlier result): the runs table, a checkpoint, a figure or a notebook of another
+    command is never replaced. A folder, a path under a file, or a folder where no file can be made used to
+    fail only at the end: the result was lost. Creates nothing (see `outputs_problem`): a folder that does not
+    exist yet is made by the write itself.
     """
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{name} {path} is a folder; give a file name, e.g. {target / example}")
     if (problem := outputs_problem(target.parent)) is not None:
         raise UserError(f"{name} {path} cannot be written: {target.parent} {problem}; choose another place")
+    found = file_kind(target)
+    if found is not None and found[0] != kind:
+        raise UserError(f"{name} {path} already holds {found[1]}, not {kind}: writing would replace it; "
+                        f"give {name} a new path or move that file aside")
 
 
 def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:

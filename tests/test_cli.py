@@ -248,3 +248,83 @@ def test_estimate_on_the_demo_data_says_the_notebook_prints_its_own(capsys):
     out, err = capsys.readouterr()
     assert json.loads(out) == {"estimate": False, "data": str(data.find_data()), "demo": True}
     assert "Part-A/02 runs its small demo sweep" in err
+
+
+# --------------------------------------------------------------------------------------------
+# A file another command wrote is never replaced (issue 21): the kind is read from the file itself
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def project_files(tmp_path):
+    """Real files of each kind the project writes, under names that do not give their kind away."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nbformat
+    import torch
+
+    files = {"table": tmp_path / "sweep_runs.json", "record": tmp_path / "partA_best.json",
+             "sweep_weights": tmp_path / "sweep_checkpoints" / "local-1.pt", "figure": tmp_path / "growth.png",
+             "notebook": tmp_path / "executed.ipynb", "train_result": tmp_path / "train.json"}
+    files["table"].write_text('{"sweeps": {"local-1": {}}, "runs": [{"name": "r01", "sweep_id": "local-1"}]}')
+    files["record"].write_text(json.dumps({"config": {}, "val_acc": 0.5, "split": {}, "source": "sweep",
+                                           "tested_model": "the sweep's best run r01", "test_acc": 0.4}))
+    files["sweep_weights"].parent.mkdir()
+    torch.save({"config": {}, "state_dict": {}, "run_name": "r01", "sweep_id": "local-1"}, files["sweep_weights"])
+    fig = plt.figure()
+    fig.savefig(files["figure"])
+    plt.close(fig)
+    nbformat.write(nbformat.v4.new_notebook(), files["notebook"])
+    files["train_result"].write_text(json.dumps({"config": {}, "val_acc": 0.5, "split": {}}))
+    return files
+
+
+@pytest.mark.parametrize("argv, victim, holds", [
+    (["train", "--json", "{table}"], "table", "holds a runs table, not train result"),
+    (["sweep", "--count", "1", "--runs", "{record}"], "record", "holds Part-A/03's record of the best model"),
+    (["sweep", "--count", "0", "--sweep-id", "local-1", "--json", "{record}"], "record", "not sweep result"),
+    (["train", "--checkpoint", "{sweep_weights}"], "sweep_weights", "holds a sweep's best weights, not checkpoint"),
+    (["report", "--offline", "--html", "{figure}"], "figure", "holds a figure (PNG), not report page"),
+    (["report", "--offline", "--html", "{notebook}"], "notebook", "holds an executed notebook"),
+    (["finetune", "--model", "resnet18", "--strategy", "head", "--json", "{train_result}"], "train_result",
+     "holds a train result (train --json), not finetune result"),
+])
+def test_an_output_over_another_commands_file_is_refused_and_the_file_kept(argv, victim, holds, project_files,
+                                                                           tmp_path, capsys, no_training, no_sweep):
+    before = project_files[victim].read_bytes()
+    argv = [arg.format(**{k: str(v) for k, v in project_files.items()}) for arg in argv]
+    if argv[0] == "report":
+        argv += ["--outputs", str(tmp_path)]
+    line = refused(argv, capsys)
+    assert holds in line and "writing would replace it" in line
+    assert project_files[victim].read_bytes() == before
+
+
+def test_a_command_may_replace_its_own_earlier_result(project_files):
+    runtime.check_output_file(project_files["train_result"], "--json", "train result")
+    runtime.check_output_file(project_files["table"], "the runs table", "runs table")
+    with pytest.raises(UserError, match="holds JSON this project did not write"):
+        (project_files["train_result"].parent / "notes.json").write_text('{"mine": 1}')
+        runtime.check_output_file(project_files["train_result"].parent / "notes.json", "--json", "train result")
+
+
+def test_a_json_that_is_not_a_runs_table_is_refused_never_read_as_empty(project_files):
+    from shared import runs_table
+    with pytest.raises(UserError, match="holds Part-A/03's record of the best model, not a runs table"):
+        runs_table.read_table(project_files["record"])
+    with pytest.raises(UserError, match="not a runs table"):
+        (project_files["record"].parent / "empty.json").write_text("{}")
+        runs_table.read_table(project_files["record"].parent / "empty.json")
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "--count", "1"], ["estimate"]])
+def test_an_absurd_input_size_is_one_line(command, capsys, no_training, no_sweep):
+    """--input-size 100000 used to try to allocate 600 GB of image cache."""
+    assert "input_size must be >= 32 (five 2x2 pools) and <= 1024" in refused([*command, "--input-size", "100000"],
+                                                                               capsys)
+    assert "input_size must be >= 32 and <= 1024" in refused(
+        ["finetune", "--model", "resnet18", "--strategy", "head", "--input-size", "100000"], capsys)
+
+
+def test_estimate_count_0_is_refused_before_the_demo_set_is_built(capsys, monkeypatch):
+    monkeypatch.setattr(data, "find_data", lambda *a, **k: (_ for _ in ()).throw(AssertionError("data built")))
+    assert "count must be >= 1, got 0" in refused(["estimate", "--count", "0"], capsys)

@@ -87,6 +87,12 @@ def test_a_bad_settings_file_is_one_clear_line(tmp_path, text, expected):
     assert expected in refusal(runtime_in_child(settings=text, tmp_path=tmp_path))
 
 
+def test_a_settings_file_that_is_missing_or_a_folder_is_one_line(tmp_path):
+    """INAT_SETTINGS naming nothing used to be ignored: every result went to the default folders instead."""
+    assert "is not there" in refusal(runtime_in_child(INAT_SETTINGS=str(tmp_path / "nope.json")))
+    assert "is a folder" in refusal(runtime_in_child(INAT_SETTINGS=str(tmp_path)))
+
+
 def test_outputs_on_a_file_or_under_one_is_one_line(tmp_path):
     a_file = tmp_path / "results.json"
     a_file.write_text("{}")

@@ -108,6 +108,33 @@ def test_a_rejected_key_goes_offline_and_a_logged_run_still_works(clean_env, mon
     assert list((clean_env / "wandb").glob("offline-run-*"))
 
 
+class _Trickling(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(100):  # one byte a second: each read is within urllib's timeout, the whole is not
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(1)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_promised_seconds(clean_env, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        start = time.monotonic()
+        assert tracking.key_problem("0" * 40, timeout=2).endswith("did not answer within 2 s")
+        assert time.monotonic() - start < 3
+    finally:
+        server.shutdown()
+
+
 def test_wandb_init_never_hard_codes_mode():
     """mode= in wandb.init would override WANDB_MODE, the switch users and tests rely on."""
     for path in SHARED.glob("*.py"):
