@@ -224,11 +224,6 @@ def register_sweep(sweep: dict, path) -> None:
     _update_table(path, lambda table: table["sweeps"].setdefault(sweep["sweep_id"], sweep))
 
 
-def update_sweep(path, sweep_id: str, **fields) -> None:
-    """Change some fields of a registered sweep (e.g. a continued sweep's larger `count`)."""
-    _update_table(path, lambda table: table["sweeps"][sweep_id].update(fields))
-
-
 # --------------------------------------------------------------------------------------------
 # Claims: the runs being trained now, so that agents of one offline sweep never draw the same config
 # --------------------------------------------------------------------------------------------
@@ -338,11 +333,12 @@ def matching_runs(runs: list[dict], root) -> list[dict]:
     return kept
 
 
-def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, server_too: bool) -> tuple[dict, int] | None:
+def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, online: bool) -> tuple[dict, int] | None:
     """The latest sweep with this config, data and mode that has fewer runs (done or running) than its count.
 
-    Returns (its description, runs done or running), or None. W&B server sweeps count only when `server_too`
-    (online); sweeps registered before counts were kept never count as unfinished.
+    Returns (its description, runs done or running), or None. Online only W&B server sweeps count, offline
+    only local ones: an online session never goes on with an offline sweep, whose runs W&B's controller does
+    not know. Sweeps registered before counts were kept never count as unfinished.
     """
     table = read_table(path)
     with locked(path):
@@ -354,7 +350,7 @@ def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, server_to
                   if sweep.get("config") == config and sweep.get("mode") == mode
                   and data_lib.same_data(sweep.get("data"), fingerprint)
                   and isinstance(sweep.get("count"), int) and done.get(sweep.get("sweep_id"), 0) < sweep["count"]
-                  and (server_too or str(sweep.get("sweep_id")).startswith("local-"))]
+                  and online != str(sweep.get("sweep_id")).startswith("local-")]
     if not candidates:
         return None
     latest = max(candidates, key=lambda sweep: str(sweep.get("created", "")))
