@@ -103,7 +103,14 @@ def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.ru
         raise SystemExit(f"missing {', '.join(missing)}: run `make test` or `make run` once (they create .venv), "
                          f"or `{sys.executable} -m pip install -r requirements.txt`.")
     print(f"Installing {', '.join(missing)} into this kernel ...")
-    runner([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+    done = runner([sys.executable, "-m", "pip", "install", "--quiet", *missing], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"pip could not install {', '.join(missing)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    # pip's red "dependency resolver" block: the image's own packages (Colab's google-adk pins opentelemetry
+    # <= 1.42.1, wandb 0.31 needs 1.43) ask for other versions. Said in one line instead of a wall of red.
+    if conflicts := sorted({" ".join(line.split()[:2]) for line in done.stderr.splitlines() if " requires " in line}):
+        print(f"Note: pip says this image's own {', '.join(conflicts)} asked for other versions of what W&B needs; "
+              f"these notebooks never import them, so nothing here is affected (`pip check` lists them).")
     importlib.invalidate_caches()
     return missing
 

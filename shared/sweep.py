@@ -213,15 +213,16 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
         if on_model:
             on_model(result.model)
         del result
-    except torch.OutOfMemoryError as err:  # torch.cuda.OutOfMemoryError is the same class
-        record["error"] = f"out of memory: {str(err).splitlines()[0][:300]}"
     except Diverged as err:
         record["error"] = f"diverged: {err}"
     except Exception as err:
-        if not _stopped_by_agent(err):
+        if out_of_memory(err):
+            record["error"] = f"out of memory: {(str(err).strip() or type(err).__name__).splitlines()[0][:300]}"
+        elif _stopped_by_agent(err):
+            record.update(state="stopped", stop_reason="stopped by the W&B sweep controller (hyperband)",
+                          **_best_of(record["history"]))
+        else:
             raise
-        record.update(state="stopped", stop_reason="stopped by the W&B sweep controller (hyperband)",
-                      **_best_of(record["history"]))
     # Outside the `except`: the traceback (and the tensors its frames hold) is gone by now.
     release_memory()
     record["epochs_run"] = len(record["history"])
@@ -230,6 +231,13 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
         # The best epoch's accuracy, not the last one's: that is what the sweep optimises.
         wandb_run.summary.update({key: record.get(key) for key in SUMMARY_KEYS})
     return record
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """An allocation failure on any device: CUDA's OutOfMemoryError, or the plain RuntimeError of the CPU's
+    allocator ("DefaultCPUAllocator: not enough memory") or MPS's, or Python's MemoryError."""
+    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or isinstance(err, RuntimeError) and bool(
+        re.search(r"out of memory|not enough memory|can't allocate memory", str(err), re.IGNORECASE))
 
 
 def _offline_sweep(sweep: dict, root, count: int, path, progress: bool) -> None:

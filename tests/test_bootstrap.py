@@ -116,13 +116,33 @@ def test_pins_come_from_requirements_and_only_missing_ones_install(monkeypatch):
     assert bootstrap.missing_requirements(pins) == []  # this venv has them
     calls = []
     monkeypatch.setenv("COLAB_RELEASE_TAG", "1")
-    installed = bootstrap.ensure_requirements({**pins, "no-such-package-xyz": "1.0"},
-                                              runner=lambda cmd, check: calls.append(cmd))
+    pip = lambda cmd, **kwargs: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", "")  # noqa: E731
+    installed = bootstrap.ensure_requirements({**pins, "no-such-package-xyz": "1.0"}, runner=pip)
     assert installed == ["no-such-package-xyz==1.0"]
     assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "no-such-package-xyz==1.0"]]
     monkeypatch.delenv("COLAB_RELEASE_TAG")
     with pytest.raises(SystemExit, match="pip install -r requirements.txt"):  # locally: say how, never install
-        bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=lambda cmd, check: calls.append(cmd))
+        bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=pip)
+
+
+# What pip 25 prints on Colab's image after installing wandb 0.31.0 (the red block of issue 19).
+RESOLVER_NOTE = """ERROR: pip's dependency resolver does not currently take into account all the packages that are installed. \
+This behaviour is the source of the following dependency conflicts.
+google-adk 2.7.1 requires opentelemetry-api<=1.42.1,>=1.36.0, but you have opentelemetry-api 1.43.0 which is incompatible.
+google-adk 2.7.1 requires opentelemetry-sdk<=1.42.1,>=1.36.0, but you have opentelemetry-sdk 1.43.0 which is incompatible.
+"""
+
+
+def test_pips_resolver_block_is_one_line_and_a_failed_install_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "1")
+    noted = lambda cmd, **kwargs: subprocess.CompletedProcess(cmd, 0, "", RESOLVER_NOTE)  # noqa: E731
+    bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=noted)
+    out = capsys.readouterr().out
+    assert "ERROR" not in out and out.count("\n") == 2  # "Installing ..." and the note
+    assert "this image's own google-adk 2.7.1 asked for other versions" in out
+    failed = lambda cmd, **kwargs: subprocess.CompletedProcess(cmd, 1, "", "x\nERROR: No matching distribution")  # noqa: E731
+    with pytest.raises(SystemExit, match="^pip could not install no-such-package-xyz==1.0: ERROR: No matching"):
+        bootstrap.ensure_requirements({"no-such-package-xyz": "1.0"}, runner=failed)
 
 
 def test_describe_says_where_outputs_and_caches_go():

@@ -176,14 +176,20 @@ def test_a_diverged_run_fails_alone(root, tmp_path):
     assert sweep_plots.runs_table(result["runs"])["state"].tolist() == ["failed", "finished"]
 
 
-def test_out_of_memory_is_recorded_and_memory_released(root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", [
+    lambda big: torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {big.numel()} bytes"),
+    # The CPU's allocator raises a plain RuntimeError, which used to end the whole sweep (issue 19).
+    lambda big: RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: "
+                             f"you tried to allocate {big.numel()} bytes."),
+    lambda big: MemoryError()])
+def test_out_of_memory_is_recorded_and_memory_released(failure, root, tmp_path, monkeypatch):
     real_train, calls, released = sweep.train, [], []
 
     def train_or_oom(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             big = torch.empty(1000)  # a tensor the failed run's frames hold until they are gone
-            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {big.numel()} bytes")
+            raise failure(big)
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(sweep, "train", train_or_oom)
