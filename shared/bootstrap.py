@@ -52,6 +52,7 @@ if ROOT is None:
                      "(git clone <repo> && cd <repo> && make run), or set INAT_REPO_URL on Colab/Kaggle.")
 sys.path.insert(0, str(ROOT))
 from shared import bootstrap, runtime, data
+bootstrap.one_line_errors()  # bad input (no data, a bad setting) shows as its one line, not a traceback
 bootstrap.ensure_requirements()  # on Colab/Kaggle: installs the pins the platform lacks (W&B, simplejpeg)
 runtime.seed_everything(42)
 print(runtime.describe())
@@ -59,6 +60,22 @@ print(runtime.describe())
 
 
 SETUP_CELL = setup_cell()
+
+
+def one_line_errors() -> None:
+    """In a notebook, show a UserError (bad input: no dataset attached, a bad setting) as one `error:` line instead of
+    a 30-line traceback; tracebacks stay for bugs. The cell still fails, so Run all and `make run` stop there."""
+    from .runtime import UserError
+
+    try:
+        shell = get_ipython()  # noqa: F821 (IPython's builtin in a kernel)
+    except NameError:
+        return
+    def show(shell, etype, value, tb, tb_offset=None):
+        shell._showtraceback(etype, value, line := [f"error: {' '.join(str(value).split())}"])  # the kernel's error
+        return line
+
+    shell.set_custom_exc((UserError,), show)
 
 
 def hosted() -> bool:

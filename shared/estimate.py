@@ -94,7 +94,7 @@ def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 
     while seconds_per_image is None:
         try:
             seconds_per_image, wall = _timed_warmup(cnn, tcfg, device, batch_size, steps)
-        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
+        except torch.cuda.OutOfMemoryError:  # the same class as torch.OutOfMemoryError, under the name older torch has
             if batch_size == 1:
                 raise
             out_of_memory_at = out_of_memory_at or batch_size

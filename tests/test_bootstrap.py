@@ -148,3 +148,19 @@ def test_pips_resolver_block_is_one_line_and_a_failed_install_is_one_line(monkey
 def test_describe_says_where_outputs_and_caches_go():
     text = runtime.describe()
     assert str(runtime.OUTPUT_DIR) in text and str(runtime.cache_dir()) in text
+
+
+def test_a_user_error_in_a_notebook_is_one_line_and_the_cell_still_fails():
+    """With no data attached on Colab, every notebook used to end in a 31-line DownloadError traceback."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+                                  "from shared import bootstrap, sources\nbootstrap.one_line_errors()"),
+        nbformat.v4.new_code_cell("raise sources.DownloadError('the download failed:\\n  no network')"),
+        nbformat.v4.new_code_cell("1 / 0")])
+    NotebookClient(nb, kernel_name="python3", timeout=120, allow_errors=True).execute()
+    user, bug = (next(o for o in cell.outputs if o.output_type == "error") for cell in nb.cells[1:])
+    assert user.traceback == ["error: the download failed: no network"] and user.ename == "DownloadError"
+    assert len(bug.traceback) > 1 and bug.ename == "ZeroDivisionError"  # a bug keeps its traceback
