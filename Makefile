@@ -9,7 +9,7 @@ CELL_TIMEOUT ?= -1
 # puts the two notebook files on different workers.
 PYTEST_ARGS ?= tests -n 2 --dist loadfile -p no:cacheprovider
 
-.PHONY: run test bench clean gpu-check publish
+.PHONY: run test bench clean gpu-check publish hand-in
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: $(BIN)/.installed
 ## (text only: the system python3 and its standard library, no virtual environment and no torch download)
 publish:
 	$(PYTHON) -m tools.publish
+
+## hand-in: copy the executed notebooks, figures and report.html from outputs/ into the committed hand-in/ folder,
+## link them from the README's question table, and print what to commit (standard library only, no venv)
+hand-in:
+	$(PYTHON) -m tools.hand_in
 
 clean:
 	rm -rf outputs data/cache
