@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from .model import CNNConfig, ConfigError
-from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, SWEEP_RUNS, UserError, cache_dir, check_distinct_paths,
-                      check_output_file, save_json)
+from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, REPORT_KIND, SWEEP_RUNS, UserError, cache_dir,
+                      check_distinct_paths, check_output_file, save_json)
 from .train import TrainConfig, check_rgb
 
 
@@ -80,10 +80,12 @@ def command_paths(args) -> tuple[dict, dict]:
 def check_paths(args) -> None:
     """Every output path writable and distinct from the others and from the inputs, before any work."""
     outputs, inputs = command_paths(args)
-    for flag, path in outputs.items():
-        if path:
-            check_output_file(path, flag.split()[0])
     check_distinct_paths(outputs, inputs)
+    for flag, path in outputs.items():
+        if path:  # each may replace only its own kind of file: a rerun's, never another command's
+            flag = flag.split()[0]
+            kinds = {"--checkpoint": "a `train --checkpoint` checkpoint", "--runs": "a runs table", "--html": REPORT_KIND}
+            check_output_file(path, flag, kinds.get(flag, f"a `{args.command} --json` result"))
 
 
 # Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).

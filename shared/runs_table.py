@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import data as data_lib
 from . import tracking
-from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, run_mode, save_json
+from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, file_kind, run_mode, save_json
 
 try:  # one process at a time may change the runs table (POSIX: Linux, macOS, Colab, Kaggle)
     import fcntl
@@ -71,7 +71,7 @@ def best_of(runs: list[dict]) -> dict | None:
 # --------------------------------------------------------------------------------------------
 def check_table_path(path) -> None:
     """Refuse, before any work, a runs-table path that is a folder, lies under a file, or cannot be written."""
-    check_output_file(path, "the runs table", "sweep_runs.json")
+    check_output_file(path, "the runs table", "a runs table", "sweep_runs.json")
 
 
 def _refuse_folder(path: Path) -> None:
@@ -82,9 +82,9 @@ def _refuse_folder(path: Path) -> None:
 def read_table(path) -> dict:
     """The runs table as {"sweeps": {...}, "runs": [...]}; a missing file is an empty table.
 
-    A table from before sweeps were kept apart ({"runs", "sweep_id", ...}) is read as that one sweep; its
-    runs carry no data fingerprint, so `matching_runs` will not use them. What cannot be read is never
-    overwritten (it may hold results): it is a one-line UserError that names the file.
+    A file without "sweeps" (another command's result, or a table from before sweeps were kept apart, whose
+    runs had no data fingerprint) is refused, never read as empty. What cannot be read is never overwritten (it
+    may hold results): it is a one-line UserError that names the file.
     """
     path = Path(path)
     _refuse_folder(path)
@@ -96,32 +96,19 @@ def read_table(path) -> dict:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); {_FIX}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); {_FIX}") from None
-    if isinstance(table, dict) and "sweeps" not in table:
-        table = _from_legacy(table)
     _check_table(table, path)
     return table
 
 
-def _from_legacy(table: dict) -> dict:
-    old_id = table.get("sweep_id") or "unknown"
-    sweeps = {old_id: {"sweep_id": old_id, "method": table.get("method"), "wandb_mode": table.get("mode"),
-                       "config": table.get("config")}}
-    runs = table.get("runs", [])
-    for run in runs if isinstance(runs, list) else []:
-        if isinstance(run, dict):
-            run.setdefault("sweep_id", old_id)
-    return {"sweeps": sweeps, "runs": runs}
-
-
 def _check_table(table, path) -> None:
     """Refuse a table whose shape the readers cannot use (checked on every read: about 20 ms for 20,000 runs)."""
-    if not isinstance(table, dict):
-        raise UserError(f"{path} holds a JSON {type(table).__name__}, not a runs table "
-                        f'({{"sweeps": {{...}}, "runs": [...]}}); {_FIX}')
-    table.setdefault("runs", [])
+    if not isinstance(table, dict) or "sweeps" not in table:
+        raise UserError(f'{path} holds {file_kind(path)}, not a runs table ({{"sweeps": {{...}}, "runs": [...]}}); '
+                        f"{_FIX}")
     for key, kind in (("sweeps", dict), ("runs", list)):
-        if not isinstance(table[key], kind):
-            raise UserError(f'{path}: "{key}" is a JSON {type(table[key]).__name__}, not a{"n" * (kind is dict)} '
+        if not isinstance(table.get(key), kind):
+            found = f"a JSON {type(table[key]).__name__}" if key in table else "missing"
+            raise UserError(f'{path}: "{key}" is {found}, not a{"n" * (kind is dict)} '
                             f"{'object' if kind is dict else 'list'}; {_FIX}")
     bad_sweep = next((sid for sid, sweep in table["sweeps"].items() if not isinstance(sweep, dict)), None)
     if bad_sweep is not None:

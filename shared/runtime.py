@@ -280,11 +280,58 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def check_output_file(path: str | os.PathLike, name: str, example: str = "result.json") -> None:
-    """Refuse, before the work whose result it would hold, an output file that could not be written.
+# The files the project writes, told apart by the keys they hold (a JSON object or a torch file's dict); the
+# first match names the file. A file's name says little: any command may be given any path.
+KINDS = [("a decoded-image cache", {"images", "checksum"}),
+         ("a sweep's best-run checkpoint", {"run_name", "state_dict"}),
+         ("Part-A/03's best model", {"result", "state_dict"}),
+         ("a `train --checkpoint` checkpoint", {"train_config", "state_dict"}),
+         ("a runs table", {"sweeps"}), ("a Jupyter notebook", {"nbformat", "cells"}),
+         ("the W&B report's record", {"url", "entity", "project"}),
+         ("a `sweep --json` result", {"sweep_id", "run_mode", "runs"}),
+         ("a notebook's hand-off record (e.g. partA_best.json)", {"mode", "data"}),
+         ("a `train --json` result", {"split", "macs", "history"}),
+         ("a `finetune --json` result", {"strategy", "trainable_params"}),
+         ("a `bench --json` result", {"machine", "configs"}), ("a `estimate --json` result", {"estimate"})]
+REPORT_KIND = "the offline report"
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """What the file at `path` holds, from its content ("a runs table", "a PNG image", ...); None where nothing
+    is (no file, or an empty one). Torch files are opened with mmap: a cache of gigabytes costs milliseconds."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    saved = None
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image (a figure)"
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return REPORT_KIND if b"<title>DA6401 Assignment 2" in head else "an HTML page"
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        with contextlib.suppress(Exception):  # another zip or pickle, an older torch format, a damaged file
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(saved, dict):
+            return "a zip, pickle or torch file"
+    elif head.lstrip()[:1] in (b"{", b"["):
+        with contextlib.suppress(ValueError):
+            saved = json.loads(path.read_bytes())
+        if not isinstance(saved, dict):
+            return f"JSON that is {_JSON_TYPES[type(saved)]}" if saved is not None else "text that is not JSON"
+    if saved is None:
+        return f"a file of {path.stat().st_size} bytes that no command here writes"
+    keys = {key for key in saved if isinstance(key, str)}
+    return next((kind for kind, needs in KINDS if needs <= keys), f"a file with keys {', '.join(sorted(keys)[:5])}")
+
+
+def check_output_file(path: str | os.PathLike, name: str, kind: str, example: str = "result.json") -> None:
+    """Refuse, before the work whose result it would hold, an output file that could not be written, or one
+    that would replace a file other than `kind`, this output's own earlier result (see `file_kind`).
 
     `name` is how the user knows it ("--json", "the runs table"). A folder, a path under a file, or a folder
-    where no file can be made used to fail only at the end: the result was lost. Creates nothing (see
+    where no file can be made used to fail only at the end: the result was lost. A runs table, a checkpoint,
+    a figure or a notebook named as an output used to be replaced, exit status 0. Creates nothing (see
     `outputs_problem`): a folder that does not exist yet is made by the write itself.
     """
     target = Path(path)
@@ -292,6 +339,9 @@ def check_output_file(path: str | os.PathLike, name: str, example: str = "result
         raise UserError(f"{name} {path} is a folder; give a file name, e.g. {target / example}")
     if (problem := outputs_problem(target.parent)) is not None:
         raise UserError(f"{name} {path} cannot be written: {target.parent} {problem}; choose another place")
+    if (found := file_kind(target)) not in (None, kind):
+        raise UserError(f"{name} {path} holds {found}, not {kind}: writing it would replace that file. "
+                        f"Give {name} a path of its own.")
 
 
 def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:

@@ -248,3 +248,81 @@ def test_estimate_on_the_demo_data_says_the_notebook_prints_its_own(capsys):
     out, err = capsys.readouterr()
     assert json.loads(out) == {"estimate": False, "data": str(data.find_data()), "demo": True}
     assert "Part-A/02 runs its small demo sweep" in err
+
+
+# --------------------------------------------------------------------------------------------
+# No output replaces a file another command or a notebook wrote (issue 21): told from its content
+# --------------------------------------------------------------------------------------------
+def a_figure(path):
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def a_sweep_checkpoint(path):
+    from shared.model import CNN, CNNConfig
+    model = CNN(CNNConfig(input_size=32, filters=(4,) * 5, dense_neurons=8))
+    record = {"config": {"lr": 1e-3}, "val_acc": 0.5, "best_epoch": 1, "name": "r01", "sweep_id": "local-a"}
+    sweep_lib._save_best(record, model, path)  # the sweep's own writer: sweep_checkpoints/local-a.pt beside it
+    return sweep_lib.sweep_checkpoint_path("local-a", path)
+
+
+def part_a_record(path):
+    """What Part-A/03 writes: a train result with the tested model's numbers, its data and mode."""
+    path.write_text(json.dumps({"config": {"epochs": 1}, "val_acc": 0.5, "best_epoch": 1, "history": [], "split": {},
+                                "macs": 10, "params": 5, "source": "the sweep's best run r01", "mode": "quick",
+                                "data": {"root": "demo"}, "tested_model": "r01", "test_acc": 0.4}))
+    return path
+
+
+@pytest.mark.parametrize("case", ["train --json over the runs table", "sweep --runs over partA_best.json",
+                                  "sweep --json over partA_best.json", "train --checkpoint over the sweep's best",
+                                  "report --html over a figure", "report --html over a notebook",
+                                  "train --json over the W&B report's record"])
+def test_an_output_over_another_commands_file_is_refused_and_the_file_kept(case, tmp_path, capsys, no_training,
+                                                                            no_sweep, monkeypatch):
+    """Each exited 0 and replaced the file: the table read back as 0 runs, the next report embedded HTML as a PNG."""
+    monkeypatch.setattr(cli, "report_inputs", lambda args: {})  # the report's own inputs are another test's
+    table = tmp_path / "sweep_runs.json"
+    if case.startswith("train --json over the runs"):
+        sweep_lib.runs_table.register_sweep({"sweep_id": "local-a"}, table)
+        victim, argv, kind = table, ["train", "--json", str(table)], "a runs table"
+    elif case.startswith("sweep --runs"):
+        victim = part_a_record(tmp_path / "partA_best.json")
+        argv, kind = ["sweep", "--count", "1", "--runs", str(victim)], "hand-off record"
+    elif case.startswith("sweep --json"):
+        victim = part_a_record(tmp_path / "partA_best.json")
+        argv, kind = ["sweep", "--count", "1", "--sweep-id", "local-a", "--json", str(victim)], "hand-off record"
+    elif case.startswith("train --checkpoint"):
+        victim = a_sweep_checkpoint(table)
+        argv, kind = ["train", "--checkpoint", str(victim)], "a sweep's best-run checkpoint"
+    elif case.endswith("figure"):
+        a_figure(victim := tmp_path / "partA_01_growth.png")
+        argv, kind = ["report", "--offline", "--outputs", str(tmp_path), "--html", str(victim)], "a PNG image"
+    elif case.endswith("notebook"):
+        victim = tmp_path / "01.ipynb"
+        victim.write_bytes((REPO / "Part-A" / "01_model_and_formulas.ipynb").read_bytes())
+        argv, kind = ["report", "--offline", "--outputs", str(tmp_path), "--html", str(victim)], "a Jupyter notebook"
+    else:
+        victim = tmp_path / "report_wandb.json"
+        runtime.save_json({"url": "https://wandb.ai/me/p/reports/x--id0", "id": "id0", "entity": "me",
+                           "project": "p"}, victim)
+        argv, kind = ["train", "--json", str(victim)], "the W&B report's record"
+    before = victim.read_bytes()
+    line = refused(argv, capsys)
+    assert str(victim) in line and kind in line and "would replace that file" in line
+    assert victim.read_bytes() == before
+
+
+def test_a_rerun_replaces_its_own_earlier_result(tmp_path, capsys):
+    """The rule's other half: a command's own earlier result (same kind) may be replaced."""
+    json_path, checkpoint = tmp_path / "result.json", tmp_path / "best.pt"
+    for _ in range(2):
+        cli.main(["train", *TINY_TRAIN, "--json", str(json_path), "--checkpoint", str(checkpoint)])
+    assert runtime.file_kind(json_path) == "a `train --json` result"
+    assert runtime.file_kind(checkpoint) == "a `train --checkpoint` checkpoint"
+    html = tmp_path / "report.html"
+    for _ in range(2):
+        cli.main(["report", "--offline", "--outputs", str(tmp_path), "--html", str(html)])
+    assert runtime.file_kind(html) == runtime.REPORT_KIND
