@@ -90,16 +90,21 @@ def check_paths(args) -> None:
 
 # Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).
 AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
+MAX_INPUT_SIZE = 2048  # --input-size 100000 used to try to allocate 600 GB
 
 
 def check_numbers(args) -> None:
     """Refuse sizes and counts out of range in every command, the way the configs word it."""
     for name, least in AT_LEAST.items():
         value = getattr(args, name, None)
+        least = 1 if args.command == "estimate" else least  # before the demo set is built for it
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")
     if getattr(args, "input_size", None) is not None and args.command != "finetune":  # finetune: the weights' check
         CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
+    if (getattr(args, "input_size", None) or 0) > MAX_INPUT_SIZE:
+        raise ConfigError(f"input_size must be <= {MAX_INPUT_SIZE} px, got {args.input_size}: every image is kept "
+                          f"decoded at that size (10,000 at {MAX_INPUT_SIZE} px are 126 GB)")
 
 
 def _write_json(payload: dict, path: str | None) -> None:

@@ -58,7 +58,11 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 def settings_file() -> Path | None:
     """The one settings file, if any: $INAT_SETTINGS, else <repo>/inat_settings.json (git-ignored), else, on
     Colab with Google Drive mounted, MyDrive/da6401-a2/inat_settings.json (it survives a lost session)."""
-    candidates = [os.environ.get("INAT_SETTINGS"), REPO_ROOT / "inat_settings.json",
+    chosen = os.environ.get("INAT_SETTINGS")
+    if chosen and not Path(chosen).is_file():  # a typo would silently send results elsewhere
+        raise UserError(f"INAT_SETTINGS={chosen} {'is a folder' if Path(chosen).is_dir() else 'does not exist'}; "
+                        f"give the path of a settings file (e.g. inat_settings.json) or unset it")
+    candidates = [chosen, REPO_ROOT / "inat_settings.json",
                   COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
@@ -97,11 +101,9 @@ def _apply_settings_file() -> None:
 
     Runs at import, before any caller could catch an exception: a bad file exits with its one-line message
     (SystemExit), which the CLI and a notebook both show without a traceback."""
-    path = settings_file()
-    if path is None:
-        return
     try:
-        paths = read_settings_file(path)
+        path = settings_file()
+        paths = read_settings_file(path) if path else {}
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     for variable, value in paths.items():

@@ -326,3 +326,18 @@ def test_a_rerun_replaces_its_own_earlier_result(tmp_path, capsys):
     for _ in range(2):
         cli.main(["report", "--offline", "--outputs", str(tmp_path), "--html", str(html)])
     assert runtime.file_kind(html) == runtime.REPORT_KIND
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "--count", "1"], ["estimate"], ["bench"],
+                                     ["finetune", "--model", "resnet18", "--strategy", "head"]])
+def test_an_absurd_input_size_is_one_line_before_any_work(command, capsys, no_training, no_sweep, no_decoding):
+    """Issue 21: --input-size 100000 tried to allocate 600 GB."""
+    line = refused([*command, "--input-size", "100000"], capsys)
+    assert "input_size must be <= 2048 px, got 100000" in line
+
+
+def test_estimate_count_0_is_refused_before_the_demo_set_is_built(capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was looked for (the demo set built) before --count 0 was refused")
+    monkeypatch.setattr(data, "find_data", refuse)
+    assert "count must be >= 1, got 0" in refused(["estimate", "--count", "0"], capsys)

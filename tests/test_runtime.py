@@ -132,3 +132,10 @@ def test_a_seed_numpy_cannot_take_is_one_line(seed):
 def test_seeds_at_the_ends_of_the_range_work():
     runtime.seed_everything(0)
     runtime.seed_everything(runtime.MAX_SEED)
+
+
+@pytest.mark.parametrize("where, problem", [("missing.json", "does not exist"), ("", "is a folder")])
+def test_an_inat_settings_that_is_missing_or_a_folder_is_one_line(tmp_path, where, problem):
+    """Issue 21: it was ignored silently, and the results went to the default folders."""
+    line = refusal(runtime_in_child(INAT_SETTINGS=str(tmp_path / where)))
+    assert f"INAT_SETTINGS={tmp_path / where}" in line and problem in line
