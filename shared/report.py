@@ -132,7 +132,13 @@ def save_online(content: Content, outputs: Path) -> str | None:
         print("W&B report skipped: wandb-workspaces is not installed (pip install -r requirements.txt).")
         return None
     record_path = outputs / RECORD
-    previous = json.loads(record_path.read_text()).get("url") if record_path.is_file() else None
+    previous = None
+    if record_path.is_file():
+        try:
+            previous = json.loads(record_path.read_text(encoding="utf-8"))["url"]
+        except (OSError, ValueError, TypeError, KeyError) as err:  # damaged by hand: report.html says so
+            content.warnings.append(f"{RECORD} could not be read ({type(err).__name__}: {err}); a new W&B report "
+                                    f"is made and recorded there")
     try:
         entity = tracking.ENTITY or _default_entity()
         report = build_wandb_report(content, entity, tracking.PROJECT, previous)

@@ -341,3 +341,16 @@ def test_estimate_count_0_is_refused_before_the_demo_set_is_built(capsys, monkey
         raise AssertionError("the data was looked for (the demo set built) before --count 0 was refused")
     monkeypatch.setattr(data, "find_data", refuse)
     assert "count must be >= 1, got 0" in refused(["estimate", "--count", "0"], capsys)
+
+
+@pytest.mark.parametrize("record", [b"{not json", b'["a list"]', b'{"id": "no url"}'])
+def test_a_damaged_wandb_record_never_stops_report_html(record, tmp_path, capsys, monkeypatch):
+    """Issue 21: a damaged report_wandb.json was a traceback before report.html was written."""
+    from test_report import SavedReports, make_outputs, report
+    outputs = make_outputs(tmp_path / "outputs")
+    (outputs / report.RECORD).write_bytes(record)
+    SavedReports(monkeypatch)
+    monkeypatch.setattr(report.tracking, "setup_wandb", lambda verbose=True: "online")
+    cli.main(["report", "--outputs", str(outputs), "--online"])
+    assert f"{report.RECORD} could not be read" in (outputs / "report.html").read_text()
+    assert json.loads((outputs / report.RECORD).read_text())["url"].endswith("--id0")  # a new report, recorded
