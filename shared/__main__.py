@@ -9,7 +9,8 @@
 
 Bad input (a setting, a path, a dataset, missing weights) stops before any long work with one line,
 `error: <message>`, and exit status 1: among them an output path that is another output or an input of the
-same command (`--json` over the checkpoint or the runs table). stdout carries the result's JSON alone;
+same command (`--json` over the checkpoint or the runs table), or one where a file of another kind is
+(see `runtime.check_output_file`). stdout carries the result's JSON alone;
 progress goes to stderr. `bench` is a thin entry to `benchmarks/bench.py`, a tool beside this package.
 """
 from __future__ import annotations
