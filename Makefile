@@ -43,8 +43,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench
 
 ## publish: write the origin remote's GitHub address into the setup cells, README links and notebooks' Colab links
-publish: $(BIN)/.installed
-	$(BIN)/python -m tools.publish
+## (text only: the system python3 and its standard library, no virtual environment and no torch download)
+publish:
+	$(PYTHON) -m tools.publish
 
 clean:
 	rm -rf outputs data/cache

@@ -9,8 +9,7 @@
 
 Bad input (a setting, a path, a dataset, missing weights) stops before any long work with one line,
 `error: <message>`, and exit status 1: among them an output path that is another output or an input of the
-same command (`--json` over the checkpoint or the runs table), or one where a file of another kind is
-(see `runtime.check_output_file`). stdout carries the result's JSON alone;
+same command (`--json` over the checkpoint or the runs table). stdout carries the result's JSON alone;
 progress goes to stderr. `bench` is a thin entry to `benchmarks/bench.py`, a tool beside this package.
 """
 from __future__ import annotations
@@ -24,8 +23,8 @@ import sys
 from pathlib import Path
 
 from .model import CNNConfig, ConfigError
-from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, REPORT_KIND, SWEEP_RUNS, UserError, cache_dir,
-                      check_distinct_paths, check_output_file, save_json)
+from .runtime import (BEST_CHECKPOINT, BEST_RESULT, OUTPUT_DIR, SWEEP_RUNS, UserError, cache_dir, check_distinct_paths,
+                      check_output_file, save_json)
 from .train import TrainConfig, check_rgb
 
 
@@ -78,34 +77,36 @@ def command_paths(args) -> tuple[dict, dict]:
     return outputs, inputs
 
 
+# What each command writes where (runtime.JSON_KINDS, TORCH_KINDS): a file of any other kind is never replaced.
+OUTPUT_KINDS = {"--json": "{command} result", "--checkpoint": "checkpoint", "--runs": "runs table",
+                "--html": "report page"}
+
+
 def check_paths(args) -> None:
-    """Every output path writable and distinct from the others and from the inputs, before any work."""
+    """Every output path writable, of the kind the command writes, and distinct from the others and from the
+    inputs, before any work."""
     outputs, inputs = command_paths(args)
     check_distinct_paths(outputs, inputs)
     for flag, path in outputs.items():
-        if path:  # each may replace only its own kind of file: a rerun's, never another command's
+        if path:
             flag = flag.split()[0]
-            kinds = {"--checkpoint": "a `train --checkpoint` checkpoint", "--runs": "a runs table", "--html": REPORT_KIND}
-            check_output_file(path, flag, kinds.get(flag, f"a `{args.command} --json` result"))
+            check_output_file(path, flag, OUTPUT_KINDS[flag].format(command=args.command))
 
 
 # Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).
 AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
-MAX_INPUT_SIZE = 2048  # --input-size 100000 used to try to allocate 600 GB
 
 
 def check_numbers(args) -> None:
     """Refuse sizes and counts out of range in every command, the way the configs word it."""
     for name, least in AT_LEAST.items():
+        if name == "count" and args.command == "estimate":
+            least = 1  # an estimate of no run; `sweep --count 0` changes nothing, which is allowed
         value = getattr(args, name, None)
-        least = 1 if args.command == "estimate" else least  # before the demo set is built for it
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")
     if getattr(args, "input_size", None) is not None and args.command != "finetune":  # finetune: the weights' check
         CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
-    if (getattr(args, "input_size", None) or 0) > MAX_INPUT_SIZE:
-        raise ConfigError(f"input_size must be <= {MAX_INPUT_SIZE} px, got {args.input_size}: every image is kept "
-                          f"decoded at that size (10,000 at {MAX_INPUT_SIZE} px are 126 GB)")
 
 
 def _write_json(payload: dict, path: str | None) -> None:

@@ -195,6 +195,11 @@ def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -
     """
     if resize_to is None:
         return TF.resize(image, [size, size], antialias=True)
+    short, long = sorted(image.shape[-2:])
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and resize_to * long * resize_to > limit * short:  # a 2x12000 PNG would grow to 224x1,344,000
+        raise BadImage(f"not resized: its shorter side at {resize_to} px makes {resize_to}x{resize_to * long // short:,}"
+                       f" pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
     image = TF.resize(image, resize_to, antialias=True)
     return TF.center_crop(image, [size, size])
 
@@ -269,7 +274,7 @@ def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: Thre
             resized = torch.stack([resize_uint8(image, size, resize_to) for image in decoded]).cpu() if decoded else []
             for i, image in zip(on_gpu, resized):
                 results[i] = (image, None)
-        except RuntimeError:  # nvJPEG refused the batch: its files go to the CPU path below
+        except (RuntimeError, BadImage):  # nvJPEG refused the batch, or a file too long to resize: the CPU path
             pass
         on_cpu = [i for i, result in enumerate(results) if result is None]
         for i, result in zip(on_cpu, pool.map(_decode, ((inspected[i][0], size, resize_to) for i in on_cpu))):

@@ -26,7 +26,7 @@ import torchvision
 from torch import nn
 
 from . import data as data_lib
-from .model import MIN_INPUT_SIZE, ConfigError
+from .model import MAX_INPUT_SIZE, MIN_INPUT_SIZE, ConfigError
 from .runtime import UserError, banner, get_device, run_mode
 from .train import (TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory, require_images,
                     require_test_images)
@@ -150,8 +150,8 @@ def preprocessing(name: str, input_size: int | None = None) -> dict:
     """
     transforms = get_weights(name).transforms()
     crop, resize = transforms.crop_size[0], transforms.resize_size[0]
-    if input_size is not None and input_size < MIN_INPUT_SIZE:  # 0 must not silently mean "the default"
-        raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE}, got {input_size}")
+    if input_size is not None and not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:  # 0 is not "the default"
+        raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE} and <= {MAX_INPUT_SIZE}, got {input_size}")
     if input_size and input_size != crop:
         if name.startswith("vit_"):
             raise ConfigError(f"{name} needs exactly its {crop}px crop (its position embeddings are "

@@ -18,6 +18,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mis
                "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 ORGANISATIONS = ("same", "doubling", "halving")
 MIN_INPUT_SIZE = 32  # five 2x2 max-pools: 32 px is the smallest size that leaves a 1x1 map
+MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; 100,000 px asked for 600 GB of cache before any check
 
 
 class ConfigError(UserError, ValueError):
@@ -79,8 +80,9 @@ class CNNConfig:
             raise ConfigError(f"need 5 filters and 5 kernel sizes, got {self.filters} and {self.kernel_sizes}")
         if min(self.filters) < 1 or min(self.kernel_sizes) < 1:
             raise ConfigError(f"filters and kernel sizes must be positive, got {self.filters} and {self.kernel_sizes}")
-        if self.input_size < MIN_INPUT_SIZE:
-            raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE} (five 2x2 pools), got {self.input_size}")
+        if not MIN_INPUT_SIZE <= self.input_size <= MAX_INPUT_SIZE:
+            raise ConfigError(f"input_size must be >= {MIN_INPUT_SIZE} (five 2x2 pools) and <= {MAX_INPUT_SIZE} "
+                              f"(the photos are about 800x600), got {self.input_size}")
         for name in ("dense_neurons", "in_channels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

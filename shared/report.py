@@ -132,13 +132,12 @@ def save_online(content: Content, outputs: Path) -> str | None:
         print("W&B report skipped: wandb-workspaces is not installed (pip install -r requirements.txt).")
         return None
     record_path = outputs / RECORD
-    previous = None
-    if record_path.is_file():
-        try:
-            previous = json.loads(record_path.read_text(encoding="utf-8"))["url"]
-        except (OSError, ValueError, TypeError, KeyError) as err:  # damaged by hand: report.html says so
-            content.warnings.append(f"{RECORD} could not be read ({type(err).__name__}: {err}); a new W&B report "
-                                    f"is made and recorded there")
+    try:
+        previous = json.loads(record_path.read_text()).get("url") if record_path.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:  # AttributeError: not an object
+        content.warnings.append(f"W&B report not saved: {record_path} could not be read ({type(err).__name__}), "
+                                f"and saving would lose the address it holds; fix or move it, then build again")
+        return None
     try:
         entity = tracking.ENTITY or _default_entity()
         report = build_wandb_report(content, entity, tracking.PROJECT, previous)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import data as data_lib
 from . import tracking
-from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, file_kind, run_mode, save_json
+from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, json_kind, run_mode, save_json
 
 try:  # one process at a time may change the runs table (POSIX: Linux, macOS, Colab, Kaggle)
     import fcntl
@@ -71,7 +71,7 @@ def best_of(runs: list[dict]) -> dict | None:
 # --------------------------------------------------------------------------------------------
 def check_table_path(path) -> None:
     """Refuse, before any work, a runs-table path that is a folder, lies under a file, or cannot be written."""
-    check_output_file(path, "the runs table", "a runs table", "sweep_runs.json")
+    check_output_file(path, "the runs table", "runs table", "sweep_runs.json")
 
 
 def _refuse_folder(path: Path) -> None:
@@ -82,9 +82,9 @@ def _refuse_folder(path: Path) -> None:
 def read_table(path) -> dict:
     """The runs table as {"sweeps": {...}, "runs": [...]}; a missing file is an empty table.
 
-    A file without "sweeps" (another command's result, or a table from before sweeps were kept apart, whose
-    runs had no data fingerprint) is refused, never read as empty. What cannot be read is never overwritten (it
-    may hold results): it is a one-line UserError that names the file.
+    A table from before sweeps were kept apart ({"runs", "sweep_id", ...}) is read as that one sweep; its
+    runs carry no data fingerprint, so `matching_runs` will not use them. What cannot be read is never
+    overwritten (it may hold results): it is a one-line UserError that names the file.
     """
     path = Path(path)
     _refuse_folder(path)
@@ -96,19 +96,35 @@ def read_table(path) -> dict:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); {_FIX}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); {_FIX}") from None
+    kind, words = json_kind(table)
+    if isinstance(table, dict) and kind != "runs table":  # never read as an empty table: the next write would replace what it holds
+        raise UserError(f"{path} holds {words}, not a runs table; give the runs table's path, or {_FIX}")
+    if isinstance(table, dict) and "sweeps" not in table:
+        table = _from_legacy(table)
     _check_table(table, path)
     return table
 
 
+def _from_legacy(table: dict) -> dict:
+    old_id = table.get("sweep_id") or "unknown"
+    sweeps = {old_id: {"sweep_id": old_id, "method": table.get("method"), "wandb_mode": table.get("mode"),
+                       "config": table.get("config")}}
+    runs = table.get("runs", [])
+    for run in runs if isinstance(runs, list) else []:
+        if isinstance(run, dict):
+            run.setdefault("sweep_id", old_id)
+    return {"sweeps": sweeps, "runs": runs}
+
+
 def _check_table(table, path) -> None:
     """Refuse a table whose shape the readers cannot use (checked on every read: about 20 ms for 20,000 runs)."""
-    if not isinstance(table, dict) or "sweeps" not in table:
-        raise UserError(f'{path} holds {file_kind(path)}, not a runs table ({{"sweeps": {{...}}, "runs": [...]}}); '
-                        f"{_FIX}")
+    if not isinstance(table, dict):
+        raise UserError(f"{path} holds a JSON {type(table).__name__}, not a runs table "
+                        f'({{"sweeps": {{...}}, "runs": [...]}}); {_FIX}')
+    table.setdefault("runs", [])
     for key, kind in (("sweeps", dict), ("runs", list)):
-        if not isinstance(table.get(key), kind):
-            found = f"a JSON {type(table[key]).__name__}" if key in table else "missing"
-            raise UserError(f'{path}: "{key}" is {found}, not a{"n" * (kind is dict)} '
+        if not isinstance(table[key], kind):
+            raise UserError(f'{path}: "{key}" is a JSON {type(table[key]).__name__}, not a{"n" * (kind is dict)} '
                             f"{'object' if kind is dict else 'list'}; {_FIX}")
     bad_sweep = next((sid for sid, sweep in table["sweeps"].items() if not isinstance(sweep, dict)), None)
     if bad_sweep is not None:
@@ -206,11 +222,6 @@ def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None)
 def register_sweep(sweep: dict, path) -> None:
     """Note how a sweep was made (config, data, mode, count) the first time one of its runs is due."""
     _update_table(path, lambda table: table["sweeps"].setdefault(sweep["sweep_id"], sweep))
-
-
-def update_sweep(path, sweep_id: str, **fields) -> None:
-    """Change some fields of a registered sweep (e.g. a continued sweep's larger `count`)."""
-    _update_table(path, lambda table: table["sweeps"][sweep_id].update(fields))
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,11 +333,12 @@ def matching_runs(runs: list[dict], root) -> list[dict]:
     return kept
 
 
-def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, server_too: bool) -> tuple[dict, int] | None:
+def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, online: bool) -> tuple[dict, int] | None:
     """The latest sweep with this config, data and mode that has fewer runs (done or running) than its count.
 
-    Returns (its description, runs done or running), or None. W&B server sweeps count only when `server_too`
-    (online); sweeps registered before counts were kept never count as unfinished.
+    Returns (its description, runs done or running), or None. Online only W&B server sweeps count, offline
+    only local ones: an online session never goes on with an offline sweep, whose runs W&B's controller does
+    not know. Sweeps registered before counts were kept never count as unfinished.
     """
     table = read_table(path)
     with locked(path):
@@ -338,7 +350,7 @@ def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, server_to
                   if sweep.get("config") == config and sweep.get("mode") == mode
                   and data_lib.same_data(sweep.get("data"), fingerprint)
                   and isinstance(sweep.get("count"), int) and done.get(sweep.get("sweep_id"), 0) < sweep["count"]
-                  and (server_too or str(sweep.get("sweep_id")).startswith("local-"))]
+                  and online != str(sweep.get("sweep_id")).startswith("local-")]
     if not candidates:
         return None
     latest = max(candidates, key=lambda sweep: str(sweep.get("created", "")))

@@ -58,13 +58,13 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 def settings_file() -> Path | None:
     """The one settings file, if any: $INAT_SETTINGS, else <repo>/inat_settings.json (git-ignored), else, on
     Colab with Google Drive mounted, MyDrive/da6401-a2/inat_settings.json (it survives a lost session)."""
-    chosen = os.environ.get("INAT_SETTINGS")
-    if chosen and not Path(chosen).is_file():  # a typo would silently send results elsewhere
-        raise UserError(f"INAT_SETTINGS={chosen} {'is a folder' if Path(chosen).is_dir() else 'does not exist'}; "
-                        f"give the path of a settings file (e.g. inat_settings.json) or unset it")
-    candidates = [chosen, REPO_ROOT / "inat_settings.json",
-                  COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    if named := os.environ.get("INAT_SETTINGS"):  # named on purpose: a missing file is never silently ignored
+        if not Path(named).is_file():
+            raise UserError(f"INAT_SETTINGS={named} is {'a folder' if Path(named).is_dir() else 'not there'}; "
+                            f"name a settings file, e.g. {REPO_ROOT / 'inat_settings.json'}, or unset it")
+        return Path(named)
+    candidates = [REPO_ROOT / "inat_settings.json", COLAB_DRIVE / "da6401-a2" / "inat_settings.json"]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def read_settings_file(path: Path) -> dict[str, str]:
@@ -103,7 +103,9 @@ def _apply_settings_file() -> None:
     (SystemExit), which the CLI and a notebook both show without a traceback."""
     try:
         path = settings_file()
-        paths = read_settings_file(path) if path else {}
+        if path is None:
+            return
+        paths = read_settings_file(path)
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     for variable, value in paths.items():
@@ -282,68 +284,79 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-# The files the project writes, told apart by the keys they hold (a JSON object or a torch file's dict); the
-# first match names the file. A file's name says little: any command may be given any path.
-KINDS = [("a decoded-image cache", {"images", "checksum"}),
-         ("a sweep's best-run checkpoint", {"run_name", "state_dict"}),
-         ("Part-A/03's best model", {"result", "state_dict"}),
-         ("a `train --checkpoint` checkpoint", {"train_config", "state_dict"}),
-         ("a runs table", {"sweeps"}), ("a Jupyter notebook", {"nbformat", "cells"}),
-         ("the W&B report's record", {"url", "entity", "project"}),
-         ("a `sweep --json` result", {"sweep_id", "run_mode", "runs"}),
-         ("a notebook's hand-off record (e.g. partA_best.json)", {"mode", "data"}),
-         ("a `train --json` result", {"split", "macs", "history"}),
-         ("a `finetune --json` result", {"strategy", "trainable_params"}),
-         ("a `bench --json` result", {"machine", "configs"}), ("a `estimate --json` result", {"estimate"})]
-REPORT_KIND = "the offline report"
+# The project's JSON files, told apart by the keys they hold (first match wins): kind, what it is to a user, keys.
+JSON_KINDS = [("notebook", "an executed notebook", {"nbformat", "cells"}),
+              ("runs table", "a runs table", {"sweeps", "runs"}),
+              ("sweep result", "a sweep's result (sweep --json)", {"sweep_id", "best_checkpoint", "runs"}),
+              ("runs table", "a runs table (old format)", {"sweep_id", "runs"}),
+              ("best model record", "Part-A/03's record of the best model", {"tested_model", "test_acc"}),
+              ("train result", "a train result (train --json)", {"config", "val_acc", "split"}),
+              ("finetune result", "a fine-tuning result (finetune --json)", {"strategy", "trainable_params"}),
+              ("strategies record", "Part-B/01's strategies record", {"best", "rows"}),
+              ("comparison record", "Part-B/02's comparison record", {"scratch", "tuned"}),
+              ("report record", "the W&B report's record", {"url", "entity", "project"}),
+              ("estimate", "a sweep estimate (estimate --json)", {"estimate"}),
+              ("bench result", "a bench result", {"machine", "configs"})]
+# Torch files: the keys that tell a decoded-image cache and the three kinds of weights apart.
+TORCH_KINDS = [("image cache", "a decoded-image cache", {"images", "labels", "files"}),
+               ("best model checkpoint", "Part-A/03's best model weights", {"state_dict", "result", "source"}),
+               ("sweep checkpoint", "a sweep's best weights", {"state_dict", "sweep_id", "run_name"}),
+               ("checkpoint", "a checkpoint (train --checkpoint)", {"state_dict"})]
 
 
-def file_kind(path: str | os.PathLike) -> str | None:
-    """What the file at `path` holds, from its content ("a runs table", "a PNG image", ...); None where nothing
-    is (no file, or an empty one). Torch files are opened with mmap: a cache of gigabytes costs milliseconds."""
+def json_kind(obj) -> tuple[str, str]:
+    """(kind, what it is) of a parsed JSON value, from its keys (see JSON_KINDS)."""
+    keys = set(obj) if isinstance(obj, dict) else set()
+    return next(((kind, words) for kind, words, needed in JSON_KINDS if needed <= keys),
+                ("other", "JSON this project did not write"))
+
+
+def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(kind, what it is) of the file at `path`, read from its content, not its name; None where nothing is."""
     path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
         return None
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    saved = None
+    except OSError as err:
+        return "other", f"a file that cannot be read ({err.strerror})"
     if head.startswith(b"\x89PNG"):
-        return "a PNG image (a figure)"
-    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
-        return REPORT_KIND if b"<title>DA6401 Assignment 2" in head else "an HTML page"
-    if head.startswith((b"PK\x03\x04", b"\x80")):
-        with contextlib.suppress(Exception):  # another zip or pickle, an older torch format, a damaged file
-            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if not isinstance(saved, dict):
-            return "a zip, pickle or torch file"
-    elif head.lstrip()[:1] in (b"{", b"["):
-        with contextlib.suppress(ValueError):
-            saved = json.loads(path.read_bytes())
-        if not isinstance(saved, dict):
-            return f"JSON that is {_JSON_TYPES[type(saved)]}" if saved is not None else "text that is not JSON"
-    if saved is None:
-        return f"a file of {path.stat().st_size} bytes that no command here writes"
-    keys = {key for key in saved if isinstance(key, str)}
-    return next((kind for kind, needs in KINDS if needs <= keys), f"a file with keys {', '.join(sorted(keys)[:5])}")
+        return "figure", "a figure (PNG)"
+    if head.lower().startswith(b"<!doctype html"):
+        return "report page", "an HTML page"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip; mmap reads the keys, not the tensors
+        try:
+            keys = set(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except Exception:  # noqa: BLE001 (any zip that torch cannot read is simply not ours)
+            keys = set()
+        return next(((kind, words) for kind, words, needed in TORCH_KINDS if needed <= keys),
+                    ("other", "a zip file this project did not write"))
+    try:
+        return json_kind(json.loads(path.read_bytes()))
+    except (UnicodeDecodeError, ValueError):
+        return "other", "a file this project did not write"
 
 
 def check_output_file(path: str | os.PathLike, name: str, kind: str, example: str = "result.json") -> None:
-    """Refuse, before the work whose result it would hold, an output file that could not be written, or one
-    that would replace a file other than `kind`, this output's own earlier result (see `file_kind`).
+    """Refuse, before the work whose result it would hold, an output file that could not or must not be written.
 
-    `name` is how the user knows it ("--json", "the runs table"). A folder, a path under a file, or a folder
-    where no file can be made used to fail only at the end: the result was lost. A runs table, a checkpoint,
-    a figure or a notebook named as an output used to be replaced, exit status 0. Creates nothing (see
-    `outputs_problem`): a folder that does not exist yet is made by the write itself.
+    `name` is how the user knows it ("--json", "the runs table"); `kind` is what the command writes there (see
+    JSON_KINDS and TORCH_KINDS). A file is written only where nothing is or where a file of the same kind is
+    (the command's own earlier result): the runs table, a checkpoint, a figure or a notebook of another
+    command is never replaced. A folder, a path under a file, or a folder where no file can be made used to
+    fail only at the end: the result was lost. Creates nothing (see `outputs_problem`): a folder that does not
+    exist yet is made by the write itself.
     """
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{name} {path} is a folder; give a file name, e.g. {target / example}")
     if (problem := outputs_problem(target.parent)) is not None:
         raise UserError(f"{name} {path} cannot be written: {target.parent} {problem}; choose another place")
-    if (found := file_kind(target)) not in (None, kind):
-        raise UserError(f"{name} {path} holds {found}, not {kind}: writing it would replace that file. "
-                        f"Give {name} a path of its own.")
+    found = file_kind(target)
+    if found is not None and found[0] != kind:
+        raise UserError(f"{name} {path} already holds {found[1]}, not {kind}: writing would replace it; "
+                        f"give {name} a new path or move that file aside")
 
 
 def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:

@@ -222,20 +222,20 @@ def _plain(config: dict) -> dict:
 
 def _new_or_unfinished(config: dict, count: int, path, online: bool, wandb_mode: str, fingerprint: dict,
                        mode: str, new: bool) -> tuple[dict, int]:
-    """A sweep asked for without an id: an unfinished one of the same config, data and mode goes on to
-    its count (or the larger `count` now asked); `new` (sweep_id="new") always starts a new one."""
-    found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, server_too=online)
+    """A sweep asked for without an id: an unfinished one of the same config, data and mode (and W&B mode) gets
+    `count` more runs, never past its own count, so a rerun after a lost session finishes it and `--count 2`
+    never runs 28; continuing it by id adds runs past its count. `new` (sweep_id="new") always starts a new one."""
+    found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, online)
     if found is None:
         return {"sweep_id": create_sweep(config) if online else new_local_id(), "method": config["method"],
                 "wandb_mode": wandb_mode, "config": config, "created": runs_table.now(), "data": fingerprint,
                 "mode": mode, "count": count}, count
     sweep, done = found
-    target = max(count, sweep["count"])
-    if target > sweep["count"]:
-        runs_table.update_sweep(path, sweep["sweep_id"], count=target)
+    more = min(count, sweep["count"] - done)
     print(f"Continuing the unfinished sweep {sweep['sweep_id']} (same config, data and mode; {done} of its "
-          f"{target} runs done or running): {target - done} more. sweep_id=\"new\" starts a new sweep instead.")
-    return {**sweep, "count": target}, target - done
+          f"{sweep['count']} runs done or running): {more} more. sweep_id=\"new\" starts a new sweep instead; "
+          f"continuing it by its id adds runs past its count.")
+    return sweep, more
 
 
 def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config: dict, path, new: bool):

@@ -58,15 +58,16 @@ def _netrc_key() -> str | None:
 def key_problem(key: str, timeout: float = VERIFY_SECONDS) -> str | None:
     """None when the W&B server accepts `key`; otherwise why not, in a few words. Never waits longer
     than `timeout` seconds in all (one request, no retries): urllib's timeout bounds each read, so a server
-    that trickles its answer would hold it for minutes; the request runs in a thread left behind instead."""
+    that trickles its answer byte by byte would hold it far longer; the request runs in a thread that is
+    left behind when the time is up."""
     answer = []
-    worker = threading.Thread(target=lambda: answer.append(_ask_server(key, timeout)), daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return answer[0] if answer else f"{base_url()} is unreachable (no answer within {timeout:g} s)"
+    asking = threading.Thread(target=lambda: answer.append(_ask(key, timeout)), daemon=True)
+    asking.start()
+    asking.join(timeout)
+    return answer[0] if answer else f"{base_url()} did not answer within {timeout:g} s"
 
 
-def _ask_server(key: str, timeout: float) -> str | None:
+def _ask(key: str, timeout: float) -> str | None:
     request = urllib.request.Request(
         f"{base_url()}/graphql", data=json.dumps({"query": "query { viewer { id } }"}).encode(),
         headers={"Content-Type": "application/json",

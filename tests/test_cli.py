@@ -251,106 +251,80 @@ def test_estimate_on_the_demo_data_says_the_notebook_prints_its_own(capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# No output replaces a file another command or a notebook wrote (issue 21): told from its content
+# A file another command wrote is never replaced (issue 21): the kind is read from the file itself
 # --------------------------------------------------------------------------------------------
-def a_figure(path):
+@pytest.fixture
+def project_files(tmp_path):
+    """Real files of each kind the project writes, under names that do not give their kind away."""
+    import matplotlib
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=(1, 1))
-    fig.savefig(path)
+    import nbformat
+    import torch
+
+    files = {"table": tmp_path / "sweep_runs.json", "record": tmp_path / "partA_best.json",
+             "sweep_weights": tmp_path / "sweep_checkpoints" / "local-1.pt", "figure": tmp_path / "growth.png",
+             "notebook": tmp_path / "executed.ipynb", "train_result": tmp_path / "train.json"}
+    files["table"].write_text('{"sweeps": {"local-1": {}}, "runs": [{"name": "r01", "sweep_id": "local-1"}]}')
+    files["record"].write_text(json.dumps({"config": {}, "val_acc": 0.5, "split": {}, "source": "sweep",
+                                           "tested_model": "the sweep's best run r01", "test_acc": 0.4}))
+    files["sweep_weights"].parent.mkdir()
+    torch.save({"config": {}, "state_dict": {}, "run_name": "r01", "sweep_id": "local-1"}, files["sweep_weights"])
+    fig = plt.figure()
+    fig.savefig(files["figure"])
     plt.close(fig)
+    nbformat.write(nbformat.v4.new_notebook(), files["notebook"])
+    files["train_result"].write_text(json.dumps({"config": {}, "val_acc": 0.5, "split": {}}))
+    return files
 
 
-def a_sweep_checkpoint(path):
-    from shared.model import CNN, CNNConfig
-    model = CNN(CNNConfig(input_size=32, filters=(4,) * 5, dense_neurons=8))
-    record = {"config": {"lr": 1e-3}, "val_acc": 0.5, "best_epoch": 1, "name": "r01", "sweep_id": "local-a"}
-    sweep_lib._save_best(record, model, path)  # the sweep's own writer: sweep_checkpoints/local-a.pt beside it
-    return sweep_lib.sweep_checkpoint_path("local-a", path)
-
-
-def part_a_record(path):
-    """What Part-A/03 writes: a train result with the tested model's numbers, its data and mode."""
-    path.write_text(json.dumps({"config": {"epochs": 1}, "val_acc": 0.5, "best_epoch": 1, "history": [], "split": {},
-                                "macs": 10, "params": 5, "source": "the sweep's best run r01", "mode": "quick",
-                                "data": {"root": "demo"}, "tested_model": "r01", "test_acc": 0.4}))
-    return path
-
-
-@pytest.mark.parametrize("case", ["train --json over the runs table", "sweep --runs over partA_best.json",
-                                  "sweep --json over partA_best.json", "train --checkpoint over the sweep's best",
-                                  "report --html over a figure", "report --html over a notebook",
-                                  "train --json over the W&B report's record"])
-def test_an_output_over_another_commands_file_is_refused_and_the_file_kept(case, tmp_path, capsys, no_training,
-                                                                            no_sweep, monkeypatch):
-    """Each exited 0 and replaced the file: the table read back as 0 runs, the next report embedded HTML as a PNG."""
-    monkeypatch.setattr(cli, "report_inputs", lambda args: {})  # the report's own inputs are another test's
-    table = tmp_path / "sweep_runs.json"
-    if case.startswith("train --json over the runs"):
-        sweep_lib.runs_table.register_sweep({"sweep_id": "local-a"}, table)
-        victim, argv, kind = table, ["train", "--json", str(table)], "a runs table"
-    elif case.startswith("sweep --runs"):
-        victim = part_a_record(tmp_path / "partA_best.json")
-        argv, kind = ["sweep", "--count", "1", "--runs", str(victim)], "hand-off record"
-    elif case.startswith("sweep --json"):
-        victim = part_a_record(tmp_path / "partA_best.json")
-        argv, kind = ["sweep", "--count", "1", "--sweep-id", "local-a", "--json", str(victim)], "hand-off record"
-    elif case.startswith("train --checkpoint"):
-        victim = a_sweep_checkpoint(table)
-        argv, kind = ["train", "--checkpoint", str(victim)], "a sweep's best-run checkpoint"
-    elif case.endswith("figure"):
-        a_figure(victim := tmp_path / "partA_01_growth.png")
-        argv, kind = ["report", "--offline", "--outputs", str(tmp_path), "--html", str(victim)], "a PNG image"
-    elif case.endswith("notebook"):
-        victim = tmp_path / "01.ipynb"
-        victim.write_bytes((REPO / "Part-A" / "01_model_and_formulas.ipynb").read_bytes())
-        argv, kind = ["report", "--offline", "--outputs", str(tmp_path), "--html", str(victim)], "a Jupyter notebook"
-    else:
-        victim = tmp_path / "report_wandb.json"
-        runtime.save_json({"url": "https://wandb.ai/me/p/reports/x--id0", "id": "id0", "entity": "me",
-                           "project": "p"}, victim)
-        argv, kind = ["train", "--json", str(victim)], "the W&B report's record"
-    before = victim.read_bytes()
+@pytest.mark.parametrize("argv, victim, holds", [
+    (["train", "--json", "{table}"], "table", "holds a runs table, not train result"),
+    (["sweep", "--count", "1", "--runs", "{record}"], "record", "holds Part-A/03's record of the best model"),
+    (["sweep", "--count", "0", "--sweep-id", "local-1", "--json", "{record}"], "record", "not sweep result"),
+    (["train", "--checkpoint", "{sweep_weights}"], "sweep_weights", "holds a sweep's best weights, not checkpoint"),
+    (["report", "--offline", "--html", "{figure}"], "figure", "holds a figure (PNG), not report page"),
+    (["report", "--offline", "--html", "{notebook}"], "notebook", "holds an executed notebook"),
+    (["finetune", "--model", "resnet18", "--strategy", "head", "--json", "{train_result}"], "train_result",
+     "holds a train result (train --json), not finetune result"),
+])
+def test_an_output_over_another_commands_file_is_refused_and_the_file_kept(argv, victim, holds, project_files,
+                                                                           tmp_path, capsys, no_training, no_sweep):
+    before = project_files[victim].read_bytes()
+    argv = [arg.format(**{k: str(v) for k, v in project_files.items()}) for arg in argv]
+    if argv[0] == "report":
+        argv += ["--outputs", str(tmp_path)]
     line = refused(argv, capsys)
-    assert str(victim) in line and kind in line and "would replace that file" in line
-    assert victim.read_bytes() == before
+    assert holds in line and "writing would replace it" in line
+    assert project_files[victim].read_bytes() == before
 
 
-def test_a_rerun_replaces_its_own_earlier_result(tmp_path, capsys):
-    """The rule's other half: a command's own earlier result (same kind) may be replaced."""
-    json_path, checkpoint = tmp_path / "result.json", tmp_path / "best.pt"
-    for _ in range(2):
-        cli.main(["train", *TINY_TRAIN, "--json", str(json_path), "--checkpoint", str(checkpoint)])
-    assert runtime.file_kind(json_path) == "a `train --json` result"
-    assert runtime.file_kind(checkpoint) == "a `train --checkpoint` checkpoint"
-    html = tmp_path / "report.html"
-    for _ in range(2):
-        cli.main(["report", "--offline", "--outputs", str(tmp_path), "--html", str(html)])
-    assert runtime.file_kind(html) == runtime.REPORT_KIND
+def test_a_command_may_replace_its_own_earlier_result(project_files):
+    runtime.check_output_file(project_files["train_result"], "--json", "train result")
+    runtime.check_output_file(project_files["table"], "the runs table", "runs table")
+    with pytest.raises(UserError, match="holds JSON this project did not write"):
+        (project_files["train_result"].parent / "notes.json").write_text('{"mine": 1}')
+        runtime.check_output_file(project_files["train_result"].parent / "notes.json", "--json", "train result")
 
 
-@pytest.mark.parametrize("command", [["train"], ["sweep", "--count", "1"], ["estimate"], ["bench"],
-                                     ["finetune", "--model", "resnet18", "--strategy", "head"]])
-def test_an_absurd_input_size_is_one_line_before_any_work(command, capsys, no_training, no_sweep, no_decoding):
-    """Issue 21: --input-size 100000 tried to allocate 600 GB."""
-    line = refused([*command, "--input-size", "100000"], capsys)
-    assert "input_size must be <= 2048 px, got 100000" in line
+def test_a_json_that_is_not_a_runs_table_is_refused_never_read_as_empty(project_files):
+    from shared import runs_table
+    with pytest.raises(UserError, match="holds Part-A/03's record of the best model, not a runs table"):
+        runs_table.read_table(project_files["record"])
+    with pytest.raises(UserError, match="not a runs table"):
+        (project_files["record"].parent / "empty.json").write_text("{}")
+        runs_table.read_table(project_files["record"].parent / "empty.json")
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "--count", "1"], ["estimate"]])
+def test_an_absurd_input_size_is_one_line(command, capsys, no_training, no_sweep):
+    """--input-size 100000 used to try to allocate 600 GB of image cache."""
+    assert "input_size must be >= 32 (five 2x2 pools) and <= 1024" in refused([*command, "--input-size", "100000"],
+                                                                               capsys)
+    assert "input_size must be >= 32 and <= 1024" in refused(
+        ["finetune", "--model", "resnet18", "--strategy", "head", "--input-size", "100000"], capsys)
 
 
 def test_estimate_count_0_is_refused_before_the_demo_set_is_built(capsys, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the data was looked for (the demo set built) before --count 0 was refused")
-    monkeypatch.setattr(data, "find_data", refuse)
+    monkeypatch.setattr(data, "find_data", lambda *a, **k: (_ for _ in ()).throw(AssertionError("data built")))
     assert "count must be >= 1, got 0" in refused(["estimate", "--count", "0"], capsys)
-
-
-@pytest.mark.parametrize("record", [b"{not json", b'["a list"]', b'{"id": "no url"}'])
-def test_a_damaged_wandb_record_never_stops_report_html(record, tmp_path, capsys, monkeypatch):
-    """Issue 21: a damaged report_wandb.json was a traceback before report.html was written."""
-    from test_report import SavedReports, make_outputs, report
-    outputs = make_outputs(tmp_path / "outputs")
-    (outputs / report.RECORD).write_bytes(record)
-    SavedReports(monkeypatch)
-    monkeypatch.setattr(report.tracking, "setup_wandb", lambda verbose=True: "online")
-    cli.main(["report", "--outputs", str(outputs), "--online"])
-    assert f"{report.RECORD} could not be read" in (outputs / "report.html").read_text()
-    assert json.loads((outputs / report.RECORD).read_text())["url"].endswith("--id0")  # a new report, recorded

@@ -137,7 +137,7 @@ def test_second_load_comes_from_the_cache(tmp_path, decode_calls):
     assert first.files == second.files and first.classes == second.classes
 
 
-@pytest.mark.parametrize("change", ["add", "remove", "modify", "size", "resize_to"])
+@pytest.mark.parametrize("change", ["add", "remove", "modify", "same size, new pixels", "size", "resize_to"])
 def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, change):
     root = make_dataset(tmp_path / "ds", {"a": 4, "b": 4})
     folder, size, resize_to = root / "train", 32, None
@@ -152,7 +152,15 @@ def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, chan
         before = target.stat()
         save_image(target, 40, 30, seed=43)
         os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
-        assert target.stat().st_size != before.st_size  # the key is names and sizes (see data._cache_path)
+        assert target.stat().st_size != before.st_size
+    elif change == "same size, new pixels":  # a BMP repainted (same byte size) used to serve the old pixels
+        target = folder / "a" / "002.jpg"
+        save_image(target, seed=7, fmt="BMP")  # a BMP under a .jpg name decodes all the same
+        data.load_folder(folder, size, progress=False)
+        before = target.stat().st_size
+        decode_calls.clear()
+        save_image(target, seed=8, fmt="BMP")
+        assert target.stat().st_size == before
     elif change == "size":
         size = 48
     else:
@@ -161,7 +169,7 @@ def test_cache_is_rebuilt_when_files_or_size_change(tmp_path, decode_calls, chan
     assert len(decode_calls) == len(rebuilt) + len(rebuilt.skipped)
     assert rebuilt.images.shape[-1] == size
     assert len(rebuilt) == {"add": 9, "remove": 7}.get(change, 8)
-    if change in ("add", "remove", "modify"):  # the stale cache of the same folder and size is replaced
+    if change in ("add", "remove", "modify", "same size, new pixels"):  # the stale cache of the same folder and size is replaced
         assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
 
 
@@ -455,3 +463,16 @@ def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
     assert remaining == {fresh_foreign.name, live.name, other_target.name}
     assert not ({killed.name, old_foreign.name, old_mkstemp.name} & remaining)
     assert json.loads(target.read_text()) == {"accuracy": 0.5}
+
+
+def test_a_second_dataset_with_the_same_names_and_sizes_is_other_data(tmp_path):
+    """Same names and byte sizes, other pixels: its own fingerprint, so no sweep of the first is continued."""
+    first = make_dataset(tmp_path / "first", {"a": 3, "b": 3})
+    second = make_dataset(tmp_path / "second", {"a": 3, "b": 3})
+    for image in sorted(second.rglob("*.jpg")):
+        twin = first / image.relative_to(second)
+        image.write_bytes(bytes(255 - b for b in twin.read_bytes()))  # same size, every byte other
+    assert data.data_fingerprint(first)["files"] != data.data_fingerprint(second)["files"]
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    assert data.same_data(data.data_fingerprint(first), data.data_fingerprint(copy))

@@ -281,6 +281,17 @@ def test_read_rgb_refuses_what_the_cache_skips_and_names_the_file(tmp_path, monk
         decode.read_rgb(tmp_path / "huge.jpg")
 
 
+def test_an_image_that_would_grow_past_the_limit_when_resized_is_skipped_before_the_resize(tmp_path, isolated_cache):
+    """A 2x12000 PNG (a few hundred bytes) passed the pixel limit and resized to 224x1,344,000 on Part B's path."""
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.new("RGB", (2, 12000)).save(tmp_path / "train" / "a" / "long.png")
+    photo_like(tmp_path / "train" / "a" / "fine.jpg", 120, 90)
+    loaded = data.load_folder(tmp_path / "train", 224, resize_to=256, progress=False)
+    assert loaded.files == ["a/fine.jpg"] and len(loaded.skipped) == 1
+    name, reason = loaded.skipped[0]
+    assert name.endswith("long.png") and "not resized: its shorter side at 256 px makes 256x1,536,000" in reason
+
+
 # --------------------------------------------------------------------------------------------
 # Torch's threads during the build
 # --------------------------------------------------------------------------------------------

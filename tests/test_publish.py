@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import nbformat
 import pytest
@@ -89,7 +90,8 @@ def snapshot(root: Path) -> dict:
 
 
 @pytest.mark.parametrize("remote, branch", [("https://github.com/ada-l/cnn-a2.git", None),
-                                            ("git@github.com:ada-l/cnn-a2.git", "feature/publish")])
+                                            ("git@github.com:ada-l/cnn-a2.git", "feature/publish"),
+                                            ("HTTPS://GitHub.com/ada-l/cnn-a2.git", "fix)x#1")])
 def test_publish_writes_one_address_everywhere_and_twice_changes_nothing(clone, remote, branch):
     git(clone, "remote", "add", "origin", remote)
     if branch:
@@ -97,7 +99,7 @@ def test_publish_writes_one_address_everywhere_and_twice_changes_nothing(clone, 
     done = run_publish(clone)
     assert done.returncode == 0, done.stderr
     assert "published as https://github.com/ada-l/cnn-a2" in done.stdout and "README.md" in done.stdout
-    assert_all_agree(clone, "ada-l/cnn-a2", branch or "main")
+    assert_all_agree(clone, "ada-l/cnn-a2", quote(branch, safe="/") if branch else "main")  # fix%29x%231
     assert "<owner>" not in (clone / "README.md").read_text()
     assert "someone/old-name" not in (clone / "README.md").read_text()
     before = snapshot(clone)
@@ -141,7 +143,8 @@ def test_a_readme_link_to_a_missing_notebook_is_refused_before_anything_is_writt
 
 @pytest.mark.parametrize("remote", ["https://github.com/o/r.git", "https://github.com/o/r", "https://github.com/o/r/",
                                     "git@github.com:o/r.git", "ssh://git@github.com/o/r.git",
-                                    "ssh://git@github.com:22/o/r", "https://token@github.com/o/r.git"])
+                                    "ssh://git@github.com:22/o/r", "https://token@github.com/o/r.git",
+                                    "HTTPS://GitHub.com/o/r.git", "git@GITHUB.COM:o/r.git"])
 def test_every_github_remote_form_gives_owner_and_repo(remote):
     assert publish.github_slug(remote + "\n") == "o/r"
 
@@ -154,4 +157,11 @@ def test_make_publish_runs_the_tool():
     if shutil.which("make") is None:
         pytest.skip("no make here")
     plan = subprocess.run(["make", "-n", "publish"], cwd=REPO, capture_output=True, text=True).stdout
-    assert "-m tools.publish" in plan
+    assert "-m tools.publish" in plan and ".venv" not in plan  # text only: no virtual environment, no torch
+
+
+def test_the_tool_needs_only_the_standard_library():
+    """make publish runs on the system python3: importing it must not reach torch, numpy or nbformat."""
+    code = "import sys, tools.publish; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'nbformat'}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -207,6 +207,20 @@ def test_a_report_that_cannot_be_loaded_is_made_again_and_said(tmp_path, monkeyp
     assert "could not be loaded" in out and "created (draft)" in out
 
 
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", "\udcff"])
+def test_a_damaged_report_record_is_kept_and_the_html_still_written(damage, tmp_path, monkeypatch, capsys):
+    """A damaged report_wandb.json used to crash the report before report.html was written."""
+    outputs = make_outputs(tmp_path / "outputs")
+    stub = SavedReports(monkeypatch)
+    (outputs / report.RECORD).write_text(damage, errors="surrogateescape")
+    before = (outputs / report.RECORD).read_bytes()
+    monkeypatch.setattr(report.tracking, "setup_wandb", lambda verbose=True: "online")
+    result = report.run_report(outputs)
+    assert result["url"] is None and not stub.saved and (outputs / report.RECORD).read_bytes() == before
+    assert f"{outputs / report.RECORD} could not be read" in (outputs / "report.html").read_text()
+    assert "could not be read" in capsys.readouterr().out
+
+
 def test_online_without_a_usable_key_is_one_line_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(report.tracking, "setup_wandb", lambda verbose=True: "offline")
     with pytest.raises(UserError, match="no W&B key"):

@@ -26,22 +26,18 @@ def record(sweep_id, val_acc, root=None, name="planted", epochs=1, **overrides):
             "epochs_asked": epochs, "epochs_run": epochs, **overrides}
 
 
-@pytest.mark.parametrize("other", [
-    {"runs": [record("x", 0.9, name="legacy")], "sweep_id": "local-old", "method": "bayes", "mode": "offline"},
-    {"config": {}, "val_acc": 0.9, "history": [], "split": {}, "macs": 1, "mode": "quick", "data": {}},  # partA_best
-    {"sweeps": {}},  # no runs
-])
-def test_a_file_that_is_not_a_runs_table_is_refused_never_read_as_empty(root, tmp_path, other):
-    """Issue 21: any JSON object without "sweeps" (another command's result, an older table) was read as a table
-    of 0 runs, and the next append replaced it."""
+def test_an_older_table_is_kept_and_an_unreadable_one_never_overwritten(root, tmp_path):
     path = tmp_path / "runs.json"
-    path.write_text(json.dumps(other))
-    before = path.read_bytes()
-    attempts = [lambda: runs_table.load_runs(path=path), lambda: runs_table.append_run(record("a", 0.5), path)]
-    for attempt in attempts + [lambda: runs_table.check_table_path(path)] * ("sweeps" not in other):
-        with pytest.raises(UserError, match="not a runs table|is missing|would replace"):
-            attempt()
-    assert path.read_bytes() == before
+    legacy = record("x", 0.9, name="legacy")
+    legacy.pop("sweep_id")
+    path.write_text(json.dumps({"runs": [legacy], "sweep_id": "local-old", "method": "bayes", "mode": "offline",
+                                "config": {"method": "grid"}}))
+    runs_table.append_run(record("local-new", 0.5, root, name="new"), path)
+    table = json.loads(path.read_text())
+    assert [(run["name"], run["sweep_id"]) for run in table["runs"]] == [("legacy", "local-old"), ("new", "local-new")]
+    assert table["sweeps"]["local-old"]["config"] == {"method": "grid"}
+    # The legacy run has no data record: not trusted.
+    assert [run["name"] for run in runs_table.load_runs(path=path, root=root)] == ["new"]
     path.write_text('{"runs": [')  # e.g. an edit by hand gone wrong
     with pytest.raises(UserError, match="not valid JSON"):
         runs_table.append_run(record("local-new", 0.5, root), path)

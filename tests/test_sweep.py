@@ -440,7 +440,7 @@ def test_zero_epochs_or_input_size_are_refused_as_train_refuses_them(root, tmp_p
     """Issue 14: 0 was taken as "not given", so `sweep --epochs 0 --input-size 0` ran the full-size default sweep."""
     with pytest.raises(UserError, match=r"^epochs must be >= 1, got 0$"):
         sweep.sweep_config(epochs=0)
-    with pytest.raises(UserError, match=r"^input_size must be >= 32 \(five 2x2 pools\), got 0$"):
+    with pytest.raises(UserError, match=r"^input_size must be >= 32 \(five 2x2 pools\) and <= 1024 \(the photos are about 800x600\), got 0$"):
         sweep.sweep_config(input_size=0)
     path = tmp_path / "runs.json"
     for settings in (dict(epochs=0), dict(input_size=0), dict(epochs=-3)):

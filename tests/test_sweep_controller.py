@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from shared import data, sweep, sweep_controller
+from shared import data, runs_table, sweep, sweep_controller
 from shared.runtime import REPO_ROOT, UserError
 from test_sweep import SHORT_HYPERBAND, plant_sweep, planted_record, planted_train, tiny_config
 
@@ -147,6 +147,32 @@ def test_an_unfinished_sweep_is_continued_unless_a_new_one_is_asked(root, tmp_pa
     assert sweep.run_sweep(root, 1, config=config, path=path, sweep_id="new")["sweep_id"] != unfinished
     assert sweep.run_sweep(root, 1, config=tiny_config(), path=path)["sweep_id"] != unfinished  # another config
     assert sweep.run_sweep(root, 1, config=config, path=path)["sweep_id"] == unfinished
+
+
+def test_continuing_adds_at_most_count_runs_and_online_never_continues_a_local_sweep(root, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """`--count 2` on a 1-of-5 unfinished sweep used to run 4; online it went on with the offline sweep."""
+    path = tmp_path / "runs.json"
+    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
+
+    def lost_in_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", lost_in_second_run)
+    config = tiny_config("random", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(root, 5, config=config, path=path)
+    first = json.loads(path.read_text())["runs"][0]["sweep_id"]
+    again = sweep.run_sweep(root, 2, config=config, path=path)
+    assert again["sweep_id"] == first and len(again["runs"]) == 3  # 1 + the 2 asked, not 1 + 4
+    sweep_record = json.loads(path.read_text())["sweeps"][first]
+    fingerprint = data.data_fingerprint(root)
+    assert runs_table.unfinished_sweep(path, sweep_record["config"], fingerprint, sweep_record["mode"], online=False)
+    assert runs_table.unfinished_sweep(path, sweep_record["config"], fingerprint, sweep_record["mode"],
+                                       online=True) is None
 
 
 # ------------------------------------------------------------------------------------------------

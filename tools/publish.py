@@ -17,22 +17,23 @@ written, and a second run changes nothing. It commits nothing: it prints what to
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
-import nbformat
-
-from shared import bootstrap
+from shared import bootstrap  # standard library only, as this file: make publish needs no virtual environment
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER = "<owner>/<repo>"  # what the repo holds until it is published
 # A GitHub remote in one of the three forms git prints; group 1 is "OWNER/REPO" (lazy, so ".git" stays out).
 _NAME = r"[A-Za-z0-9_.-]+"
-REMOTE_FORMS = [re.compile(rf"^https://(?:[^@/\s]+@)?github\.com/({_NAME}/{_NAME}?)(?:\.git)?/?$"),
-                re.compile(rf"^git@github\.com:({_NAME}/{_NAME}?)(?:\.git)?/?$"),
-                re.compile(rf"^ssh://git@github\.com(?::\d+)?/({_NAME}/{_NAME}?)(?:\.git)?/?$")]
+# Scheme and host are case-insensitive (HTTPS://GitHub.com/... is the same remote).
+REMOTE_FORMS = [re.compile(rf"^https://(?:[^@/\s]+@)?github\.com/({_NAME}/{_NAME}?)(?:\.git)?/?$", re.IGNORECASE),
+                re.compile(rf"^git@github\.com:({_NAME}/{_NAME}?)(?:\.git)?/?$", re.IGNORECASE),
+                re.compile(rf"^ssh://git@github\.com(?::\d+)?/({_NAME}/{_NAME}?)(?:\.git)?/?$", re.IGNORECASE)]
 # An Open-in-Colab or Open-in-Kaggle link: the site, then OWNER/REPO, then BRANCH/PATH after /blob/.
 LINK = re.compile(r"(?P<site>https://colab\.research\.google\.com/github/|"
                   r"https://kaggle\.com/kernels/welcome\?src=https://github\.com/)"
@@ -71,8 +72,9 @@ def origin_slug(root: Path) -> str:
 
 
 def current_branch(root: Path) -> str:
+    """The branch as it goes into a link: URL-encoded (a branch may hold ')' or '#'), its '/' kept."""
     done = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD")
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "main"
+    return quote(done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "main", safe="/")
 
 
 def notebook_link_line(slug: str, branch: str, path: str) -> str:
@@ -134,16 +136,17 @@ def planned_changes(root: Path, slug: str, branch: str) -> dict[Path, str]:
             where = str(page.relative_to(root))
             changes[page] = readme_text(page.read_text(encoding="utf-8"), slug, branch, old_slugs, root, where)
     for notebook in bootstrap.notebooks(root):
-        nb = nbformat.read(notebook, as_version=4)
-        cell = next((c for c in nb.cells if c.cell_type == "markdown"), None)
-        if cell is None:
-            raise PublishError(f"{notebook} has no markdown cell for its Open-in-Colab link")
-        cell.source = notebook_cell(cell.source, slug, branch, notebook.relative_to(root).as_posix())
-        code = next((c for c in nb.cells if c.cell_type == "code"), None)
-        if code is None:
-            raise PublishError(f"{notebook} has no code cell for its setup block")
-        code.source = bootstrap.with_setup_cell(code.source, bootstrap.setup_cell(url))
-        changes[notebook] = nbformat.writes(nb) + "\n"
+        nb = json.loads(notebook.read_text(encoding="utf-8"))  # nbformat's layout, without nbformat
+        cells = {kind: next((c for c in nb["cells"] if c["cell_type"] == kind), None) for kind in ("markdown", "code")}
+        if None in cells.values():
+            raise PublishError(f"{notebook} needs a markdown cell for its Open-in-Colab link and a code cell for "
+                               f"its setup block")
+        text = {kind: "".join(cell["source"]) for kind, cell in cells.items()}
+        text["markdown"] = notebook_cell(text["markdown"], slug, branch, notebook.relative_to(root).as_posix())
+        text["code"] = bootstrap.with_setup_cell(text["code"], bootstrap.setup_cell(url))
+        for kind, cell in cells.items():
+            cell["source"] = text[kind].splitlines(keepends=True)
+        changes[notebook] = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
     return {path: text for path, text in changes.items() if text != path.read_text(encoding="utf-8")}
 
 
