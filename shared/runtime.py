@@ -290,13 +290,15 @@ JSON_KINDS = [("notebook", "an executed notebook", {"nbformat", "cells"}),
               ("sweep result", "a sweep's result (sweep --json)", {"sweep_id", "best_checkpoint", "runs"}),
               ("runs table", "a runs table (old format)", {"sweep_id", "runs"}),
               ("best model record", "Part-A/03's record of the best model", {"tested_model", "test_acc"}),
-              ("train result", "a train result (train --json)", {"config", "val_acc", "split"}),
-              ("finetune result", "a fine-tuning result (finetune --json)", {"strategy", "trainable_params"}),
               ("strategies record", "Part-B/01's strategies record", {"best", "rows"}),
               ("comparison record", "Part-B/02's comparison record", {"scratch", "tuned"}),
               ("report record", "the W&B report's record", {"url", "entity", "project"}),
-              ("estimate", "a sweep estimate (estimate --json)", {"estimate"}),
-              ("bench result", "a bench result", {"machine", "configs"})]
+              ("estimate result", "a sweep estimate (estimate --json)", {"estimate"}),
+              ("bench result", "a bench result", {"machine", "configs"}),
+              # Any other record of a notebook carries the data and mode it was made on; a CLI result does not.
+              ("hand-off record", "a notebook's record (with its data and mode)", {"mode", "data"}),
+              ("train result", "a train result (train --json)", {"config", "val_acc", "split"}),
+              ("finetune result", "a fine-tuning result (finetune --json)", {"strategy", "trainable_params"})]
 # Torch files: the keys that tell a decoded-image cache and the three kinds of weights apart.
 TORCH_KINDS = [("image cache", "a decoded-image cache", {"images", "labels", "files"}),
                ("best model checkpoint", "Part-A/03's best model weights", {"state_dict", "result", "source"}),
@@ -316,7 +318,7 @@ def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(4096)
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -324,7 +326,8 @@ def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
     if head.startswith(b"\x89PNG"):
         return "figure", "a figure (PNG)"
     if head.lower().startswith(b"<!doctype html"):
-        return "report page", "an HTML page"
+        return ("report page", "the offline report") if b"<title>DA6401 Assignment 2" in head else \
+            ("other", "an HTML page this project did not write")
     if head.startswith(b"PK\x03\x04"):  # torch.save's zip; mmap reads the keys, not the tensors
         try:
             keys = set(torch.load(path, map_location="cpu", weights_only=True, mmap=True))

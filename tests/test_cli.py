@@ -328,3 +328,29 @@ def test_an_absurd_input_size_is_one_line(command, capsys, no_training, no_sweep
 def test_estimate_count_0_is_refused_before_the_demo_set_is_built(capsys, monkeypatch):
     monkeypatch.setattr(data, "find_data", lambda *a, **k: (_ for _ in ()).throw(AssertionError("data built")))
     assert "count must be >= 1, got 0" in refused(["estimate", "--count", "0"], capsys)
+
+
+def test_a_rerun_replaces_its_own_earlier_result_as_the_commands_write_it(tmp_path, capsys):
+    """The rule's other half, on the files the commands really write: their own kind is recognised."""
+    json_path, checkpoint, html = tmp_path / "result.json", tmp_path / "best.pt", tmp_path / "report.html"
+    for _ in range(2):
+        cli.main(["train", *TINY_TRAIN, "--json", str(json_path), "--checkpoint", str(checkpoint)])
+        cli.main(["report", "--offline", "--outputs", str(tmp_path), "--html", str(html)])
+    assert [runtime.file_kind(p)[0] for p in (json_path, checkpoint, html)] == ["train result", "checkpoint",
+                                                                                "report page"]
+
+
+@pytest.mark.parametrize("victim, text, holds", [
+    # Part-A/03's record without the keys that name it today (a later format): its data and mode still do.
+    ("partA_best.json", json.dumps({"config": {}, "val_acc": 0.5, "split": {}, "history": [], "mode": "quick",
+                                    "data": {"root": "demo"}, "source": "the sweep's best run"}), "a notebook's record"),
+    ("page.html", "<!DOCTYPE html>\n<html><head><title>my notes</title></head></html>", "an HTML page this project"),
+])
+def test_a_file_of_another_kind_is_refused_even_when_it_looks_like_ours(victim, text, holds, tmp_path, capsys,
+                                                                         no_training):
+    path = tmp_path / victim
+    path.write_text(text)
+    flag = "--html" if victim.endswith(".html") else "--json"
+    command = ["report", "--offline", "--outputs", str(tmp_path)] if flag == "--html" else ["train"]
+    assert holds in refused([*command, flag, str(path)], capsys)
+    assert path.read_text() == text
