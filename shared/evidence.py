@@ -351,10 +351,11 @@ def overfitting(history: list[dict], name: str = "the model") -> Finding:
     """
     needed = ("train_acc", "val_acc", "train_loss", "val_loss")
     rows = [row for row in history or [] if "epoch" in row and all(row.get(k) is not None for k in needed)]
-    if len(rows) < MIN_EPOCHS_FOR_CURVES:
+    if len(rows) < MIN_EPOCHS_FOR_CURVES:  # none at all: the head strategy's Linear steps, a run's summary only
+        have = f"only {len(rows)} epoch(s) of" if rows else "no per-epoch"
         return Finding(f"{name} overfitting", False,
-                       f"The curves do not support a conclusion about overfitting of {name}: {len(rows)} epoch(s) "
-                       f"with train and validation curves (a conclusion needs >= {MIN_EPOCHS_FOR_CURVES}).",
+                       f"The curves do not support a conclusion about overfitting of {name}: it has {have} train "
+                       f"and validation curves (a conclusion needs >= {MIN_EPOCHS_FOR_CURVES} epochs).",
                        "too few epochs")
     last = rows[-1]
     lowest = min(range(len(rows)), key=lambda i: rows[i]["val_loss"])
@@ -377,14 +378,15 @@ def overfitting(history: list[dict], name: str = "the model") -> Finding:
                    "mixed signals")
 
 
-def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int,
-                         names: tuple[str, str] = ("the scratch CNN", "the fine-tuned model")) -> list[Finding]:
+def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int) -> list[Finding]:
     """Part-B/02's inferences, computed: test-accuracy gap, trainable parameters, time to best, overfitting.
 
-    `scratch`: test_acc, params, seconds_to_best, optional history. `tuned`: test_acc, trainable_params,
-    total_params, seconds_to_best, optional history (the records the notebook already builds).
+    `scratch`: one model's record (name, test_acc, params, seconds_to_best, history: Part-A/03's entry for it).
+    `tuned`: test_acc, trainable_params, total_params, seconds_to_best, optional history. Every number in a
+    line is the named model's own.
     """
-    scratch_name, tuned_name = names
+    scratch_name = f"the scratch CNN ({scratch['name']})" if scratch.get("name") else "the scratch CNN"
+    tuned_name = "the fine-tuned model"
     findings = [_accuracy_ranking("accuracy", tuned_name, tuned["test_acc"], scratch_name, scratch["test_acc"],
                                   test_images, "test")]
     findings.append(Finding("trainable parameters", True,
@@ -399,5 +401,8 @@ def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int,
                                 f"{ratio(tuned['seconds_to_best'] / scratch['seconds_to_best'])} the "
                                 f"{scratch['seconds_to_best']:.1f} s of {scratch_name} (one run each; the sweep that "
                                 f"found the scratch config is not counted)."))
+    else:
+        findings.append(Finding("time to best", False, f"No time comparison: {scratch_name} has no per-epoch times "
+                                                       f"recorded.", "no timing"))
     findings += [overfitting(scratch.get("history"), scratch_name), overfitting(tuned.get("history"), tuned_name)]
     return findings

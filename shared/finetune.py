@@ -270,6 +270,21 @@ def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> Non
         _set_trainable(stem + units[:frozen], False)
 
 
+def check_distinct(name: str, strategies: list[tuple[str, int | None]]) -> None:
+    """Refuse, in one line before any training, a list of (strategy, k) in which two entries train the same
+    parameters of `name` (ResNet50's first_k 2 and last_k 2 both train layer3, layer4 and the head).
+    Compared on the meta-device architecture: no weights, no memory."""
+    model, seen = architecture(name), {}
+    for strategy, k in strategies:
+        apply_strategy(model, strategy, k)
+        trainable = frozenset(n for n, p in model.named_parameters() if p.requires_grad)
+        label = strategy if k is None else f"{strategy} (k={k})"
+        if trainable in seen:
+            raise ConfigError(f"{name}: {seen[trainable]} and {label} train the same {len(trainable)} parameter "
+                              f"tensors, so they are one strategy twice; choose strategies (or k) that differ")
+        seen[trainable] = label
+
+
 def freeze_bn(model: nn.Module) -> nn.Module:
     """Put every BatchNorm whose parameters are all frozen in eval mode: its running stats must not drift.
 

@@ -224,7 +224,7 @@ def question_a3(runs: list[dict], table) -> Question:
         Item("bullets", lines=list(sweep_plots.expectations(sweep_plots.varied_keys(table))))])
 
 
-A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's training run"),
+A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's retraining (its own run)"),
               ("partA_per_class_accuracy", "Per-class test accuracy"),
               ("partA_confusion_matrix", "Confusion matrix on the test set"),
               ("partA_test_grid", "(b) 10 × 3 grid of test images with the best model's predictions")]
@@ -250,25 +250,25 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
     source = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}"
     if not record:
         return Question("Question 4", source, [Item("note", _run("A3"))])
-    tested = record.get("tested_model") or "the best model"
-    items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}): {tested}, evaluated once "
-                          f"on the test set (val/): TEST ACCURACY {record['test_acc']:.2%}, cross-entropy "
-                          f"{record.get('test_loss', float('nan')):.4f}.")]
-    retrained = record.get("retrained")
-    if retrained and record.get("sweep_checkpoint"):  # the sweep's own model was tested, the retraining beside it
-        items.append(Item("text", f"Beside it, its config retrained: validation accuracy {retrained['val_acc']:.2%}, "
-                                  f"test accuracy {retrained['test_acc']:.2%} (the curves below are this run's)."))
+    models = record.get("models") or {}
+    tested = models.get(record.get("reported"))
+    if not tested:  # a record from before it held one entry per model
+        return Question("Question 4", source, [Item("note", f"{BEST_RESULT} has no entry per tested model: "
+                                                            + _run("A3"))])
+    items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}): {tested['name']}, "
+                          f"evaluated once on the test set (val/): TEST ACCURACY {tested['test_acc']:.2%}, "
+                          f"cross-entropy {tested.get('test_loss', float('nan')):.4f}.")]
+    items += [Item("text", f"Beside it, {other['name']}: validation accuracy {other['val_acc']:.2%}, test accuracy "
+                           f"{other['test_acc']:.2%}.") for other in models.values() if other is not tested]
     images = test_images(record)
     if images:
-        val_images = sum((record.get("split") or {}).get("val", {}).values()) or None
-        items.append(Item("text", str(evidence.test_vs_validation(record["test_acc"], record["val_acc"], images,
-                                                                  val_images=val_images))))
+        items.append(Item("text", str(evidence.test_vs_validation(tested["test_acc"], tested["val_acc"], images,
+                                                                  val_images=record.get("val_images")))))
     else:
         items.append(Item("note", "The number of test images is not recorded and the data folder is gone: "
                                   "no interval for the test accuracy."))
-    per_class = {name: acc for name, acc in (record.get("per_class_acc") or {}).items() if acc is not None}
-    trained = "the retrained config" if retrained else "the best model"
-    lines = [str(evidence.overfitting(record.get("history") or [], trained))]
+    per_class = {name: acc for name, acc in (tested.get("per_class_acc") or {}).items() if acc is not None}
+    lines = [str(evidence.overfitting(model.get("history") or [], model["name"])) for model in models.values()]
     if per_class:
         lines.append(f"{class_extremes_sentence(per_class)} Chance level with {len(per_class)} classes: "
                      f"{1 / len(per_class):.0%}.")
@@ -287,10 +287,11 @@ def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
     """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves.
 
     The model is the one Part-A/04 looks inside: the sweep's saved best model that Part-A/03 tested
-    (`sweep_checkpoint` in its record), else Part-A/03's retraining (`partA_best.pt`)."""
+    (its `sweep` entry's checkpoint), else Part-A/03's retraining (`partA_best.pt`)."""
     from . import train, viz
 
-    saved_by_sweep = Path((record or {}).get("sweep_checkpoint") or outputs / BEST_CHECKPOINT)
+    saved_by_sweep = Path(((record or {}).get("models") or {}).get("sweep", {}).get("checkpoint")
+                          or outputs / BEST_CHECKPOINT)
     checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / BEST_CHECKPOINT
     if not checkpoint.is_file():
         return []
@@ -381,8 +382,9 @@ def question_b3(outputs: Path, compared: dict | None) -> Question:
     name = f"{compared['model']} {compared['strategy']}"
     media = f"partB-vs-scratch-{compared['model']}"
     return Question("Question 3", NOTEBOOKS["B2"], [
-        Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN "
-                     f"(test accuracy {scratch['test_acc']:.2%}), on {compared['test_images']:,} test images:"),
+        Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN, "
+                     f"{scratch.get('name', 'unnamed')} (test accuracy {scratch['test_acc']:.2%}), on "
+                     f"{compared['test_images']:,} test images:"),
         Item("bullets", lines=[str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
              + class_lines(compared)),
         _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", NOTEBOOKS["B2"],

@@ -172,3 +172,18 @@ def test_scratch_vs_finetuned_formats_small_ratios():
     assert "0.0x" not in text and "% points" not in text
     assert "0.10x the 300.0 s" in text
     assert [f.reason for f in findings[-2:]] == ["too few epochs", "too few epochs"]  # no curves given
+
+
+def test_part_b_findings_name_the_scratch_model_and_say_what_is_missing():
+    """Issue 21: the head strategy's Linear steps read as "0 epoch(s) with train and validation curves", and a
+    scratch model without per-epoch times silently lost the time comparison."""
+    scratch = dict(name="the sweep's best run r03, as saved", test_acc=0.97, params=4_000, seconds_to_best=6.9,
+                   history=[])
+    tuned = dict(test_acc=0.9, trainable_params=5_130, total_params=11_181_642, seconds_to_best=8.3,
+                 history=[{"step": 50, "train_loss": 1.0, "val_acc": 0.6}])
+    text = "\n".join(f.text for f in evidence.scratch_vs_finetuned(scratch, tuned, test_images=2000))
+    assert "8.3 s, 1.20x the 6.9 s of the scratch CNN (the sweep's best run r03, as saved)" in text
+    assert "the fine-tuned model: it has no per-epoch train and validation curves" in text and "0 epoch" not in text
+    untimed = evidence.scratch_vs_finetuned({**scratch, "seconds_to_best": None}, tuned, test_images=2000)
+    assert "No time comparison: the scratch CNN (the sweep's best run r03, as saved) has no per-epoch times" in \
+        "\n".join(map(str, untimed))

@@ -287,3 +287,35 @@ def test_cli_first_k_without_k_records_the_k_it_used(torch_home, tmp_path):
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["k"] == 2 and result["weights"] == "random init"
     assert result["trainable_params"] == 11_181_642 - 683_072  # conv1+bn1 (9,536) and layer1..2 (673,536) frozen
+
+
+# --------------------------------------------------------------------------------------------
+# Four different strategies (issue 19, section 4)
+# --------------------------------------------------------------------------------------------
+def notebook_settings(path: Path) -> dict:
+    """The SETTINGS dict of a notebook's setup cell, evaluated alone (only literals and dict(...) in it)."""
+    import ast
+    source = "".join(json.loads(path.read_text())["cells"][1]["source"])
+    assign = next(node for node in ast.parse(source).body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "SETTINGS")
+    return eval(compile(ast.Expression(assign.value), str(path), "eval"), {"dict": dict})
+
+
+def test_strategies_that_train_the_same_parameters_are_refused_in_one_line(torch_home):
+    """ResNet50 has four stages: first_k 2 and last_k 2 both train layer3, layer4 and the head (22,083,594
+    parameters), and Part-B/01's full mode compared them as if they differed."""
+    with pytest.raises(ConfigError) as info:
+        finetune.check_distinct("resnet50", [("head", None), ("first_k", 2), ("last_k", 2), ("full", None)])
+    message = str(info.value)
+    assert "\n" not in message and "first_k (k=2) and last_k (k=2) train the same" in message
+    with pytest.raises(ConfigError, match="first_k \\(k=0\\) and last_k \\(k=4\\)"):  # both freeze the stem only
+        finetune.check_distinct("resnet18", [("first_k", 0), ("last_k", 4), ("full", None)])
+    finetune.check_distinct("resnet50", [("head", None), ("first_k", 2), ("last_k", 1), ("full", None)])
+    assert not list(torch_home.rglob("*.pth"))  # the meta-device architecture only: no weights
+
+
+@pytest.mark.parametrize("mode", ["full", "demo", "quick"])
+def test_part_b_01_compares_four_different_strategies_in_every_mode(mode):
+    settings = notebook_settings(REPO / "Part-B" / "01_finetune_strategies.ipynb")[mode]
+    assert sorted(strategy for strategy, _ in settings["strategies"]) == sorted(finetune.STRATEGIES)
+    finetune.check_distinct(settings["model"], settings["strategies"])

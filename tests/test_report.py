@@ -49,13 +49,16 @@ def make_outputs(folder, run_name="r00-relu", demo=True, mode="quick"):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sweep_runs.json").write_text(json.dumps({"sweeps": sweeps, "runs": runs}))
     per_class = {f"digit_{i}": i / 10 for i in range(10)}
-    runtime.save_json({"val_acc": .4, "test_acc": .42, "test_loss": 1.5, "test_images": 200,
-                       "history": history([.3, .4]),
-                       "split": {"val": {f"digit_{i}": 30 for i in range(10)}}, "per_class_acc": per_class,
-                       "source": f"sweep run {run_name}0 of {SWEEP}", "sweep_id": SWEEP, "mode": mode, "data": data,
-                       "tested_model": f"the sweep's best run {run_name}0, as saved",
-                       "sweep_checkpoint": str(folder / "sweep_checkpoints" / f"{SWEEP}.pt"),
-                       "retrained": {"val_acc": .41, "test_acc": .39, "test_loss": 1.6}},
+    own = {"per_class_acc": per_class, "params": 4366, "epoch_seconds": [1.0, 1.0], "best_epoch": 2}
+    runtime.save_json({"test_images": 200, "val_images": 300, "source": f"sweep run {run_name}0 of {SWEEP}",
+                       "sweep_id": SWEEP, "mode": mode, "data": data, "reported": "sweep",
+                       "models": {"sweep": {**own, "name": f"the sweep's best run {run_name}0, as saved",
+                                            "val_acc": .4, "test_acc": .42, "test_loss": 1.5,
+                                            "history": history([.3, .4]),
+                                            "checkpoint": str(folder / "sweep_checkpoints" / f"{SWEEP}.pt")},
+                                  "retrained": {**own, "name": "its config retrained (3 epochs)", "val_acc": .41,
+                                                "test_acc": .39, "test_loss": 1.6, "history": history([.2, .3, .41]),
+                                                "checkpoint": str(folder / "partA_best.pt")}}},
                       folder / "partA_best.json")
     rows = [{"strategy": label, "trainable_params": p, "total_params": 11_181_642, "trainable_share": p / 11_181_642,
              "epoch_seconds": s, "train_seconds": 2 * s, "val_acc": acc, "images_per_second": 10.0}
@@ -67,7 +70,8 @@ def make_outputs(folder, run_name="r00-relu", demo=True, mode="quick"):
                        "preprocessing": {"resize_size": 37, "crop_size": 32},
                        "data": data, "test_images": 200, "classes": list(per_class), "per_class_acc": per_class,
                        "confusion": (np.eye(10, dtype=int) * 15 + 1).tolist(),
-                       "scratch": {"test_acc": .42, "val_acc": .4, "params": 4366, "seconds_to_best": 20.0,
+                       "scratch": {"name": f"the sweep's best run {run_name}0, as saved", "test_acc": .42,
+                                   "val_acc": .4, "params": 4366, "seconds_to_best": 20.0,
                                    "history": history([.3, .4])},
                        "tuned": {"test_acc": .65, "val_acc": .7, "trainable_params": 5130, "total_params": 11_181_642,
                                  "seconds_to_best": 8.0, "history": []}}, folder / "partB_vs_scratch.json")
@@ -342,3 +346,28 @@ def test_the_tested_sweep_is_matched_by_its_exact_id(tmp_path):
     assert report_content.sweep_record(outputs, {**best, "sweep_id": None})[0] == longer  # no sweep run: the latest
     older = {key: value for key, value in best.items() if key != "sweep_id"}
     assert report_content.sweep_record(outputs, older)[0] == SWEEP
+
+
+def test_every_number_of_question_4_and_part_b_names_its_model(tmp_path):
+    """Issue 21: partA_best.json put the sweep model's accuracy beside the retrained copy's history and timing,
+    and Part B compared fine-tuning with the retrained copy's 18.1 s as if it were the tested model's."""
+    outputs = make_outputs(tmp_path / "outputs")
+    part_a, part_b = report_content.collect(outputs).parts
+    q4 = "\n".join([item.text for item in part_a.questions[3].items] + part_a.questions[3].items[3].lines)
+    assert "the sweep's best run r00-relu0, as saved, evaluated once on the test set (val/): TEST ACCURACY 42.00%" in q4
+    assert "Beside it, its config retrained (3 epochs): validation accuracy 41.00%, test accuracy 39.00%." in q4
+    assert "overfitting of the sweep's best run r00-relu0, as saved: it has only 2 epoch(s)" in q4  # its own curve
+    assert "its config retrained (3 epochs) shows no sign of overfitting: after 3 epochs" in q4
+    b3 = part_b.questions[2]
+    text = "\n".join([b3.items[0].text] + b3.items[1].lines)
+    assert "scratch CNN, the sweep's best run r00-relu0, as saved (test accuracy 42.00%)" in text
+    assert "0.40x the 20.0 s of the scratch CNN (the sweep's best run r00-relu0, as saved)" in text
+    assert "the fine-tuned model: it has no per-epoch train and validation curves" in text  # head: no epochs
+
+
+def test_a_record_that_mixes_two_models_is_not_reported_as_one(tmp_path):
+    outputs = make_outputs(tmp_path / "outputs")
+    runtime.save_json({"val_acc": .97, "test_acc": .97, "history": history([.9, .99]), "mode": "quick",
+                       "retrained": {"val_acc": .99, "test_acc": .99}}, outputs / "partA_best.json")
+    q4 = report_content.collect(outputs).parts[0].questions[3]
+    assert [item.kind for item in q4.items] == ["note"] and "no entry per tested model" in q4.items[0].text
