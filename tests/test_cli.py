@@ -266,8 +266,8 @@ def project_files(tmp_path):
              "sweep_weights": tmp_path / "sweep_checkpoints" / "local-1.pt", "figure": tmp_path / "growth.png",
              "notebook": tmp_path / "executed.ipynb", "train_result": tmp_path / "train.json"}
     files["table"].write_text('{"sweeps": {"local-1": {}}, "runs": [{"name": "r01", "sweep_id": "local-1"}]}')
-    files["record"].write_text(json.dumps({"config": {}, "val_acc": 0.5, "split": {}, "source": "sweep",
-                                           "tested_model": "the sweep's best run r01", "test_acc": 0.4}))
+    files["record"].write_text(json.dumps({"source": "sweep", "mode": "demo", "data": {}, "reported": "sweep",
+                                           "models": {"sweep": {"config": {}, "val_acc": 0.5, "split": {}}}}))
     files["sweep_weights"].parent.mkdir()
     torch.save({"config": {}, "state_dict": {}, "run_name": "r01", "sweep_id": "local-1"}, files["sweep_weights"])
     fig = plt.figure()
