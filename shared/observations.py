@@ -182,13 +182,13 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
     lines = _extremes(df, masks)
     verdicts = {f.subject: "supported (see below)" if f.supported else f"not supported ({f.reason})"
                 for f in findings or []}
-    described = {}
+    described, by_key = {}, {}
     for key in varied_keys(finished):
         labels = group_labels(finished[key], key)
         groups = [evidence.Group(label, finished.loc[labels == label, "val_acc"].tolist(),
                                  ", ".join(finished.loc[labels == label, "name"].astype(str)) if (labels == label).sum() <= 3
                                  else "") for label in sorted(set(labels) - {effects.MISSING}, key=_natural_order)]
-        described[key] = _seen(key, groups, finished[key], finished["val_acc"])
+        described[key], by_key[key] = _seen(key, groups, finished[key], finished["val_acc"]), groups
         lines.append(f"{key}, seen in these runs: {described[key]}"
                      + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))
     for key, question, values in (("organisation", "More filters early (halving: widest layer first) or late "
@@ -196,6 +196,12 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
                                   ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
                                    "size for all five layers, so it does not test that shape; kernel size in every "
                                    "layer:", None)):
+        pair = [g for value in values or () for g in by_key.get(key, []) if g.label == value and g.n]
+        if len(pair) == 2:  # the question's own pair, before the parameter's whole description
+            first, second = sorted(pair, key=lambda g: -g.mean)
+            runs = lambda g: f"{g.n} run{'s' * (g.n > 1)}"
+            question += (f" {first.label} {first.mean:.1%} ({runs(first)}) vs {second.label} {second.mean:.1%} "
+                         f"({runs(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
         if key in described:
             lines.append(f"{question} Seen in these runs: {described[key]}"
                          + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))

@@ -381,4 +381,5 @@ def test_seen_in_these_runs_describes_every_parameter_and_the_questions_examples
     assert "5 55.2% (2 runs: r05, r10)" in kernel and "Few runs: a description of these runs only." in kernel
     early = next(line for line in lines if line.startswith("More filters early"))
     assert "halving" in early.split("Seen in these runs: ")[1] and "Evidence: not supported" in early
+    assert "vs halving" in early and "(1 run)" in early  # the question's own pair, read off the runs
     assert any(line.startswith("Bigger filters early, smaller later? This sweep sets one kernel size") for line in lines)
