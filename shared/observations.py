@@ -206,8 +206,9 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
             lines.append(f"{question} Seen in these runs: {described[key]}"
                          + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))
         else:
-            shared = ", ".join(sorted(map(str, finished[key].dropna().unique()))) if key in finished else "not recorded"
-            lines.append(f"{question} These runs cannot say: {key} was not varied among the finished runs ({shared}).")
+            shared = ", ".join(sorted(map(str, finished[key].dropna().unique()))) if key in finished else ""
+            lines.append(f"{question} These runs cannot say: " + (f"{key} was not varied among the finished runs "
+                         f"({shared})." if shared else f"{key} is not in the finished runs' configs."))
     return lines
 
 
