@@ -69,6 +69,7 @@ from . import evidence
 PERMUTATIONS = 2_000   # resolves p-values down to 1/2001, below the strictest threshold (0.05/13)
 LARGE_SAMPLE = 500     # residual degrees of freedom from which the F distribution replaces permutations
 NO_SPREAD = 1e-9         # a residual standard deviation below this is float rounding of identical accuracies
+MISSING = "not recorded"  # the label of runs whose record lacks the parameter: kept in the model, never compared
 
 
 @dataclass
@@ -90,8 +91,8 @@ class Term:
 def categorical_term(name: str, labels: list[str]) -> Term:
     """One column per value with at least MIN_RUNS_PER_GROUP runs, except the most common (the reference)."""
     values, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
-    common = [v for v, c in zip(values, counts) if c >= evidence.MIN_RUNS_PER_GROUP]
-    rare = [v for v, c in zip(values, counts) if c < evidence.MIN_RUNS_PER_GROUP]
+    common = [v for v, c in zip(values, counts) if c >= evidence.MIN_RUNS_PER_GROUP and v != MISSING]
+    rare = [v for v in values if v not in common]
     reference = max(common, key=lambda v: counts[list(values).index(v)]) if common else None
     tested = [v for v in common if v != reference]
     label_array = np.asarray(labels, dtype=str)
@@ -103,11 +104,15 @@ def categorical_term(name: str, labels: list[str]) -> Term:
 
 
 def continuous_term(name: str, labels: list[str], scale: np.ndarray) -> Term:
-    """A straight line in `scale` (e.g. log10 lr); testable with at least two groups' worth of runs."""
+    """A straight line in `scale` (e.g. log10 lr); testable with at least two groups' worth of runs. Runs without a
+    value (NaN) get their own column and the mean on the line, so they neither bend it nor count on either side."""
     scale = np.asarray(scale, dtype=float)
-    enough = len(scale) >= 2 * evidence.MIN_RUNS_PER_GROUP and np.ptp(scale) > 0
-    columns = scale[:, None] - scale.mean() if enough else np.zeros((len(scale), 0))
-    return Term(name, list(labels), columns, np.zeros((len(scale), 0)), [name] if enough else [], scale=scale)
+    known = np.isfinite(scale)
+    enough = known.sum() >= 2 * evidence.MIN_RUNS_PER_GROUP and np.ptp(scale[known]) > 0
+    centred = np.where(known, scale - scale[known].mean(), 0.0) if known.any() else np.zeros(len(scale))
+    columns = centred[:, None] if enough else np.zeros((len(scale), 0))
+    rare = (~known).astype(float)[:, None] if not known.all() else np.zeros((len(scale), 0))
+    return Term(name, list(labels), columns, rare, [name] if enough else [], scale=np.where(known, scale, np.nan))
 
 
 def basis(matrix: np.ndarray) -> np.ndarray:
@@ -274,7 +279,7 @@ def adjusted_effect(accuracy: np.ndarray, model: np.ndarray, term: Term, ends: t
     own = coefficients[model.shape[1]:]
     if term.scale is not None:
         low, high = ends or ("the lowest value", "the highest value")
-        change = float(own[0]) * float(np.ptp(term.scale))
+        change = float(own[0]) * float(np.nanmax(term.scale) - np.nanmin(term.scale))
         top, bottom = (f"{term.name} = {high}", f"{term.name} = {low}") if change >= 0 else \
             (f"{term.name} = {low}", f"{term.name} = {high}")
         return Effect(top, bottom, abs(change), spread, len(accuracy))
@@ -292,11 +297,11 @@ def raw_groups(term: Term, accuracy: np.ndarray, notes: dict[str, str], order) -
 
 def describe_groups(groups: list[evidence.Group]) -> str:
     """'Runs per value (raw means): ...; Left out (fewer than 3 finished runs): ...'."""
-    compared = [g for g in groups if g.n >= evidence.MIN_RUNS_PER_GROUP]
-    few = [g for g in groups if g.n < evidence.MIN_RUNS_PER_GROUP]
+    compared = [g for g in groups if g.n >= evidence.MIN_RUNS_PER_GROUP and g.label != MISSING]
+    few = [g for g in groups if g not in compared]
     text = "Runs per value (raw means): " + "; ".join(g.describe() for g in compared) + "."
     if few:
-        text += (f" Left out (fewer than {evidence.MIN_RUNS_PER_GROUP} finished runs): "
+        text += (f" Left out (fewer than {evidence.MIN_RUNS_PER_GROUP} finished runs, or {MISSING}): "
                  + "; ".join(g.describe() for g in few) + ".")
     return text
 

@@ -9,6 +9,8 @@ All of it takes 20,000 runs in seconds.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -22,10 +24,11 @@ def group_labels(column: pd.Series, key: str, reference: pd.Series | None = None
     the median of `reference` (default: the column itself)."""
     reference = column if reference is None else reference
     if not is_continuous(reference):
-        return column.map(lambda v: format_value(v, key) if pd.notna(v) else "missing")
+        return column.map(lambda v: format_value(v, key) if pd.notna(v) else effects.MISSING)
     median = float(reference.median())
-    high = column.astype(float) > median
-    return high.map({False: f"<= {format_value(median, key)}", True: f"> {format_value(median, key)}"})
+    values = column.astype(float)
+    return (values > median).map({False: f"<= {format_value(median, key)}", True: f"> {format_value(median, key)}"}
+                                 ).where(values.notna(), effects.MISSING)
 
 
 def runs_summary(df: pd.DataFrame) -> str:
@@ -64,13 +67,15 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
     the largest difference first; a last finding says when duplicates were counted once.
     """
     df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
-    if not len(df):
-        return []
-    masks = state_masks(df)
-    duplicates = duplicate_runs(df, masks["finished"])
-    compared = masks["finished"] & ~duplicates
+    masks = state_masks(df) if len(df) else {}
+    duplicates = duplicate_runs(df, masks["finished"]) if len(df) else pd.Series(dtype=bool)
+    compared = masks["finished"] & ~duplicates if len(df) else duplicates
     finished = df[compared]
     keys = keys or varied_keys(finished)
+    if not keys:
+        why = ("the table has no runs" if not len(df) else f"none of the {len(df)} runs finished" if not len(finished)
+               else f"the {len(finished)} finished run(s) share one config, so no parameter varied")
+        return [evidence.Finding("observations", False, f"No observations: {why}.", "nothing to compare")]
     labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
     finished_labels = {k: labels[k][compared].tolist() for k in keys}
     partners = {k: [] for k in keys}
@@ -161,3 +166,89 @@ def expectations(keys: list[str] | None = None) -> list[str]:
     keys = [k for k in (keys or EXPECTATIONS) if k in EXPECTATIONS]
     return [f"Expected from the literature (not measured here) for {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
             for k in keys]
+
+
+# What the plots show in these runs: descriptions, marked as such, never conclusions (those are `observations`).
+def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> list[str]:
+    """Lines a student can hand in beside `observations`: the best and worst runs, then for each varied
+    parameter the finished runs' raw means per value (direction, size in pp against the spread within a
+    value, the runs behind it), then the question's own examples as far as these runs go. Each line says
+    "seen in these runs"; `findings` (from `observations`) adds whether the evidence supports it."""
+    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    if not len(df):
+        return []
+    masks = state_masks(df)
+    finished = df[masks["finished"]]
+    lines = _extremes(df, masks)
+    verdicts = {f.subject: "supported (see below)" if f.supported else f"not supported ({f.reason})"
+                for f in findings or []}
+    described, by_key = {}, {}
+    for key in varied_keys(finished):
+        labels = group_labels(finished[key], key)
+        groups = [evidence.Group(label, finished.loc[labels == label, "val_acc"].tolist(),
+                                 ", ".join(finished.loc[labels == label, "name"].astype(str)) if (labels == label).sum() <= 3
+                                 else "") for label in sorted(set(labels) - {effects.MISSING}, key=_natural_order)]
+        described[key], by_key[key] = _seen(key, groups, finished[key], finished["val_acc"]), groups
+        lines.append(f"{key}, seen in these runs: {described[key]}"
+                     + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))
+    for key, question, values in (("organisation", "More filters early (halving: widest layer first) or late "
+                                   "(doubling: widest layer last)?", ("halving", "doubling")),
+                                  ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
+                                   "size for all five layers, so it does not test that shape; kernel size in every "
+                                   "layer:", None)):
+        pair = [g for value in values or () for g in by_key.get(key, []) if g.label == value and g.n]
+        if len(pair) == 2:  # the question's own pair, before the parameter's whole description
+            first, second = sorted(pair, key=lambda g: -g.mean)
+            runs = lambda g: f"{g.n} run{'s' * (g.n > 1)}"
+            question += (f" {first.label} {first.mean:.1%} ({runs(first)}) vs {second.label} {second.mean:.1%} "
+                         f"({runs(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+        if key in described:
+            lines.append(f"{question} Seen in these runs: {described[key]}"
+                         + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))
+        else:
+            shared = ", ".join(sorted(map(str, finished[key].dropna().unique()))) if key in finished else ""
+            lines.append(f"{question} These runs cannot say: " + (f"{key} was not varied among the finished runs "
+                         f"({shared})." if shared else f"{key} is not in the finished runs' configs."))
+    return lines
+
+
+def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: pd.Series) -> str:
+    """'True averaged 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True higher by +13.8 pp, ...'."""
+    present = [g for g in groups if g.n]
+    listed = ", ".join(f"{g.label} {g.mean:.1%} ({g.n} run{'s' * (g.n > 1)}{': ' + g.note if g.note else ''})"
+                       for g in present)
+    if len(present) < 2:
+        return f"only one value has finished runs: {listed}; nothing to compare."
+    top, bottom = max(present, key=lambda g: g.mean), min(present, key=lambda g: g.mean)
+    gap, spread = top.mean - bottom.mean, evidence.pooled_std(present)
+    text = f"mean validation accuracy {listed}: {top.label} highest, {evidence.pp(gap)} above {bottom.label}"
+    text += (f", {gap / spread:.1f}x the {100 * spread:.1f} pp spread within a value" if spread > 0 else
+             ", with no spread within a value to compare it to")
+    text += ("; every " if min(top.values) > max(bottom.values) else "; not every ") + f"{top.label} run beat every {bottom.label} run"
+    if pd.api.types.is_numeric_dtype(column) and column.nunique() > 1:  # as the importance panel's correlation column
+        values = np.log10(column.astype(float)) if key in LOG_SCALE else column.astype(float)
+        known = values.notna()
+        r = np.corrcoef(values[known], accuracy[known])[0, 1] if accuracy[known].nunique() > 1 else math.nan
+        if math.isfinite(r):
+            text += f"; correlation with val_acc {r:+.2f}{' (log10 lr)' if key in LOG_SCALE else ''}"
+    few = " Few runs: a description of these runs only." if min(g.n for g in present) < evidence.MIN_RUNS_PER_GROUP else ""
+    return text + "." + few
+
+
+def _extremes(df: pd.DataFrame, masks: dict) -> list[str]:
+    """The best and worst finished runs, and the lowest accuracy of any run when a stopped run is below them."""
+    finished, measured = df[masks["finished"]], df[masks["finished"] | masks["stopped"]]
+    lines = []
+    if len(finished):
+        best, worst = finished.loc[finished["val_acc"].idxmax()], finished.loc[finished["val_acc"].idxmin()]
+        lines.append(f"Best finished run: {best['name']}, {best['val_acc']:.2%}; worst finished run: {worst['name']}, "
+                     f"{worst['val_acc']:.2%} ({len(finished)} finished).")
+    if len(measured) and (not len(finished) or measured["val_acc"].min() < finished["val_acc"].min()):
+        lowest = measured.loc[measured["val_acc"].idxmin()]
+        epochs = (f" after {int(lowest['epochs_run'])} of {int(lowest['epochs_asked'])} epochs"
+                  if pd.notna(lowest.get("epochs_run")) and pd.notna(lowest.get("epochs_asked")) else "")
+        lines.append(f"Lowest accuracy of any run: {lowest['name']}, {lowest['val_acc']:.2%}, stopped early by the "
+                     f"sweep{epochs} (fewer epochs, so not compared with finished runs).")
+    if masks["failed"].any():
+        lines.append(f"{int(masks['failed'].sum())} run(s) failed and have no accuracy.")
+    return lines

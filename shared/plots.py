@@ -174,12 +174,22 @@ def axes_at(fig, left: float, bottom: float, width: float, height: float | None 
 # --------------------------------------------------------------------------------------------
 # Learning curves (Part-A/03, Part-B/02), preprocessing (Part-B/01), per-layer costs (Part-A/01)
 # --------------------------------------------------------------------------------------------
-def plot_learning_curves(history: list[dict], title: str = "Learning curves"):
+def train_label(config: dict | None) -> str:
+    """'train (augmented, dropout 0.3 on)' from the run's config: what its training batches really had."""
+    config = config or {}
+    parts = [{True: "augmented", False: "not augmented"}.get(config.get("augment"), "")]
+    if isinstance(config.get("dropout"), (int, float)):
+        parts.append(f"dropout {config['dropout']:g} on" if config["dropout"] else "no dropout")
+    return "train" + (f" ({', '.join(p for p in parts if p)})" if any(parts) else "")
+
+
+def plot_learning_curves(history: list[dict], title: str = "Learning curves", config: dict | None = None):
     """Train and validation loss (left) and accuracy (right) per epoch from a run's `history` (the
     per-epoch dicts of `train.fit`), the best epoch (highest validation accuracy) marked.
 
-    Introduced in Part-A/03. Train numbers are measured on augmented batches with dropout on, so they
-    sit below what the same weights score on clean training images.
+    Introduced in Part-A/03. Train numbers are measured on the training batches as trained (with
+    augmentation and dropout when the run's `config` had them: the legend says which), so they can sit
+    below what the same weights score on clean training images.
     """
     rows = [row for row in history or [] if "epoch" in row]
     if not rows:
@@ -193,7 +203,7 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves"):
             key = f"{split}_{metric}"
             if all(row.get(key) is not None for row in rows):
                 ax.plot(epochs, [row[key] for row in rows], marker=marker, color=colour, ms=4,
-                        label="train (augmented, dropout on)" if split == "train" else "validation")
+                        label=train_label(config) if split == "train" else "validation")
         ax.axvline(best["epoch"], color="#555555", ls=":", lw=1.2, label=f"best epoch ({best['epoch']})")
         ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)

@@ -155,6 +155,10 @@ def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, d
     if not sweeps:
         return None, {}, []
     if best and "sweep_id" in best:  # Part-A/03 records the sweep its best run came from (None: no sweep run)
+        if best["sweep_id"] is not None and best["sweep_id"] not in sweeps:  # never another sweep in its place
+            raise UserError(f"{BEST_RESULT} names sweep {best['sweep_id']}, which {SWEEP_RUNS} does not hold (it holds "
+                            f"{', '.join(sorted(sweeps))}): no other sweep is shown instead; run {NOTEBOOKS['A2']} and "
+                            f"{NOTEBOOKS['A3']} again, or restore the table")
         named = [best["sweep_id"]] if best["sweep_id"] in sweeps else []
     else:  # a record from before it did names the sweep only in its source
         named = [sweep_id for sweep_id in sweeps if sweep_id in str((best or {}).get("source", ""))]
@@ -209,17 +213,23 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
     if best:
         items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
                           panels={"kind": "best_run", "sweep_id": sweep_id, "run": best.get("name"),
-                                  "history": best.get("history") or []}))
+                                  "history": best.get("history") or [], "config": best.get("config")}))
     return Question("Question 2", NOTEBOOKS["A2"], items)
 
 
 def question_a3(runs: list[dict], table) -> Question:
+    from .observations import seen_in_runs
+
     if not runs:
         return Question("Question 3", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
+    findings = sweep_plots.observations(table)
     return Question("Question 3", NOTEBOOKS["A2"], [
-        Item("text", "Observations, each computed from the sweep's runs (a conclusion only where the evidence "
-                     "clears the thresholds; otherwise the line says why not):"),
-        Item("bullets", lines=[str(f) for f in sweep_plots.observations(table)]),
+        Item("text", "Seen in these runs: what the plots show, described from the runs (directions and sizes in "
+                     "these runs, not conclusions):"),
+        Item("bullets", lines=seen_in_runs(table, findings)),
+        Item("text", "Supported by the evidence: each computed from the sweep's runs (a conclusion only where the "
+                     "evidence clears the thresholds; otherwise the line says why not):"),
+        Item("bullets", lines=[str(f) for f in findings]),
         Item("text", "Expectations from the literature, not measured here:"),
         Item("bullets", lines=list(sweep_plots.expectations(sweep_plots.varied_keys(table))))])
 
@@ -429,20 +439,63 @@ def data_warnings(records: list[dict]) -> list[str]:
     return warnings
 
 
+# What a hand-edited or damaged result raises while an answer is built from it: one line in the report instead.
+READ_ERRORS = (UserError, KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration, AttributeError, IndexError)
+
+
+def unreadable(err: Exception, files: list[str]) -> str:
+    """The one line that replaces an answer whose files could not be read."""
+    if isinstance(err, UserError):
+        return str(err)
+    what = f"no field {err.args[0]!r}" if isinstance(err, KeyError) else \
+        f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+    return (f"Could not read {' and '.join(files)} for this answer ({what}): correct the file, or run the notebook "
+            f"that writes it again.")
+
+
+def guarded(title: str, source: str, files: list[str], build) -> Question:
+    """`build()`, or the question with one line naming what could not be read: the report is always written."""
+    try:
+        return build()
+    except READ_ERRORS as err:
+        return Question(title, source, [Item("note", unreadable(err, files))])
+
+
 def collect(outputs: Path) -> Content:
-    """Every question's answer from the files under `outputs`."""
+    """Every question's answer from the files under `outputs`; a file that cannot be read is a line, not a stop."""
     from .bootstrap import REPO_URL
 
-    best = _read_json(outputs / BEST_RESULT)
-    sweep_id, sweep, runs = sweep_record(outputs, best)
-    strategies = _read_json(outputs / STRATEGY_RESULTS)
-    compared = _read_json(outputs / VS_SCRATCH)
-    found = {"A2": runs, "A3": best, "B1": strategies, "B2": compared}
-    records = [r for r in [sweep, best, strategies, compared, *runs[:1]] if r]
-    table = sweep_plots.runs_table(runs) if runs else None
-    parts = [Part("Part A", [question_a1(outputs), question_a2(outputs, sweep_id, sweep, runs, table),
-                             question_a3(runs, table),
-                             question_a4(outputs, best), question_link("Question 5", REPO_URL)]),
-             Part("Part B", [question_b1(outputs, strategies, compared), question_b2(outputs, strategies),
-                             question_b3(outputs, compared), question_link("Question 4", REPO_URL)])]
-    return Content(parts, data_warnings(records), [NOTEBOOKS[key] for key, value in found.items() if not value])
+    warnings, records = [], {}
+    for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH):
+        try:
+            records[name] = _read_json(outputs / name)
+        except UserError as err:
+            records[name], _ = None, warnings.append(str(err))
+    best, strategies, compared = (records[name] for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH))
+    try:
+        sweep_id, sweep, runs = sweep_record(outputs, best)
+        table, sweep_error = (sweep_plots.runs_table(runs) if runs else None), None
+    except READ_ERRORS as err:
+        sweep_id, sweep, runs, table, sweep_error = None, {}, [], None, err
+
+    def sweep_question(title, build):
+        if sweep_error:
+            return Question(title, NOTEBOOKS["A2"], [Item("note", unreadable(sweep_error, [SWEEP_RUNS]))])
+        return guarded(title, NOTEBOOKS["A2"], [SWEEP_RUNS], build)
+
+    found = {"A2": runs or sweep_error, "A3": best, "B1": strategies, "B2": compared}
+    a4, b = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}", [STRATEGY_RESULTS, VS_SCRATCH]
+    parts = [Part("Part A", [question_a1(outputs),
+                             sweep_question("Question 2", lambda: question_a2(outputs, sweep_id, sweep, runs, table)),
+                             sweep_question("Question 3", lambda: question_a3(runs, table)),
+                             guarded("Question 4", a4, [BEST_RESULT], lambda: question_a4(outputs, best)),
+                             question_link("Question 5", REPO_URL)]),
+             Part("Part B", [guarded("Question 1", NOTEBOOKS["B1"], b, lambda: question_b1(outputs, strategies, compared)),
+                             guarded("Question 2", NOTEBOOKS["B1"], b[:1], lambda: question_b2(outputs, strategies)),
+                             guarded("Question 3", NOTEBOOKS["B2"], b[1:], lambda: question_b3(outputs, compared)),
+                             question_link("Question 4", REPO_URL)])]
+    try:
+        warnings = data_warnings([r for r in [sweep, best, strategies, compared, *runs[:1]] if r]) + warnings
+    except READ_ERRORS as err:
+        warnings.append(unreadable(err, ["the results' data and mode fields"]))
+    return Content(parts, warnings, [NOTEBOOKS[key] for key, value in found.items() if not value])

@@ -83,7 +83,7 @@ def render_item(item: Item) -> str:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in item.rows)
         return f"<table><caption>{text}</caption><tr>{head}</tr>{body}</table>"
     if item.kind == "panels" and item.panels.get("kind") == "best_run" and item.panels.get("history"):
-        png = figure_png(plot_learning_curves(item.panels["history"], title=item.text))
+        png = figure_png(plot_learning_curves(item.panels["history"], title=item.text, config=item.panels.get("config")))
         return f"<figure>{_image(png, item.text)}<figcaption>{text}</figcaption></figure>"
     return ""  # the sweep's live panels exist only in the W&B report; their PNG copies follow them
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .runtime import UserError
+
 # The knobs a sweep varies, in the order the parallel-coordinates plot shows them.
 SWEEP_KEYS = ["base_filters", "organisation", "kernel_size", "activation", "batch_norm", "augment", "dropout",
               "dense_neurons", "lr", "batch_size", "weight_decay", "epochs", "input_size"]
@@ -30,7 +32,8 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for r in runs:
         config = r.get("config", {})
-        row = {k: config.get(k) for k in SWEEP_KEYS if k in config}
+        # A list (a hand-edited config) is one value, as text: a cell must be hashable to be grouped.
+        row = {k: str(v) if isinstance(v := config.get(k), (list, dict)) else v for k in SWEEP_KEYS if k in config}
         epoch_seconds = r.get("epoch_seconds") or []
         row.update(name=r.get("name"), val_acc=r.get("val_acc"), state=r.get("state", "finished"),
                    error=r.get("error"), params=r.get("params"), macs=r.get("macs"),
@@ -42,7 +45,12 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else ["name", "val_acc", "state", "error", "created"])
     if len(df):
-        df["created"] = pd.to_datetime(df["created"], utc=True, format="ISO8601")
+        created = pd.to_datetime(df["created"], utc=True, format="ISO8601", errors="coerce")
+        if (bad := created.isna() & df["created"].notna()).any():
+            first = df[bad].iloc[0]
+            raise UserError(f"run {first['name']}: created {first['created']!r} is not a time (ISO 8601, as the runs "
+                            f"table stores it); correct or remove {int(bad.sum())} such run(s)")
+        df["created"] = created
         df = df.sort_values("created", kind="stable").reset_index(drop=True)
         df["val_acc"] = pd.to_numeric(df["val_acc"], errors="coerce")
     return df

@@ -63,14 +63,19 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
                    zorder=3, label=f"{style['label']} ({len(failed)}), drawn below")
         ax.axhline(floor + margin, color="#bbbbbb", lw=0.8)
     ax.set_ylim(floor - margin if len(failed) else low - margin, high + margin)
-    ax.set(xlabel="run created (UTC)", ylabel="validation accuracy",
-           title=f"Validation accuracy vs. creation time: {len(df)} runs")
+    created = df["created"].dropna()
+    span = created.max() - created.min() if len(created) else pd.Timedelta(0)
+    one_day = len(created) and created.min().date() == created.max().date()
+    # One format for every tick (matplotlib's concise one mixed seconds, '30', with minutes, '17:08'), and the
+    # date in the axis label instead of an offset label that crowds it.
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(("%H:%M:%S" if span < pd.Timedelta(minutes=10) else "%H:%M")
+                                                      if one_day else "%m-%d %H:%M", tz="UTC"))
+    ax.set(xlabel=f"run created (UTC{', ' + str(created.min().date()) if one_day else ''})",
+           ylabel="validation accuracy", title=f"Validation accuracy vs. creation time: {len(df)} runs")
     # Below the axes: a legend inside would hide runs.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    locator = mdates.AutoDateLocator()  # ticks and labels that fit the sweep's span: minutes or days
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     return ax.figure
 
 
@@ -106,29 +111,18 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
     return positions, ticks, labels, jitter
 
 
-LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)  # where no run line passes
-# Value labels sit beside their axis with a thin translucent halo: readable, and the line crossings show through.
-LABEL_HALO = dict(linewidth=2, foreground="white", alpha=0.6)
+LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)
+LABEL_GAP = 0.42  # right of each axis, in axis spacings: no run line is drawn there, so its value labels sit clear
 
 
-def _label_axes(ax, df: pd.DataFrame, positions: dict[str, float], constants: list[str], columns: dict) -> None:
-    """Draw each parameter's vertical axis: a tick at each value and its label just right of the axis,
-    or for a constant parameter one grey 'name = value' label along a dotted axis (no lines cross it)."""
-    from matplotlib import patheffects
-
-    halo = [patheffects.withStroke(**LABEL_HALO)]
+def _label_axes(ax, positions: dict[str, float], columns: dict) -> None:
+    """Each parameter's vertical axis: a tick at each value and its label in the line-free gap right of it."""
     for k, x in positions.items():
-        if k in constants:
-            ax.axvline(x, color="#aaaaaa", lw=0.8, ls=":")
-            ax.text(x, 0.5, f"{k} = {format_value(df[k].dropna().iloc[0], k)}", rotation=90, ha="center",
-                    va="center", fontsize=9, color="#555555", bbox=LABEL_BOX, zorder=5)
-            continue
         ax.axvline(x, color="k", lw=0.8, zorder=3)
-        _, ticks, labels, jitter = columns[k]
+        _, ticks, labels, _ = columns[k]
         ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
-        for t, label in zip(ticks, labels):  # above the value's jitter band, where its lines have not yet spread
-            ax.text(x + 0.03, t + jitter + 0.008, label, ha="left", va="bottom", fontsize=8, color="#222222",
-                    zorder=5, path_effects=halo)
+        for t, label in zip(ticks, labels):
+            ax.text(x + 0.03, t, label, ha="left", va="center", fontsize=8, color="#222222", zorder=5)
 
 
 def _state_handles(masks: dict) -> list:
@@ -148,12 +142,12 @@ def _state_handles(masks: dict) -> list:
 
 
 def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
-    """One line per run across the hyperparameters, coloured by validation accuracy.
+    """One line per run across the varied hyperparameters, coloured by validation accuracy.
 
-    Constant parameters get a grey axis of their own on the left, marked constant (lines skip them).
-    Stopped-early runs are grey dotted lines at the accuracy they reached; failed runs are dashed and
-    end on a 'failed' mark below the accuracy axis. Value labels sit small beside their axis with a thin
-    translucent halo, so the line crossings stay visible.
+    Constant parameters get no axis: one line under the title names them with their value. Stopped-early
+    runs are grey dotted lines at the accuracy they reached; failed runs are dashed and end on a 'failed'
+    mark below the accuracy axis. Value labels sit in a gap right of each axis where no line is drawn. The
+    val_acc axis and the colour bar span the same range (the finished and stopped runs' accuracies).
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
@@ -163,43 +157,40 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     masks = state_masks(df)
     known = masks["finished"] | masks["stopped"]
     accuracy = df["val_acc"].where(known)
-    finished_acc = accuracy[masks["finished"]]
-    norm = colors.Normalize(finished_acc.min(), finished_acc.max()) if len(finished_acc) else colors.Normalize(0, 1)
+    norm = colors.Normalize(accuracy.min(), accuracy.max()) if known.any() else colors.Normalize(0, 1)
     columns = {k: _axis_values(accuracy if k == "val_acc" else df[k], k, seed=i) for i, k in enumerate(keys)}
     failed_position = -0.12  # below the accuracy axis: failed runs have no accuracy
-    axis_names = constants + keys
-    # Constant axes carry no lines, so they stand closer together, left of the varied ones.
-    xs = np.concatenate([0.6 * np.arange(len(constants)), 0.6 * len(constants) + 0.4 + np.arange(len(keys))])
-    varied_x = xs[len(constants):]
-    fig, ax = plt.subplots(figsize=(max(9, 1.25 * xs[-1] + 3), 5.2))
+    xs = np.arange(len(keys), dtype=float)
+    fig, ax = plt.subplots(figsize=(max(9, 1.3 * xs[-1] + 3), 5.2))
     ys = np.column_stack([np.asarray(columns[k][0], dtype=float) for k in keys])
     ys[~known.to_numpy(), -1] = failed_position
-    _draw_run_lines(ax, varied_x, ys, accuracy, masks, norm)
-    _label_axes(ax, df, dict(zip(axis_names, xs)), constants, columns)
+    _draw_run_lines(ax, xs, ys, accuracy, masks, norm)
+    _label_axes(ax, dict(zip(keys, xs)), columns)
     if (~known).any():
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
                 color=STATE_STYLE["failed"]["color"], bbox=LABEL_BOX)
-    ax.set_xticks(varied_x, keys, rotation=30, ha="right")
-    if constants:
-        ax.text(xs[len(constants) - 1] / 2, 1.06, "constant in\nthis sweep", ha="center", va="center", fontsize=9,
-                color="#555555")
+    ax.set_xticks(xs, keys, rotation=30, ha="right")
     ax.set_yticks([])
-    ax.set_xlim(xs[0] - 0.4, xs[-1] + 0.4)
-    ax.set_ylim(failed_position - 0.06 if (~known).any() else -0.06, 1.1)
+    ax.set_xlim(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2)
+    ax.set_ylim(failed_position - 0.06 if (~known).any() else -0.06, 1.06)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="validation accuracy (finished runs)",
-                 pad=0.01)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.01,
+                 label="validation accuracy (= the val_acc axis)")
     ax.legend(handles=_state_handles(masks), loc="upper left", bbox_to_anchor=(0, -0.17), ncol=3, fontsize=8,
               frameon=False)
-    ax.set_title(f"Parallel coordinates: one line per run ({len(df)} runs; jittered within each value)")
+    constant_line = ("\nConstant in this sweep, not drawn: " + ", ".join(
+        f"{k} = {format_value(df[k].dropna().iloc[0], k)}" for k in constants)) if constants else ""
+    ax.set_title(f"Parallel coordinates: one line per run ({len(df)} runs; jittered within each value)"
+                 + constant_line, fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def _draw_run_lines(ax, xs, ys: np.ndarray, accuracy: pd.Series, masks: dict, norm) -> None:
-    """One line per run, one collection per state (20,000 runs draw in seconds); within finished runs the
-    best are drawn last, on top. Many runs get thinner, fainter lines so that density shows."""
+    """Each run as one segment per pair of neighbouring axes, leaving LABEL_GAP clear right of each axis;
+    one collection per state (20,000 runs draw in seconds); within finished runs the best are drawn last,
+    on top. Many runs get thinner, fainter lines so that density shows."""
     from matplotlib import cm
     from matplotlib.collections import LineCollection
 
@@ -210,9 +201,12 @@ def _draw_run_lines(ax, xs, ys: np.ndarray, accuracy: pd.Series, masks: dict, no
             rows = rows[np.argsort(accuracy.to_numpy()[rows], kind="stable")]
         if not len(rows):
             continue
-        segments = np.stack([np.broadcast_to(xs, ys[rows].shape), ys[rows]], axis=-1)
+        starts = np.stack([np.broadcast_to(xs[:-1] + LABEL_GAP, ys[rows, :-1].shape), ys[rows, :-1]], -1)
+        ends = np.stack([np.broadcast_to(xs[1:], ys[rows, 1:].shape), ys[rows, 1:]], -1)
+        segments = np.stack([starts, ends], axis=2).reshape(-1, 2, 2)  # run by run, axis pair by axis pair
         style = STATE_STYLE[state]
-        colour = cm.viridis(norm(accuracy.to_numpy()[rows])) if state == "finished" else style["color"]
+        colour = (np.repeat(cm.viridis(norm(accuracy.to_numpy()[rows])), len(xs) - 1, axis=0)
+                  if state == "finished" else style["color"])
         width = {"finished": 1.8, "stopped": 1.3, "failed": 1.0}[state] * (0.4 if thin else 1)
         ax.add_collection(LineCollection(segments, colors=colour, linestyles=style["ls"], linewidths=width,
                                          alpha=(0.3 if thin else 0.9), zorder=zorder, label=f"runs: {state}"))

@@ -142,3 +142,13 @@ def test_class_extremes_sentence_names_ties_and_skips_classes_without_images():
     assert line == "Easiest classes: a, b (90%); hardest: c (50%)."
     assert "no easiest or hardest" in class_extremes_sentence({"a": 0.5, "b": 0.5})
     assert "no easiest or hardest" in class_extremes_sentence({"a": None})
+
+
+def test_the_learning_curves_legend_says_what_the_run_had():
+    """Issue 21: the legend said 'train (augmented, dropout on)' for a run with augment=False."""
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.1, "train_acc": .5, "val_acc": .4} for e in (1, 2)]
+    for config, label in (({"augment": False, "dropout": 0.3}, "train (not augmented, dropout 0.3 on)"),
+                          ({"augment": True, "dropout": 0.0}, "train (augmented, no dropout)"), (None, "train")):
+        fig = plots.plot_learning_curves(history, config=config)
+        assert label in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        plt.close(fig)

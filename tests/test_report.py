@@ -371,3 +371,50 @@ def test_a_record_that_mixes_two_models_is_not_reported_as_one(tmp_path):
                        "retrained": {"val_acc": .99, "test_acc": .99}}, outputs / "partA_best.json")
     q4 = report_content.collect(outputs).parts[0].questions[3]
     assert [item.kind for item in q4.items] == ["note"] and "no entry per tested model" in q4.items[0].text
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda o: _edit_model(o / "partA_best.json", test_acc="0.42"), "Could not read partA_best.json"),
+    (lambda o: _edit_model(o / "partA_best.json", drop="test_acc"), "no field 'test_acc'"),
+    (lambda o: _edit(o / "partB_strategies.json", rows=[]), "Could not read partB_strategies.json"),
+    (lambda o: _edit(o / "partB_vs_scratch.json", scratch={"test_acc": .42, "params": 0, "seconds_to_best": 1.0}),
+     "Could not read partB_vs_scratch.json"),
+    (lambda o: _edit_runs(o, created="yesterday"), "created 'yesterday' is not a time"),
+    (lambda o: _edit(o / "partA_best.json", sweep_id="local-gone"), "names sweep local-gone, which sweep_runs.json "
+                                                                     "does not hold"),
+    (lambda o: (o / "partB_strategies.json").write_text("{broken"), "partB_strategies.json is not readable JSON")])
+def test_a_hand_edited_result_is_one_line_and_the_html_is_written(tmp_path, edit, expected):
+    """Issue 21: each of these gave a traceback and no report.html; the missing sweep was replaced by the latest."""
+    outputs = make_outputs(tmp_path / "outputs")
+    edit(outputs)
+    page = Path(report.run_report(outputs, online=False)["html"]).read_text()
+    assert expected in page.replace("&#x27;", "'")
+    assert "Self Declaration" in page
+
+
+def _edit(path, drop=None, **values):
+    record = json.loads(path.read_text())
+    record.pop(drop, None)
+    path.write_text(json.dumps({**record, **values}))
+
+
+def _edit_model(path, drop=None, **values):
+    """Edit the tested model's own entry of Part-A/03's record."""
+    record = json.loads(path.read_text())
+    model = record["models"][record["reported"]]
+    model.pop(drop, None)
+    model.update(values)
+    path.write_text(json.dumps(record))
+
+
+def _edit_runs(outputs, **values):
+    table = json.loads((outputs / "sweep_runs.json").read_text())
+    table["runs"][1].update(values)
+    (outputs / "sweep_runs.json").write_text(json.dumps(table))
+
+
+def test_question_3_in_the_report_has_what_was_seen_apart_from_what_is_supported(outputs):
+    items = report_content.collect(outputs).parts[0].questions[2].items
+    texts = [item.text for item in items]
+    assert texts[0].startswith("Seen in these runs") and texts[2].startswith("Supported by the evidence")
+    assert any(line.startswith("batch_norm, seen in these runs: ") for line in items[1].lines)

@@ -179,17 +179,19 @@ def test_accuracy_over_time_has_a_colourbar_and_draws_states_apart(table):
 def test_parallel_coordinates_jitter_constants_and_states(table):
     fig = sweep_plots.plot_parallel_coordinates(table)
     ax = fig.axes[0]
-    texts = [t.get_text() for t in ax.texts]
-    assert "input_size = 224" in texts and "epochs = 10" in texts  # constant axes are shown, marked
+    # Constant parameters get no axis (a fifth of the width went to them), and the title names them.
+    assert "input_size" not in [t.get_text() for t in ax.get_xticklabels()]
+    assert "Constant in this sweep, not drawn: " in ax.get_title() and "input_size = 224" in ax.get_title()
     # One line collection per run state (20,000 runs draw in seconds), one segment per run.
     collections = {c.get_label(): c for c in ax.collections if c.get_label().startswith("runs: ")}
     segments = {label: c.get_segments() for label, c in collections.items()}
-    assert {label: len(s) for label, s in segments.items()} == {"runs: finished": 16, "runs: stopped": 1,
-                                                                 "runs: failed": 1}
-    # Eight finished runs share batch_norm=True: jitter spreads them instead of drawing one line.
     keys = sweep_plots.varied_keys(table) + ["val_acc"]
+    pairs = len(keys) - 1  # one segment per run and pair of neighbouring axes
+    assert {label: len(s) for label, s in segments.items()} == {"runs: finished": 16 * pairs, "runs: stopped": pairs,
+                                                                 "runs: failed": pairs}
+    # Eight finished runs share batch_norm=True: jitter spreads them instead of drawing one line.
     column = keys.index("batch_norm")
-    positions = {round(float(segment[column, 1]), 6) for segment in segments["runs: finished"]}
+    positions = {round(float(segment[1, 1]), 6) for segment in segments["runs: finished"][column - 1::pairs]}
     assert len(positions) == 16
     assert collections["runs: stopped"].get_linestyle() != collections["runs: finished"].get_linestyle()
     plt.close(fig)
@@ -229,7 +231,7 @@ def test_killed_runs_count_as_stopped_and_an_empty_table_says_nothing():
     runs[-2]["state"] = "killed"  # how W&B reports a run its sweep stopped early
     masks = sweep_plots.state_masks(sweep_plots.runs_table(runs))
     assert int(masks["stopped"].sum()) == 1 and int(masks["failed"].sum()) == 1
-    assert sweep_plots.observations([]) == []
+    assert [f.text for f in sweep_plots.observations([])] == ["No observations: the table has no runs."]
     assert sweep_plots.runs_summary(sweep_plots.runs_table([])).startswith("0 runs")
 
 
@@ -300,3 +302,84 @@ def test_a_claim_names_the_false_discovery_rate_procedure():
     assert "Benjamini-Hochberg threshold" in findings["augment"].text
     assert "at rank 2 of 4 parameter(s)" in findings["augment"].text
     assert "Holm" not in findings["dropout"].text
+
+
+def test_parallel_coordinates_value_labels_sit_clear_of_every_line_and_colour_matches_the_val_acc_axis(table):
+    """Issue 21: labels overlapped the lines; the val_acc axis ran to the stopped run's 5% while the colour bar
+    started at the finished runs' minimum."""
+    fig = sweep_plots.plot_parallel_coordinates(table)
+    ax = fig.axes[0]
+    segments = np.concatenate([c.get_segments() for c in ax.collections if c.get_label().startswith("runs: ")])
+    for label in (t for t in ax.texts if t.get_text() in ("True", "False", "0.2", "0.3")):
+        x = label.get_position()[0]
+        assert not ((segments[:, 0, 0] < x) & (segments[:, 1, 0] > x)).any()  # no segment spans a label's place
+    low, high = fig.axes[1].get_ylim()
+    assert low == pytest.approx(0.05) and high == pytest.approx(table.loc[table["state"] == "finished", "val_acc"].max())
+    plt.close(fig)
+
+
+def test_accuracy_over_time_ticks_have_one_format_and_the_date_is_in_the_label(table):
+    fig = sweep_plots.plot_val_acc_over_time(table)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(len(t) == len(ticks[0]) and ":" in t for t in ticks), ticks
+    assert ax.get_xlabel() == "run created (UTC, 2024-03-01)" and ax.xaxis.get_offset_text().get_text() == ""
+    plt.close(fig)
+
+
+def test_a_run_missing_a_parameter_is_neither_the_low_half_nor_a_level():
+    """Issue 21: a run without lr was counted as lr <= median, and 'missing' was a value that could be claimed."""
+    runs = planted_runs()
+    for run in runs[:4]:
+        del run["config"]["lr"]
+    for run in runs[4:12]:
+        del run["config"]["dropout"]
+    found = {f.subject: f for f in sweep_plots.observations(runs)}
+    assert sum(g.n for g in found["lr"].groups if g.label != "not recorded") == 12
+    assert next(g for g in found["lr"].groups if g.label == "not recorded").n == 4
+    assert not found["dropout"].supported and "missing beats" not in found["dropout"].text
+    assert found["batch_norm"].supported
+
+
+def test_a_list_value_is_one_value_not_a_traceback():
+    runs = planted_runs()
+    runs[0]["config"]["kernel_size"] = [3, 5, 3, 3, 3]
+    found = {f.subject: f for f in sweep_plots.observations(runs)}
+    assert "[3, 5, 3, 3, 3] n=1" in found["kernel_size"].text
+
+
+def test_nothing_to_say_says_why():
+    runs = [record(i, None, "failed") for i in range(3)]
+    assert sweep_plots.observations(runs)[0].text == "No observations: none of the 3 runs finished."
+    same = [record(i, 0.5 + i / 100) for i in range(3)]
+    assert "share one config" in sweep_plots.observations(same)[0].text
+
+
+def test_a_created_time_that_is_not_a_time_is_one_line():
+    from shared.runtime import UserError
+
+    runs = planted_runs()
+    runs[3]["created"] = "yesterday"
+    with pytest.raises(UserError, match="run r03: created 'yesterday' is not a time"):
+        sweep_plots.runs_table(runs)
+
+
+def test_seen_in_these_runs_describes_every_parameter_and_the_questions_examples():
+    """Issue 21: Question 3 read as ten refusals; what the plots show is described, marked apart from claims."""
+    from shared.observations import seen_in_runs
+
+    runs = planted_runs()
+    runs[0]["config"]["organisation"] = "halving"
+    lines = seen_in_runs(runs, sweep_plots.observations(runs))
+    assert lines[0].startswith("Best finished run: r")
+    assert lines[1].startswith("Lowest accuracy of any run: r16, 5.00%, stopped early by the sweep after 3 of 10 epochs")
+    batch_norm = next(line for line in lines if line.startswith("batch_norm, seen in these runs: "))
+    assert "True highest, +10." in batch_norm and "every True run beat every False run" in batch_norm
+    assert batch_norm.endswith("Evidence: supported (see below).")
+    kernel = next(line for line in lines if line.startswith("kernel_size, seen"))
+    assert "5 55.2% (2 runs: r05, r10)" in kernel and "Few runs: a description of these runs only." in kernel
+    early = next(line for line in lines if line.startswith("More filters early"))
+    assert "halving" in early.split("Seen in these runs: ")[1] and "Evidence: not supported" in early
+    assert "vs halving" in early and "(1 run)" in early  # the question's own pair, read off the runs
+    assert any(line.startswith("Bigger filters early, smaller later? This sweep sets one kernel size") for line in lines)
