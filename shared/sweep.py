@@ -60,8 +60,8 @@ HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 2}
 # are all in the space. Base 64 is left out on purpose: its halving starts with 1,024 channels at
 # full resolution and would take most of a sweep's time on its own.
 # Sized for a T4 session (issue 19): 30 runs drawn from this space cost 35 PFLOP on average, every epoch
-# counted (`estimate.sweep_pflop`; 95% of draws under 62, the bound 80), where 224 px and 10-15 epochs cost
-# about 3.2x that. So the sweep runs at 128 px (a third of 224 px's MACs) and 8-12 epochs: hyperband (checks
+# counted (`estimate.sweep_pflop`, 100 seeded draws of 30; 95% under 62, the bound 80), where 224 px and 10-15 epochs cost
+# about 3.8x that. So the sweep runs at 128 px (a third of 224 px's MACs) and 8-12 epochs: hyperband (checks
 # after epochs 4 and 7) has stopped all but the best quarter of runs by then. Every config fits a 16 GB GPU
 # at its drawn batch size through micro-batches where needed (`train.plan_micro_batch`).
 SWEEP_CONFIG = {

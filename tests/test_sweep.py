@@ -556,7 +556,7 @@ def test_cpu_allocation_failure_is_a_failed_run(root, tmp_path, monkeypatch, mes
 
 def test_full_sweep_every_config_fits_and_costs_at_most_80_pflop():
     """Issue 19: 30 runs drawn from SWEEP_CONFIG, every epoch counted, at most 80 PFLOP by count_macs (seeded
-    draws; today's 224 px, 10-15 epoch space was ~140 at this seed)."""
+    draws; the old 224 px, 10-15 epoch space costs 291 at this seed)."""
     from shared import estimate
 
     assert estimate.sweep_pflop(sweep.SWEEP_CONFIG, 30, seed=0) <= 80
