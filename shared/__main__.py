@@ -191,17 +191,23 @@ def cmd_report(args) -> dict:
 
 
 def cmd_estimate(args) -> dict:
-    """The full sweep's time on this machine, before any long work (`make run` prints it first; issue 13)."""
+    """The full sweep's compute and time on this machine, before any long work (`make run` prints it first; issue 13).
+
+    `--gpu-memory N`: the memory plan of the sweep's heaviest configs on an N GiB GPU instead (no data, no device)."""
     from .data import find_data, is_demo
-    from .estimate import estimate_sweep
+    from .estimate import estimate_sweep, memory_plan, sweep_pflop, t4_prediction
     from .sweep import sweep_config
 
+    config = sweep_config("bayes", args.input_size)
+    print(t4_prediction(sweep_pflop(config, args.count)), file=sys.stderr)
+    if args.gpu_memory:
+        return {"gpu_memory_gib": args.gpu_memory, "memory_plan": memory_plan(config, args.gpu_memory)}
     root = find_data(args.data)
     if is_demo(root):
         print("Demo data: Part-A/02 runs its small demo sweep (minutes on a CPU) and prints its own estimate; "
               "the full sweep needs the real data.", file=sys.stderr)
         return {"estimate": False, "data": str(root), "demo": True}
-    result = estimate_sweep(root, sweep_config("bayes", args.input_size), args.count)
+    result = estimate_sweep(root, config, args.count)
     print(result["describe"], file=sys.stderr)
     return result
 
@@ -275,11 +281,13 @@ def add_report_command(commands) -> None:
 
 
 def add_estimate_command(commands) -> None:
-    """estimate: the full sweep's time, as Part-A/02 prints it before its sweep (full mode: 30 runs, 224 px)."""
+    """estimate: the full sweep's time, as Part-A/02 prints it before its sweep (full mode: 30 runs, 128 px)."""
     p = commands.add_parser("estimate", help="estimated time of the full sweep on this machine")
     p.add_argument("--data")
     p.add_argument("--count", type=int, default=30, help="runs (default 30, Part-A/02's full mode)")
-    p.add_argument("--input-size", type=int, default=224, help="pixels (default 224, Part-A/02's full mode)")
+    p.add_argument("--input-size", type=int, help="pixels (default: the sweep's, 128)")
+    p.add_argument("--gpu-memory", type=float, help="GiB: write the memory plan of the heaviest configs instead")
+    p.add_argument("--json", help="write the result here (default: stdout)")
     p.set_defaults(func=cmd_estimate)
 
 

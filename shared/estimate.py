@@ -8,6 +8,7 @@ lightest and the heaviest configs, each measured by two short `train.fit` epochs
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import platform
 import time
@@ -21,7 +22,7 @@ from .model import CNN, CNNConfig
 from .runtime import UserError, describe, get_device
 from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
 from .sweep_controller import _engine
-from .train import TrainConfig, fit, release_memory
+from .train import TrainConfig, fit, plan_micro_batch, release_memory
 
 
 def cpu_name() -> str:
@@ -205,3 +206,61 @@ def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, 
         "describe": (f"Estimated sweep time on {where}: {format_duration(total)} for {int(count)} runs "
                      f"(estimate from a {speed['warmup_seconds']:.0f} s warm-up; {shorten})"),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Before any GPU: the sweep's compute and its memory plan on a 16 GB GPU (issue 19)
+# --------------------------------------------------------------------------------------------
+# An assumption, not a measurement (no T4 has run this engine): NVIDIA's T4 datasheet gives 65 TFLOP/s of
+# fp16 tensor-core peak; 15 TFLOP/s sustained (about 23% of it) is assumed for conv training at 128 px.
+T4_SUSTAINED_TFLOPS = 15.0
+NATURE_12K_TRAIN_IMAGES = 9999  # nature_12K's train/ folder; the default when no data is given
+
+
+def run_flop(cnn: CNNConfig, tcfg: TrainConfig, train_folder_images: int = NATURE_12K_TRAIN_IMAGES) -> int:
+    """FLOP of one run going all its epochs, by `count_macs`: 2 FLOP per MAC; a training image costs 3 forwards
+    (the forward and backward's two products: input and weight gradients), a validation image one."""
+    train, val = _epoch_images(train_folder_images, tcfg)
+    return 2 * count_macs(cnn) * (3 * train + val) * tcfg.epochs
+
+
+def sweep_pflop(config: dict, count: int = 30, train_folder_images: int = NATURE_12K_TRAIN_IMAGES,
+                seed: int = 0) -> float:
+    """PFLOP of `count` runs drawn uniformly (seeded) from a sweep config, every epoch counted (no hyperband)."""
+    return sum(run_flop(*configs_from_params(params)[:2], train_folder_images)
+               for params in sample_sweep_params(config, count, seed)) / 1e15
+
+
+def t4_prediction(pflop: float) -> str:
+    """One line: the hours on one T4 and on Kaggle's 2xT4 (one agent each) at T4_SUSTAINED_TFLOPS, an assumption."""
+    hours = pflop * 1e15 / (T4_SUSTAINED_TFLOPS * 1e12) / 3600
+    return (f"{pflop:.0f} PFLOP with every epoch counted: ~{hours:.1f} h on one T4, ~{hours / 2:.1f} h on Kaggle's "
+            f"2xT4, before hyperband's savings (assumed {T4_SUSTAINED_TFLOPS:g} TFLOP/s sustained per T4: about "
+            f"23% of its 65 TFLOP/s fp16 peak in NVIDIA's datasheet; no T4 has measured this engine)")
+
+
+def memory_plan(config: dict, gpu_gib: float = 16, train_folder_images: int = NATURE_12K_TRAIN_IMAGES,
+                top: int = 8) -> list[dict]:
+    """The `top` heaviest configs of a sweep's space at their batch sizes, each with its micro-batch and predicted
+    peak bytes on a GPU of `gpu_gib` GiB (`train.plan_micro_batch`; the cached images of train/ included).
+
+    Every combination of the choices that change memory is priced, with the largest dense layer and batch (memory
+    only grows with them), so the heaviest (widest first layer, largest kernel) is always first. Models are built
+    on the meta device: no memory, no compute.
+    """
+    params = config["parameters"]
+    choices = lambda key: params[key].get("values", [params[key].get("value")])  # noqa: E731
+    keys = ["base_filters", "organisation", "kernel_size", "batch_norm", "activation", "input_size"]
+    largest = {key: max(choices(key)) for key in ("dense_neurons", "batch_size")}
+    plans = []
+    for values in itertools.product(*(choices(key) for key in keys)):
+        cnn, tcfg, _ = configs_from_params({**dict(zip(keys, values)), **largest})
+        with torch.device("meta"):
+            model = CNN(cnn)
+        cached = train_folder_images * 3 * cnn.input_size**2
+        micro, peak = plan_micro_batch(model, cnn.input_size, tcfg.batch_size, int(gpu_gib * 2**30), cached)
+        plans.append({"filters": list(cnn.filters), "kernel_sizes": list(cnn.kernel_sizes),
+                      "batch_norm": cnn.batch_norm, "activation": cnn.activation, "dense_neurons": cnn.dense_neurons,
+                      "input_size": cnn.input_size, "batch_size": tcfg.batch_size, "micro_batch": micro,
+                      "predicted_peak_bytes": peak})
+    return sorted(plans, key=lambda plan: (plan["micro_batch"] / plan["batch_size"], -plan["predicted_peak_bytes"]))[:top]

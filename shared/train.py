@@ -6,6 +6,7 @@ enough runs, `torch.compile`. Augmentation is batched on the device.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import math
@@ -48,6 +49,7 @@ class TrainConfig:
     seed: int = 42
     compile: str = "auto"            # auto | true | false
     max_grad_norm: float = 0.0       # 0 = no clipping
+    micro_batch: int = 0             # 0 = planned from the GPU's memory (`plan_micro_batch`); the whole batch on a CPU
 
     def __post_init__(self):
         """Refuse settings that would crash (batch_size=0 divides by zero) or silently mean nothing."""
@@ -67,6 +69,7 @@ class TrainConfig:
             ("seed", 0 <= self.seed <= MAX_SEED, f"in 0..{MAX_SEED} (numpy's range)"),
             ("compile", str(self.compile).lower() in COMPILE_SETTINGS, f"one of {COMPILE_SETTINGS}"),
             ("max_grad_norm", self.max_grad_norm >= 0, ">= 0 (0 = no clipping)"),
+            ("micro_batch", self.micro_batch >= 0, ">= 0 (0 = planned from the GPU's memory)"),
         ]
         for name, ok, wanted in checks:
             if not ok:
@@ -251,14 +254,55 @@ def _compiled_if_it_pays(model: nn.Module, tcfg: TrainConfig, device: torch.devi
     return torch.compile(model)
 
 
-def _optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
-    """Backward and step; under fp16 through the GradScaler, whose gradients are unscaled before clipping."""
-    optimizer.zero_grad(set_to_none=True)
+# --------------------------------------------------------------------------------------------
+# The memory plan: micro-batches when a drawn batch does not fit the GPU (issue 19)
+# --------------------------------------------------------------------------------------------
+# Kept free by the plan: the CUDA context (~0.4 GiB), cuDNN workspaces and the allocator's fragmentation.
+GPU_MEMORY_RESERVE = int(1.5 * 2**30)
+
+
+def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
+    """(bytes autograd saves for backward, the largest saved tensor) per training image under 16-bit autocast.
+
+    Exact, not estimated: a 16-bit copy of the model runs one image on the meta device (no memory, no compute)
+    and every distinct storage that `saved_tensors_hooks` sees is summed (pool indices are int64, the rest 16-bit).
+    """
+    meta = copy.deepcopy(model).to("meta", torch.bfloat16).train()
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage()._cdata] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        meta(torch.zeros(1, in_channels, input_size, input_size, device="meta", dtype=torch.bfloat16))
+    return sum(saved.values()), max(saved.values())
+
+
+def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_bytes: int,
+                     cached_bytes: int = 0) -> tuple[int, int]:
+    """(micro-batch, predicted peak bytes): the largest divisor of `batch_size` whose peak fits `gpu_bytes`; 1 when
+    none does. The peak of a step: per image of a micro-batch its saved tensors (`activation_bytes`) plus two of the
+    largest (the gradients flowing back through it); the float batch and its augmented copy; fp32 weights and
+    gradients, AdamW's two moments and autocast's 16-bit weight copies; the cached uint8 images; GPU_MEMORY_RESERVE.
+
+    One optimiser step per drawn batch either way (gradient accumulation), so a GPU with room for the whole batch
+    trains exactly as before. BatchNorm normalises each micro-batch with its own statistics (and updates its running
+    statistics once per micro-batch): the choice every framework's gradient accumulation makes; exact without BN.
+    """
+    saved, largest = activation_bytes(model, input_size)
+    fixed = (2 * batch_size * 3 * input_size**2 * 4 + sum(p.numel() for p in model.parameters()) * (4 + 4 + 8 + 2)
+             + cached_bytes + GPU_MEMORY_RESERVE)
+    for micro in (d for d in range(batch_size, 0, -1) if batch_size % d == 0):
+        peak = micro * (saved + 2 * largest) + fixed
+        if peak <= gpu_bytes or micro == 1:
+            return micro, peak
+
+
+def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
+    """The step after the batch's backward passes; under fp16 the GradScaler's gradients are unscaled before clipping."""
     if scaler:
-        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-    else:
-        loss.backward()
     if max_grad_norm:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     if scaler:
@@ -301,6 +345,11 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
     steps = len(train_set) // tcfg.batch_size if drop_last else 1
     schedule = _make_schedule(optimizer, tcfg, steps * tcfg.epochs)
+    micro = tcfg.micro_batch or tcfg.batch_size
+    if device.type == "cuda" and not tcfg.micro_batch:
+        micro, _ = plan_micro_batch(model, train_dev.images.shape[-1], tcfg.batch_size,
+                                    torch.cuda.get_device_properties(device).total_memory,
+                                    train_dev.images.nbytes + val_dev.images.nbytes)
     step_model = _compiled_if_it_pays(model, tcfg, device, train_dev, mean, std)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     generator = torch.Generator().manual_seed(tcfg.seed)
@@ -320,13 +369,16 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
                                                        generator=generator, drop_last=drop_last):
             x = prepare_batch(images, device, tcfg.augment, mean, std)
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = step_model(x)
-                loss = loss_fn(logits.float(), labels)
-            _optimizer_step(loss, model, optimizer, scaler, tcfg.max_grad_norm)
+            optimizer.zero_grad(set_to_none=True)
+            for x_part, labels_part in zip(x.split(micro), labels.split(micro)):  # gradient accumulation
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = step_model(x_part)  # the batch's mean loss: each part's mean weighted by its share
+                    loss = loss_fn(logits.float(), labels_part) * (len(labels_part) / len(labels))
+                (scaler.scale(loss) if scaler else loss).backward()
+                loss_sum += loss.detach() * len(labels)
+                correct += (logits.argmax(1) == labels_part).sum()
+            _optimizer_step(model, optimizer, scaler, tcfg.max_grad_norm)
             schedule.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
         train_loss = loss_sum.item() / max(seen, 1)  # one sync per epoch
         if not math.isfinite(train_loss):
@@ -353,7 +405,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     model.load_state_dict(best["state"])
     model.zero_grad(set_to_none=True)  # the model is handed back ready to use: no last-step gradients on it
     del train_dev, val_dev, optimizer, step_model
-    return _fit_result(history, best, stopped_by)
+    return {**_fit_result(history, best, stopped_by), "micro_batch": micro}
 
 
 def release_memory() -> None:
@@ -380,6 +432,7 @@ class TrainResult:
     skipped: list
     history: list = field(default_factory=list)
     stopped_by: str | None = None   # see `fit`
+    micro_batch: int | None = None  # the memory plan: images per forward/backward pass (see `plan_micro_batch`)
     test_acc: float | None = None
     test_loss: float | None = None
     checkpoint: str | None = None
@@ -422,7 +475,7 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
             images_per_second=out["images_per_second"], params=count_params(cfg), macs=count_macs(cfg),
             split={"train": train_set.class_counts(), "val": val_set.class_counts()},
             skipped=[list(s) for s in train_set.skipped], history=out["history"],
-            stopped_by=out["stopped_by"])
+            stopped_by=out["stopped_by"], micro_batch=out["micro_batch"])
         if checkpoint:
             save_atomic({"config": cfg.to_dict(), "train_config": tcfg.to_dict(), "val_acc": out["val_acc"],
                          "best_epoch": out["best_epoch"], "state_dict": out["best_state"]}, checkpoint)

@@ -107,3 +107,32 @@ def test_the_package_never_imports_the_tools_beside_it():
         at_import_time = [name.split(".")[0] for name in imported_modules(tree.body)]
         assert "benchmarks" not in at_import_time, path
         assert ("benchmarks" in anywhere) == (path.name == "__main__.py"), path
+
+
+def test_memory_plan_fits_16_gib_and_includes_the_heaviest_config():
+    """Issue 19: every entry's planned peak (weights, gradients, AdamW state, cached images, reserve included)
+    is under 16 GiB; the widest first layer with the largest kernel is first and needs micro-batches."""
+    from shared.sweep import SWEEP_CONFIG
+
+    plan = estimate_lib.memory_plan(SWEEP_CONFIG, 16)
+    assert all(entry["predicted_peak_bytes"] < 16 * 2**30 for entry in plan)
+    heaviest = plan[0]
+    assert heaviest["filters"][0] == 512 and heaviest["kernel_sizes"][0] == 5 and heaviest["batch_size"] == 128
+    assert heaviest["micro_batch"] < heaviest["batch_size"]  # the whole batch would not fit
+    big = estimate_lib.memory_plan(SWEEP_CONFIG, 1000)[0]
+    assert big["micro_batch"] == big["batch_size"]  # on a large GPU nothing changes
+
+
+def test_estimate_cli_writes_the_memory_plan(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "plan.json"
+    done = subprocess.run([sys.executable, "-m", "shared", "estimate", "--gpu-memory", "16", "--json", str(out)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "PFLOP" in done.stderr and "2xT4" in done.stderr and "TFLOP/s sustained" in done.stderr
+    plan = json.loads(out.read_text())["memory_plan"]
+    assert set(plan[0]) == {"filters", "kernel_sizes", "batch_norm", "activation", "dense_neurons", "input_size",
+                            "batch_size", "micro_batch", "predicted_peak_bytes"}

@@ -317,3 +317,58 @@ def test_onecycle_schedule_works_for_any_number_of_steps(total_steps):
         schedule.step()
         rates.append(optimizer.param_groups[0]["lr"])
     assert all(rate > 0 for rate in rates[:-1]) and max(rates) <= 0.1 + 1e-12
+
+
+def _grads_after_one_step(micro_batch: int, batch_norm: bool) -> dict:
+    torch.manual_seed(0)
+    model = CNN(CNNConfig(filters=(8,) * 5, kernel_sizes=(3,) * 5, activation="relu", dense_neurons=16,
+                          input_size=32, batch_norm=batch_norm, dropout=0.0))
+    grads = {}
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    full = data.ImageSet(images, torch.arange(40) % 10, [str(c) for c in range(10)])
+    original = train_lib._optimizer_step
+
+    def record(model_, *args):
+        grads.update({n: p.grad.clone() for n, p in model_.named_parameters() if not grads})
+        original(model_, *args)
+
+    train_lib._optimizer_step = record
+    try:
+        train_lib.fit(model, full.subset(range(32)), full.subset(range(32, 40)),
+                      fast(epochs=1, batch_size=32, micro_batch=micro_batch, lr=1e-3), "cpu", progress=False)
+    finally:
+        train_lib._optimizer_step = original
+    return grads
+
+
+def test_micro_batches_give_the_same_gradients_as_one_batch():
+    """Gradient accumulation: 4 micro-batches of 8 give the one batch of 32's gradients (without BatchNorm, whose
+    statistics are per micro-batch by design), so one optimiser step per drawn batch sees the same loss."""
+    whole, parts = _grads_after_one_step(0, False), _grads_after_one_step(8, False)
+    assert whole.keys() == parts.keys()
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=1e-4, atol=1e-6)
+    with_bn = _grads_after_one_step(8, True), _grads_after_one_step(0, True)
+    assert not torch.allclose(with_bn[0]["blocks.0.conv.weight"], with_bn[1]["blocks.0.conv.weight"])
+
+
+def test_activation_bytes_match_a_cpu_measurement_under_16_bit_autocast():
+    """The meta-device figure the memory plan uses equals what autograd really saves on a CPU under bf16
+    autocast (distinct storages, counted with saved_tensors_hooks), for BN and no-BN, relu and gelu."""
+    for cfg in (CNNConfig(filters=(16, 8, 8, 8, 8), kernel_sizes=(5,) * 5, activation="gelu", input_size=64),
+                CNNConfig(filters=(8,) * 5, activation="relu", batch_norm=False, input_size=32)):
+        model = CNN(cfg).train()
+        saved = {}
+
+        def pack(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        x = torch.zeros(1, 3, cfg.input_size, cfg.input_size)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", torch.bfloat16):
+            model(x)
+        weights = sum(p.numel() * 2 for n, p in model.named_parameters() if p.dim() > 1)  # autocast's 16-bit copies
+        per_image, largest = train_lib.activation_bytes(model, cfg.input_size)
+        measured = sum(saved.values())
+        assert abs(measured - per_image) <= weights + 4096, (measured, per_image)
+        assert largest <= per_image
