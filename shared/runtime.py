@@ -38,7 +38,7 @@ class UserError(Exception):
 
 
 def on_kaggle() -> bool:
-    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or Path("/kaggle/input").is_dir()
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")) or KAGGLE_INPUT.is_dir()
 
 
 def on_colab() -> bool:
@@ -46,11 +46,13 @@ def on_colab() -> bool:
 
 
 COLAB_DRIVE = Path("/content/drive/MyDrive")
+KAGGLE_INPUT = Path("/kaggle/input")
 # The settings every notebook shares, each an environment variable; `inat_settings.json` can hold them too.
 SETTINGS = {"data": "INAT_DATA",          # the dataset root (or a folder above it)
             "outputs": "INAT_OUTPUTS",    # results, figures, checkpoints, W&B offline runs
             "cache": "INAT_CACHE",        # the decoded uint8 image caches
-            "data_dir": "INAT_DATA_DIR"}  # where downloads and the demo set go
+            "data_dir": "INAT_DATA_DIR",  # where downloads and the demo set go
+            "inputs": "INAT_INPUTS"}      # read-only earlier outputs (Kaggle: /kaggle/input), see `attached`
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "a number",
                float: "a number", type(None): "null"}
 
@@ -407,6 +409,16 @@ def describe() -> str:
 SWEEP_RUNS = OUTPUT_DIR / "sweep_runs.json"       # Part-A/02 -> Part-A/03
 BEST_CHECKPOINT = OUTPUT_DIR / "partA_best.pt"     # Part-A/03 -> Part-A/04
 BEST_RESULT = OUTPUT_DIR / "partA_best.json"       # Part-A/03 -> Part-B/02
+# Where earlier sessions' outputs lie read-only: on Kaggle each notebook is its own session, and "Add Input" of
+# an earlier notebook's output puts its /kaggle/working under /kaggle/input/<name>/.
+INPUTS = Path(os.environ["INAT_INPUTS"]) if os.environ.get("INAT_INPUTS") else KAGGLE_INPUT if on_kaggle() else None
+
+
+def attached(name: str) -> Path | None:
+    """The newest file `name` (a hand-off's path inside an outputs folder, e.g. "sweep_runs.json") under INPUTS,
+    or None. Only found here: its reader checks that it belongs to this data and mode."""
+    copies = [p for p in INPUTS.rglob(name) if p.is_file()] if INPUTS is not None and INPUTS.is_dir() else []
+    return max(copies, key=lambda p: p.stat().st_mtime, default=None)
 _check_outputs(OUTPUT_DIR)  # here, once write_problem exists: still at import, before any work
 
 

@@ -297,10 +297,14 @@ def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: boo
 
     # On a CPU, W&B's system-metrics sampler competes with training for the few cores.
     settings = wandb.Settings(x_disable_stats=not torch.cuda.is_available(), console="off")
-    run = tracking.init_run(config=params, group=group, job_type="sweep", settings=settings)
+    # Offline the drawn params name the run (the runs table's name, which the report's filters look for).
+    name = run_name(index, configs_from_params(params)[0], params) if params else None
+    run = tracking.init_run(config=params, name=name, group=group, job_type="sweep", settings=settings)
     # Under wandb.agent the config comes from the controller. Offline the drawn values win: W&B turns 10.0
     # into 10, which the grid engine would not recognise as the value it handed out (and would draw again).
     params = {**dict(run.config), **params}
+    if name is None:  # under wandb.agent: named once the controller's config is known
+        run.name = run_name(index, configs_from_params(params)[0], params)
     tags = {"sweep_id": sweep["sweep_id"], "data": sweep["data"], "mode": sweep["mode"]}
     trained = {}
     try:
@@ -330,9 +334,10 @@ def agent_command(sweep_id: str, count: int, input_size: int | None = None, epoc
     """
     extra = (f" --input-size {input_size}" if input_size is not None else "")
     extra += (f" --epochs {epochs}" if epochs is not None else "")
-    extra += f" --data {shlex.quote(str(data))}" if data else ""
-    extra += f" --runs {shlex.quote(str(path))}" if path and Path(path) != SWEEP_RUNS else ""
-    return f"python -m shared sweep --sweep-id {sweep_id} --count {count}{extra}"
+    extra += f" --data {shlex.quote(str(Path(data).resolve()))}" if data else ""
+    extra += f" --runs {shlex.quote(str(Path(path).resolve()))}" if path and Path(path) != SWEEP_RUNS else ""
+    # From the repo root, so that it also works pasted into a Colab/Kaggle `!` cell (whose folder is elsewhere).
+    return f"cd {shlex.quote(str(REPO_ROOT))} && python -m shared sweep --sweep-id {sweep_id} --count {count}{extra}"
 
 
 def _check_request(count: int, input_size, epochs, path, json_path) -> None:
@@ -391,6 +396,8 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
             wandb.agent(sweep_id, project=tracking.PROJECT, entity=tracking.ENTITY, count=count,
                         function=lambda: _logged_run({}, root, next(counter), sweep, path, progress))
         payload = _payload(sweep, path)
+        if Path(path).resolve() == SWEEP_RUNS.resolve():  # with a W&B key: a later session without them fetches them
+            tracking.log_handoff(sweep["mode"], path, payload["best_checkpoint"])
     if json_path:
         save_json(payload, json_path, default=str)
     return payload
@@ -481,7 +488,8 @@ def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike 
     best = best_finished_run(root, sweep_id, path)
     if best is None:
         return None, None, None, "No finished sweep run on this data and in this mode, so no saved sweep model."
-    checkpoint = best_run_checkpoint(best["sweep_id"], path)
+    checkpoint = best_run_checkpoint(best["sweep_id"], path) or best_run_checkpoint(best["sweep_id"], tracking.handoff(
+        sweep_checkpoint_path(best["sweep_id"], SWEEP_RUNS).relative_to(SWEEP_RUNS.parent).as_posix(), best["mode"]))
     if checkpoint is None:
         return None, best, None, f"The sweep's best run {best.get('name')} saved no weights."
     try:

@@ -10,13 +10,14 @@ import io
 import json
 import netrc
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .runtime import OUTPUT_DIR
+from .runtime import OUTPUT_DIR, attached
 
 PROJECT = os.environ.get("WANDB_PROJECT", "da6401-assignment2")
 ENTITY = os.environ.get("WANDB_ENTITY") or None
@@ -142,3 +143,67 @@ def log_figures(figures: dict, run_name: str, job_type: str = "figures", config:
         return run.path
     finally:
         run.finish()
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-off files (the runs table, the sweep's and Part-A/03's weights, the results files) across sessions
+# --------------------------------------------------------------------------------------------
+def artifact_name(name: str) -> str:
+    """The W&B artifact that holds hand-off file `name` ("sweep_checkpoints/x.pt" -> "sweep_checkpoints-x.pt")."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+def log_handoff(mode: str, *paths) -> None:
+    """With a W&B key, log each hand-off file (a path in the outputs folder) as an artifact of this project,
+    aliased `mode` (full/demo/quick), so that a session without the file can fetch it (`handoff`)."""
+    paths = [Path(p) for p in paths if p is not None and Path(p).is_file()]
+    if not paths or setup_wandb(verbose=False) != "online":
+        return
+    import wandb
+
+    run = init_run(name="handoff", job_type="handoff")
+    try:
+        for path in paths:
+            name = path.relative_to(OUTPUT_DIR).as_posix()
+            artifact = wandb.Artifact(artifact_name(name), type="handoff", metadata={"mode": mode})
+            artifact.add_file(str(path), name=name)
+            run.log_artifact(artifact, aliases=["latest", mode])
+    finally:
+        run.finish()
+
+
+def _from_wandb(name: str, mode: str) -> Path | None:
+    """Hand-off file `name` of `mode` downloaded from this project's artifacts (online only), or None."""
+    if setup_wandb(verbose=False) != "online":
+        return None
+    import wandb
+
+    address = f"{ENTITY + '/' if ENTITY else ''}{PROJECT}/{artifact_name(name)}:{mode}"
+    try:
+        folder = wandb.Api().artifact(address).download(root=str(OUTPUT_DIR / "from-wandb"))
+    except Exception as err:  # none logged yet, no network: the caller falls back
+        print(f"W&B: no artifact {address} ({type(err).__name__}); not using one.")
+        return None
+    path = Path(folder) / name
+    return path if path.is_file() else None
+
+
+def handoff(name: str, mode: str) -> Path:
+    """Where an earlier notebook's file `name` (its path in the outputs folder, e.g. "sweep_runs.json") is.
+
+    The outputs folder's own file first; else the newest copy in an attached input (`runtime.attached`: on
+    Kaggle, an earlier notebook's output added with Add Input); else, with a W&B key, the artifact
+    `log_handoff` logged for this mode; else the outputs folder's path (missing: the reader falls back to its
+    default). One line says where a file not in the outputs folder came from; the reader still checks that
+    it belongs to this data and mode. New results are written to the outputs folder, never here.
+    """
+    local = OUTPUT_DIR / name
+    if local.is_file():
+        return local
+    found, where = attached(name), "an attached input (read-only)"
+    if found is None:
+        found, where = _from_wandb(name, mode), f"the W&B artifact {artifact_name(name)}:{mode}"
+    if found is None:
+        return local
+    print(f"Hand-off {name}: taken from {found}, {where}; new outputs go to {OUTPUT_DIR}.")
+    return found

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,12 +241,18 @@ def test_every_sweep_is_kept_and_count_zero_changes_nothing(root, tmp_path, monk
 
 
 def test_continue_a_local_sweep_from_the_command_line(root, tmp_path):
-    """`python -m shared sweep --sweep-id local-... --count N` continues offline; --json holds every run so far."""
+    """The printed `cd <repo> && python -m shared sweep --sweep-id local-... --count N` continues offline, pasted
+    into a shell in another folder (a Colab/Kaggle `!` cell runs in /content or /kaggle/working); --json holds
+    every run so far."""
     path = tmp_path / "runs.json"
     first = sweep.run_sweep(root, 1, config=tiny_config("grid", activation=["relu", "silu"]), path=path)
-    command = sweep.agent_command(first["sweep_id"], 1, data=root, path=path).split()[1:]
-    subprocess.run([sys.executable, *command, "--json", str(tmp_path / "out.json")], check=True, cwd=REPO_ROOT,
-                   env={**os.environ, "INAT_OUTPUTS": str(tmp_path)}, capture_output=True, text=True)
+    command = sweep.agent_command(first["sweep_id"], 1, data=root, path=path)
+    elsewhere = tmp_path / "working"
+    elsewhere.mkdir()
+    env = {**os.environ, "INAT_OUTPUTS": str(tmp_path), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(f"{command} --json {tmp_path / 'out.json'}", shell=True, check=True, cwd=elsewhere, env=env,
+                   capture_output=True, text=True)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["sweep_id"] == first["sweep_id"] and len(out["runs"]) == 2
     assert [run["config"]["activation"] for run in out["runs"]] == ["relu", "silu"]  # the grid went on
@@ -312,7 +319,8 @@ def test_one_agent_per_gpu_each_with_its_own_device_and_table(root, tmp_path, mo
     assert [r["name"] for r in result["runs"]] == ["gpu0", "gpu1"] and result["sweep_id"] == "abc123"
     assert "gpu1" in sweep.best_config(root, sweep_id="abc123", path=path)[2]
     assert len(json.loads(path.read_text())["runs"]) == 3  # the stale run is kept, only not mixed in
-    assert sweep.agent_command("abc123", 4, 64) == "python -m shared sweep --sweep-id abc123 --count 4 --input-size 64"
+    assert sweep.agent_command("abc123", 4, 64) == (f"cd {REPO_ROOT} && python -m shared sweep --sweep-id abc123 "
+                                                    "--count 4 --input-size 64")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -569,3 +577,13 @@ def test_full_sweep_every_config_fits_and_costs_at_most_80_pflop():
     assert estimate.sweep_pflop(sweep.SWEEP_CONFIG, 30, seed=0) <= 80
     wide = sweep.sweep_config("bayes", 224, 15)
     assert estimate.sweep_pflop(wide, 30, seed=0) > 80  # the bound can fail: the old design breaks it
+
+def test_offline_runs_carry_their_runs_table_name_and_sweep_id(root, tmp_path, monkeypatch):
+    """After `wandb sync`, the report finds a run by its sweep (group) and its runs-table name: both must be in
+    the offline run's own file (wandb 0.31 ships no reader for it; its run record holds them as plain strings)."""
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    result = sweep.run_sweep(root, 2, config=tiny_config("grid", activation=["relu", "silu"]), path=tmp_path / "r.json")
+    logged = [file.read_bytes() for file in tmp_path.rglob("offline-run-*/*.wandb")]
+    assert len(logged) == 2
+    for run in result["runs"]:
+        assert sum(run["name"].encode() in data and result["sweep_id"].encode() in data for data in logged) == 1

@@ -54,7 +54,7 @@ def test_a_local_sweep_continues_with_its_history(root, tmp_path, monkeypatch):
     assert [lr for _, lr, _ in seen[2]] == lr_so_far
     assert seen[2][0][2] == {"val_acc": first["runs"][0]["val_acc"]}  # bayes would see the results, too
     assert len({run["config"]["lr"] for run in again["runs"]}) == 3  # no repeated config
-    assert sweep.agent_command(first["sweep_id"], 5) == f"python -m shared sweep --sweep-id {first['sweep_id']} --count 5"
+    assert sweep.agent_command(first["sweep_id"], 5).endswith(f"&& python -m shared sweep --sweep-id {first['sweep_id']} --count 5")
 
 
 AGENT = """import sys, time

@@ -1,5 +1,6 @@
 """W&B mode selection and figure logging: real wandb, offline, no key, no network."""
 import http.server
+import os
 import re
 import threading
 import time
@@ -153,3 +154,96 @@ def test_logged_figures_are_real_uint8_images_not_black(clean_env, monkeypatch):
     assert pngs, "the figure was not written to the offline run"
     pixels = np.asarray(Image.open(pngs[0]).convert("RGB"))
     assert pixels.dtype == np.uint8 and pixels.max() > 200 and pixels.std() > 20
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-off files across sessions: an attached input (Kaggle), then W&B artifacts
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def sessions(monkeypatch, tmp_path):
+    """This session's empty outputs folder and an input root, as Kaggle attaches an earlier notebook's output."""
+    from shared import runtime
+
+    outputs, inputs = tmp_path / "working" / "outputs", tmp_path / "input"
+    outputs.mkdir(parents=True)
+    inputs.mkdir()
+    monkeypatch.setattr(tracking, "OUTPUT_DIR", outputs)
+    monkeypatch.setattr(runtime, "INPUTS", inputs)
+    return outputs, inputs
+
+
+def test_a_hand_off_is_taken_from_this_outputs_folder_else_the_newest_attached_copy(sessions, capsys):
+    outputs, inputs = sessions
+    assert tracking.handoff("sweep_runs.json", "quick") == outputs / "sweep_runs.json"  # nowhere: the local path
+    old, new = (inputs / name / "da6401-a2" / "outputs" / "sweep_runs.json" for name in ("old", "new"))
+    for path, stamp in ((old, 1_000_000), (new, 2_000_000)):
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+        os.utime(path, (stamp, stamp))
+    assert tracking.handoff("sweep_runs.json", "quick") == new
+    assert f"taken from {new}, an attached input" in capsys.readouterr().out
+    (outputs / "sweep_runs.json").write_text("{}")
+    assert tracking.handoff("sweep_runs.json", "quick") == outputs / "sweep_runs.json"
+
+
+class StubRun:
+    """What wandb.init returns, at the API boundary: it keeps the artifacts logged to it."""
+    logged = {}
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def log_artifact(self, artifact, aliases=()):
+        for alias in aliases:
+            StubRun.logged[f"{artifact.name}:{alias}"] = artifact
+
+    def finish(self, exit_code=0):
+        pass
+
+
+class StubApi:
+    """wandb.Api: `artifact(address).download(root)` writes the logged artifact's files under root."""
+
+    def artifact(self, address):
+        import wandb
+
+        name = address.rsplit("/", 1)[-1]
+        if name not in StubRun.logged:
+            raise wandb.errors.CommError(f"artifact {address} not found")
+        entries = StubRun.logged[name].manifest.entries
+
+        class Downloaded:
+            def download(self, root):
+                for path, entry in entries.items():
+                    (Path(root) / path).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(root) / path).write_bytes(Path(entry.local_path).read_bytes())
+                return root
+        return Downloaded()
+
+
+def test_with_a_key_hand_offs_are_logged_as_artifacts_and_fetched_by_a_session_without_them(
+        clean_env, server_accepts, sessions, monkeypatch, capsys):
+    import wandb
+
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setattr(wandb, "init", StubRun)
+    monkeypatch.setattr(wandb, "Api", StubApi)
+    monkeypatch.setattr(StubRun, "logged", {})
+    outputs, _ = sessions
+    table, weights = outputs / "sweep_runs.json", outputs / "sweep_checkpoints" / "local-1.pt"
+    weights.parent.mkdir()
+    table.write_text('{"runs": []}')
+    weights.write_bytes(b"weights")
+    tracking.log_handoff("quick", table, weights, outputs / "never-written.json")
+    assert sorted(StubRun.logged) == ["sweep_checkpoints-local-1.pt:latest", "sweep_checkpoints-local-1.pt:quick",
+                                      "sweep_runs.json:latest", "sweep_runs.json:quick"]
+
+    later = outputs.parent / "a-new-session"  # a lost Colab session, or a Kaggle one with nothing attached
+    monkeypatch.setattr(tracking, "OUTPUT_DIR", later)
+    fetched = tracking.handoff("sweep_runs.json", "quick")
+    assert fetched.read_text() == '{"runs": []}' and fetched.is_relative_to(later)
+    assert "W&B artifact sweep_runs.json:quick" in capsys.readouterr().out
+    # The checkpoint lands beside the fetched table, where sweep.best_run_checkpoint looks for it.
+    assert tracking.handoff("sweep_checkpoints/local-1.pt", "quick") == fetched.parent / "sweep_checkpoints" / "local-1.pt"
+    assert tracking.handoff("sweep_runs.json", "full") == later / "sweep_runs.json"  # another mode's: none
+    assert "no artifact" in capsys.readouterr().out
