@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Tests set INAT_QUICK=1 (tests/conftest.py); the notebook kernels inherit it.
 def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "False")
 
 
+# Tests set INAT_QUICK=1 (tests/conftest.py); the notebook kernels inherit it.
 QUICK = _flag("INAT_QUICK")
 
 

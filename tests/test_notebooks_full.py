@@ -66,3 +66,45 @@ def test_every_notebook_runs_its_full_branch(full_run):
     assert "NOTICE" not in printed["02_finetune_vs_scratch.ipynb"], "Part-B/02 did not use Part-A/03 and Part-B/01"
     page = (outputs / "report.html").read_text()
     assert "Missing results" not in page and "not the full runs" not in page and "DEMO data" not in page
+
+
+SETTINGS = {"full": dict(count=30, input_size=224, epochs=None), "demo": dict(count=8, input_size=32, epochs=3),
+            "quick": dict(count=2, input_size=32, epochs=1)}
+
+
+@pytest.fixture
+def real_data_on_a_cpu(monkeypatch):
+    from shared import runtime
+    monkeypatch.setattr(runtime, "QUICK", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("INAT_FORCE_FULL", "INAT_SHRINK"):
+        monkeypatch.delenv(name, raising=False)
+    return runtime
+
+
+def test_real_data_on_a_cpu_runs_cpu_mode_with_the_demo_counts_and_says_so(real_data_on_a_cpu, capsys):
+    runtime = real_data_on_a_cpu
+    assert runtime.run_mode(demo=True) == "demo"
+    assert runtime.run_mode(demo=False) == "cpu"
+    assert runtime.mode_settings(SETTINGS, "cpu", shrunk=dict(count=2)) == SETTINGS["demo"]
+    line, = capsys.readouterr().out.splitlines()
+    assert "CPU MODE" in line and "INAT_FORCE_FULL=1" in line
+
+
+def test_a_student_who_insists_or_a_gpu_gets_the_full_settings(real_data_on_a_cpu, monkeypatch):
+    runtime = real_data_on_a_cpu
+    monkeypatch.setenv("INAT_FORCE_FULL", "1")
+    assert runtime.run_mode(demo=False) == "full"
+    assert runtime.mode_settings(SETTINGS, "full", shrunk=dict(count=2)) == SETTINGS["full"]
+    monkeypatch.delenv("INAT_FORCE_FULL")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.run_mode(demo=False) == "full"
+
+
+def test_the_shrink_switch_changes_only_the_full_entrys_counts(real_data_on_a_cpu, monkeypatch):
+    runtime = real_data_on_a_cpu
+    monkeypatch.setenv("INAT_SHRINK", "1")
+    assert runtime.run_mode(demo=False) == "full"
+    assert runtime.mode_settings(SETTINGS, "full", shrunk=dict(count=2, epochs=1)) == dict(
+        count=2, input_size=224, epochs=1)
+    assert runtime.mode_settings(SETTINGS, "demo", shrunk=dict(count=2)) == SETTINGS["demo"]
