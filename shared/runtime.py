@@ -24,8 +24,12 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "False")
+
+
 # Tests set INAT_QUICK=1 (tests/conftest.py); the notebook kernels inherit it.
-QUICK = os.environ.get("INAT_QUICK", "") not in ("", "0", "false", "False")
+QUICK = _flag("INAT_QUICK")
 
 
 class UserError(Exception):
@@ -423,5 +427,22 @@ _check_outputs(OUTPUT_DIR)  # here, once write_problem exists: still at import, 
 
 
 def run_mode(demo: bool) -> str:
-    """'quick' under INAT_QUICK=1 (tests), 'demo' on the embedded demo data, else 'full'."""
-    return "quick" if QUICK else "demo" if demo else "full"
+    """'quick' under INAT_QUICK=1 (tests), 'demo' on the embedded demo data; on the real data 'full' on a CUDA
+    GPU (or under INAT_FORCE_FULL=1 or INAT_SHRINK=1), else 'cpu': a multi-day sweep never starts by default."""
+    if QUICK or demo:
+        return "quick" if QUICK else "demo"
+    if torch.cuda.is_available() or _flag("INAT_FORCE_FULL") or _flag("INAT_SHRINK"):
+        return "full"
+    return "cpu"
+
+
+def mode_settings(settings: dict, mode: str, shrunk: dict) -> dict:
+    """A notebook's settings for `mode`: 'cpu' takes the demo entry; under INAT_SHRINK=1 (the full-mode tests)
+    the full entry has only its counts and epochs replaced by `shrunk`, so the rest of it is what runs."""
+    if mode == "full" and _flag("INAT_SHRINK"):
+        return {**settings["full"], **shrunk}
+    if mode == "cpu":
+        print("CPU MODE: no CUDA GPU, so the real data with the demo entry's counts, sized for a CPU (the full "
+              "run would take days here; INAT_FORCE_FULL=1 runs it anyway).")
+        return settings["demo"]
+    return settings[mode]
