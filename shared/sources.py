@@ -317,6 +317,9 @@ def _unpack(zip_path: Path, url: str) -> Path:
     return found[0]
 
 
+PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
+
+
 def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL, timeout: float = 60) -> Path:
     """Download and unzip nature_12K atomically: nothing appears at dest/inaturalist_12K unless complete.
 
@@ -332,6 +335,12 @@ def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL,
         return final
     if (problem := write_problem(dest)) is not None:
         raise DownloadError(f"Cannot download into {dest} ({problem}); set INAT_DATA_DIR to a writable folder.")
+    free = shutil.disk_usage(dest).free / 1e9
+    print(f"Downloading nature_12K (3.6 GB) into {dest}: the zip, its extraction and the image caches need about "
+          f"{PEAK_GB} GB free at the peak; {free:.1f} GB is free there.")
+    if free < PEAK_GB:
+        raise DownloadError(f"Only {free:.1f} GB is free in {dest}, and the download needs about {PEAK_GB} GB at "
+                            f"the peak; free some space or set INAT_DATA_DIR to another folder.")
     remove_orphans(dest, DOWNLOAD_PREFIX)  # the work folders of killed downloads
     work = Path(tempfile.mkdtemp(dir=dest, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}@{HOST}.", suffix=".tmp"))
     try:

@@ -402,3 +402,13 @@ def test_the_next_download_removes_what_a_killed_download_left(tmp_path, monkeyp
     monkeypatch.setattr(sources, "check_complete", functools.partial(sources.check_complete, min_train=6, min_val=4))
     sources.download_dataset(dest, url=server + "/full", timeout=5)
     assert [p.name for p in dest.glob(".download-*")] == [live.name]
+
+
+def test_a_download_without_7_5_gb_free_is_refused_before_it_starts(tmp_path, monkeypatch, capsys):
+    downloads = []
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda *args, **kwargs: downloads.append(args))
+    monkeypatch.setattr(sources.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100e9, 96e9, 4e9))
+    with pytest.raises(sources.DownloadError, match=r"^Only 4\.0 GB is free in .*about 7\.5 GB at the peak"):
+        sources.download_dataset(tmp_path / "data")
+    assert downloads == [] and "need about 7.5 GB free at the peak; 4.0 GB is free there" in capsys.readouterr().out
+    assert_nothing_left(tmp_path / "data")
