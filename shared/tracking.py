@@ -6,6 +6,7 @@ WANDB_MODE environment variable that users and tests set.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import netrc
@@ -78,7 +79,7 @@ def _ask(key: str, timeout: float) -> str | None:
             viewer = (json.loads(response.read() or b"{}").get("data") or {}).get("viewer")
     except urllib.error.HTTPError as err:
         return f"the server rejected the key (HTTP {err.code})" if err.code in (401, 403) else f"HTTP {err.code}"
-    except (OSError, ValueError) as err:  # URLError, timeouts, refused connections, a garbled answer
+    except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts, refusals, a cut answer
         reason = getattr(err, "reason", err)
         return f"{base_url()} is unreachable ({type(reason).__name__}: {reason})"
     return None if viewer else "the server does not know this key"

@@ -117,7 +117,7 @@ def test_sweep_timings_from_the_runs_table(tmp_path):
     record = lambda name, wall: {"name": name, "state": "finished", "error": None, "wall_seconds": wall,  # noqa: E731
                                  "epoch_seconds": [4.0, 3.0], "macs": 10, "images_per_second": 100.0,
                                  "config": config}
-    table.write_text(json.dumps({"runs": [record("r00", 12.0), record("r01", 8.0)]}))
+    table.write_text(json.dumps({"sweeps": {}, "runs": [record("r00", 12.0), record("r01", 8.0)]}))
     started = 1767225605.0  # 2026-01-01T00:00:05Z
     # 1,280 images: 1,024 train + 256 val per epoch at 1 ms each -> 2.56 s per 2-epoch run.
     estimate = {"seconds_per_run": 10.0, "train_folder_images": 1280,

@@ -32,7 +32,7 @@ def test_later_notebooks_in_their_own_sessions_use_the_first_sessions_sweep_mode
     assert f"Hand-off sweep_runs.json: taken from {swept / 'sweep_runs.json'}" in text
     assert f"Reported for (a), and shown in the figures below: the sweep's best run {best}, as saved" in text
     record = json.loads((tmp_path / "B" / "partA_best.json").read_text())
-    assert record["sweep_checkpoint"].startswith(str(swept / "sweep_checkpoints"))
+    assert record["models"]["sweep"]["checkpoint"].startswith(str(swept / "sweep_checkpoints"))
     assert not (tmp_path / "B" / "sweep_runs.json").exists()  # read there, never copied or written here
     tested = attach(inputs, "best-model", tmp_path / "B")
 

@@ -60,7 +60,7 @@ def test_every_notebook_runs_its_full_branch(full_run):
         assert "MODE = 'full'" in text or "mode full" in text, f"{name} did not run in full mode"
         assert "DEMO" not in text and "QUICK MODE" not in text, name
     runs = json.loads((outputs / "sweep_runs.json").read_text())["runs"]
-    assert runs and {run["input_size"] for run in runs} == {224} and {run["mode"] for run in runs} == {"full"}
+    assert runs and {run["input_size"] for run in runs} == {128} and {run["mode"] for run in runs} == {"full"}
     strategies = json.loads((outputs / "partB_strategies.json").read_text())
     assert strategies["model"] == "resnet50" and strategies["mode"] == "full"
     assert "NOTICE" not in printed["02_finetune_vs_scratch.ipynb"], "Part-B/02 did not use Part-A/03 and Part-B/01"
