@@ -2,7 +2,7 @@
 
 Introduced in Part-A/02 (the sweep's `augment` switch). Batches stay on the device: one `grid_sample`
 per batch, no per-image Python loop and no PIL, so augmenting costs the GPU little and the CPU nothing.
-`train.fit` calls `prepare_batch` for every batch; `shared.train` re-exports both.
+`train.fit` and `finetune` call `prepare_batch` for every batch.
 """
 from __future__ import annotations
 

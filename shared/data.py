@@ -1,8 +1,8 @@
 """Scanning, decoding once, caching and serving the iNaturalist-12K images (or the embedded demo set).
 
 Introduced in Part-A/01; every later notebook loads its data through this file. Finding the data,
-downloading it and the demo set are `shared.sources`, whose names this file re-exports
-(`data.find_data`, `data.DataError`, ...).
+downloading it and the demo set are `shared.sources`; `data.find_data` stays importable here, a
+contract name of the notebooks (the one name this file imports for its callers).
 
 The one idea: JPEG decoding is the slowest step of a typical pipeline, so every image is
 decoded exactly once (by `shared.decode`), resized as uint8, and kept as one `[N, 3, S, S]`
@@ -22,13 +22,10 @@ from pathlib import Path
 import torch
 
 from . import decode
-from .decode import BadImage, resize_uint8  # noqa: F401 (still data.BadImage, data.resize_uint8)
-from .runtime import UserError, atomic_path, write_problem  # noqa: F401 (data.UserError for callers)
+from .runtime import atomic_path, write_problem
 from .runtime import cache_dir as runtime_cache_dir
-from .sources import (  # noqa: F401 (re-exported: data.find_data and the rest stay where callers look)
-    DATASET_URL, DEMO_MARKER, IMAGE_EXTENSIONS, INAT_CLASSES, DataError, DownloadError, MissingData,
-    check_complete, download_dataset, find_data, is_demo, is_image_name, is_junk_folder, make_demo_dataset,
-    one_line, tqdm)
+from .sources import DataError, MissingData, is_demo, is_image_name, is_junk_folder, one_line, tqdm
+from .sources import find_data  # noqa: F401 (the contract name data.find_data, see above)
 
 # 5: keyed on the files' bytes, not their sizes: new pixels under the same names and sizes are seen.
 # 4: JPEGs with corrupt entropy data are skipped (simplejpeg strict), so caches that kept them are rebuilt.
@@ -418,7 +415,7 @@ def _norm_constants(mean: tuple, std: tuple, device: torch.device):
 def normalize(images: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     """uint8 (0..255) or float in [0, 1], [B, 3, H, W] -> normalised float32, on the batch's device.
 
-    The one normalisation of the repo: training batches (`train.prepare_batch`), single images
+    The one normalisation of the repo: training batches (`augment.prepare_batch`), single images
     for guided backprop and feature maps all go through it.
     """
     x = images.float().div(255) if images.dtype == torch.uint8 else images.float()

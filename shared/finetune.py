@@ -26,9 +26,10 @@ import torchvision
 from torch import nn
 
 from . import data as data_lib
+from .augment import prepare_batch
 from .model import MAX_INPUT_SIZE, MIN_INPUT_SIZE, ConfigError
 from .runtime import UserError, banner, get_device, run_mode
-from .train import (TrainConfig, amp_dtype, evaluate, fit, prepare_batch, release_memory, require_images,
+from .train import (TrainConfig, amp_dtype, evaluate, fit, release_memory, require_images,
                     require_test_images)
 
 STRATEGIES = ("head", "first_k", "last_k", "full")

@@ -3,7 +3,7 @@
 Introduced in Part-B/02 (its last cell builds the report; `python -m shared report` does the same). Each answer
 is computed here with the functions the notebooks call (`formulas`, `evidence`, `sweep_plots`, ...), from
 `sweep_runs.json`, `partA_best.json`, `partA_best.pt`, `partB_strategies.json`, `partB_vs_scratch.json` and the
-PNG figures of `viz.save_figures`, so the report says what the notebooks say. A missing result becomes a line
+PNG figures of `plots.save_figures`, so the report says what the notebooks say. A missing result becomes a line
 that names the notebook to run. `report.py` turns the content into the W&B report, `report_html.py` into
 `report.html`.
 """
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import evidence, formulas, runtime, sweep_plots
+from . import evidence, formulas, observations, runs_frame, runtime, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
 from .runs_table import best_of, read_table, runs_of
 from .runtime import UserError
@@ -179,8 +179,8 @@ def describe_early_terminate(rule) -> str:
 
 
 def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict], table) -> Question:
-    """`table`: `sweep_plots.runs_table(runs)`, built once for Questions 2 and 3."""
-    from .sweep import early_termination_summary
+    """`table`: `runs_frame.runs_table(runs)`, built once for Questions 2 and 3."""
+    from .sweep_controller import early_termination_summary
 
     if not runs:
         return Question("Question 2", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
@@ -189,7 +189,7 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
     failed = [run for run in runs if run.get("state") == "failed"]
     items = [
         Item("text", f"Sweep {sweep_id} ({config.get('method', '?')}, W&B {sweep.get('wandb_mode', '?')}, "
-                     f"{sweep.get('mode', '?')} mode): {sweep_plots.runs_summary(table)}"),
+                     f"{sweep.get('mode', '?')} mode): {observations.runs_summary(table)}"),
         Item("bullets", lines=[
             f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
             f"combinations of the swept space (the learning rate is continuous on top).",
@@ -218,20 +218,18 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
 
 
 def question_a3(runs: list[dict], table) -> Question:
-    from .observations import seen_in_runs
-
     if not runs:
         return Question("Question 3", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
     findings = sweep_plots.observations(table)
     return Question("Question 3", NOTEBOOKS["A2"], [
         Item("text", "Seen in these runs: what the plots show, described from the runs (directions and sizes in "
                      "these runs, not conclusions):"),
-        Item("bullets", lines=seen_in_runs(table, findings)),
+        Item("bullets", lines=observations.seen_in_runs(table, findings)),
         Item("text", "Supported by the evidence: each computed from the sweep's runs (a conclusion only where the "
                      "evidence clears the thresholds; otherwise the line says why not):"),
         Item("bullets", lines=[str(f) for f in findings]),
         Item("text", "Expectations from the literature, not measured here:"),
-        Item("bullets", lines=list(sweep_plots.expectations(sweep_plots.varied_keys(table))))])
+        Item("bullets", lines=list(observations.expectations(runs_frame.varied_keys(table))))])
 
 
 A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's retraining (its own run)"),
@@ -474,7 +472,7 @@ def collect(outputs: Path) -> Content:
     best, strategies, compared = (records[name] for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH))
     try:
         sweep_id, sweep, runs = sweep_record(outputs, best)
-        table, sweep_error = (sweep_plots.runs_table(runs) if runs else None), None
+        table, sweep_error = (runs_frame.runs_table(runs) if runs else None), None
     except READ_ERRORS as err:
         sweep_id, sweep, runs, table, sweep_error = None, {}, [], None, err
 

@@ -1,7 +1,7 @@
 """Where the images come from: finding the iNaturalist-12K folder, downloading it, or the embedded demo set.
 
 Introduced in Part-A/01, whose setup cell calls `find_data()`. `shared.data` loads what this file finds
-and re-exports its names (`data.find_data`, `data.DataError`, ...); this file never imports `data`.
+and imports `find_data` from here (the notebooks call it as `data.find_data`); this file never imports `data`.
 
 A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test set in val/). A folder
 with train/ and test/ instead is read through a view: a folder of symlinks, train -> train and val -> test,

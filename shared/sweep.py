@@ -32,13 +32,9 @@ from . import data as data_lib
 from . import runs_table, tracking
 from .formulas import count_macs, count_params
 from .model import CNNConfig, make_filters
-# Re-exported, so `shared.sweep` stays the one import of the notebooks and the CLI: the runs table
-# (append_run, load_runs, matching_runs, plain_value) and the controller (create_sweep, new_local_id, ...).
-from .runs_table import (SUMMARY_KEYS, append_run, best_of, finite_val_acc, load_runs, matching_runs,  # noqa: F401
-                         plain_value, read_table, runs_of)
+from .runs_table import SUMMARY_KEYS, append_run, best_of, load_runs, plain_value, read_table, runs_of
 from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, save_json
-from .sweep_controller import (check_sizes, create_sweep, draw_config, early_termination_summary,  # noqa: F401
-                               hyperband_stop_reason, new_local_id, resolve_sweep)
+from .sweep_controller import check_sizes, draw_config, hyperband_stop_reason, resolve_sweep
 from .train import Diverged, TrainConfig, load_checkpoint, release_memory, save_atomic, train
 
 # Used when no sweep result is available (a notebook run on its own). A sound, mid-sized choice:

@@ -1,10 +1,10 @@
 """The three sweep plots of Question 2, from the runs table alone.
 
 Introduced in Part-A/02. The plots, `parameter_importance` and `mean_accuracy_by` read only the runs
-table of `shared.runs_frame` (re-exported here, with its helpers), so a grader sees the same figures
-offline as online; they take 20,000 runs in seconds. Finished, stopped-early and failed runs are drawn
-apart. Question 3's observations live in `shared.observations`; `observations`, `expectations` and
-`runs_summary` are re-exported here, the names the notebooks and the report use.
+table of `shared.runs_frame`, so a grader sees the same figures offline as online; they take 20,000 runs
+in seconds. Finished, stopped-early and failed runs are drawn apart. Question 3's observations live in
+`shared.observations`; `sweep_plots.observations` stays importable here, a contract name (the one name this
+file imports for its callers).
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .observations import EXPECTATIONS, expectations, observations, runs_summary  # noqa: F401 (re-exported)
-from .runs_frame import (LOG_SCALE, MAX_GROUPS, STOPPED_STATES, SWEEP_KEYS, constant_keys,  # noqa: F401
-                         format_value, runs_table, state_masks, varied_keys)
+from .observations import observations  # noqa: F401 (the contract name sweep_plots.observations, see above)
+from .runs_frame import LOG_SCALE, MAX_GROUPS, constant_keys, format_value, state_masks, varied_keys
 
 # Below this many finished runs a random forest's importances mostly reflect noise: the plot says so.
 FEW_RUNS_FOR_IMPORTANCE = 20

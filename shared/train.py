@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from .augment import augment_batch, prepare_batch  # noqa: F401  (re-exported: finetune, tests)
+from .augment import prepare_batch
 from .formulas import count_macs, count_params
 from .model import CNN, CNNConfig, ConfigError
 from .runtime import MAX_SEED, UserError, atomic_path, get_device

@@ -3,7 +3,7 @@ maps, and guided backprop on CONV5 neurons with their receptive fields.
 
 Introduced in Part-A/03 (the 10x3 prediction grid) and Part-A/04 (filters, feature maps, guided backprop).
 The general plotting helpers (test metrics, learning curves, layer costs, saving) live in `plots.py`; the
-names below re-export them, so `viz.save_figures` and `viz.test_metrics` keep working.
+names are imported from there.
 Every plotting function returns a matplotlib figure and draws nothing else.
 """
 from __future__ import annotations
@@ -16,10 +16,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from . import data as data_lib
-from .plots import (CORRECT, NEUTRAL, WRONG, axes_at, class_extremes_sentence, confusion_matrix,  # noqa: F401
-                    confusion_sentence, grid_shape, most_confused, plot_confusion_matrix, plot_layer_costs,
-                    plot_learning_curves, plot_per_class_accuracy, plot_preprocessing_comparison, save_figures,
-                    test_metrics)
+from .plots import CORRECT, NEUTRAL, WRONG, axes_at, grid_shape
 
 # The grid adds a check or a cross to the colour (plots.CORRECT, plots.WRONG), so colour is never the only cue.
 RIGHT_MARK, WRONG_MARK = "\u2713", "\u2717"  # check mark and ballot X; DejaVu Sans (matplotlib's default) has both

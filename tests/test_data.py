@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from shared import data, decode, runtime
+from shared import data, decode, runtime, sources
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def decode_calls(monkeypatch):
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    return data.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo_digits")
+    return sources.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo_digits")
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shared import data, decode  # noqa: E402
+from shared import data, decode, sources  # noqa: E402
+from shared.runtime import UserError  # noqa: E402
 
 
 def photo_like(path: Path, width: int = 800, height: int = 600, seed: int = 0, mode: str = "RGB") -> Path:
@@ -332,14 +333,14 @@ def test_torch_threads_come_back_after_an_error(tmp_path, monkeypatch, isolated_
 # The decoder choice
 # --------------------------------------------------------------------------------------------
 def test_an_unknown_decoder_is_a_user_error(tmp_path):
-    with pytest.raises(data.UserError, match="'auto', 'cpu' or 'cuda'"):
+    with pytest.raises(UserError, match="'auto', 'cpu' or 'cuda'"):
         data.load_folder(tmp_path / "train", 32, decoder="gpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: tests/test_gpu.py covers decoder='cuda'")
 def test_cuda_decoder_without_cuda_is_a_user_error_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "scan_folder", lambda *args: pytest.fail("scanned before the decoder was checked"))
-    with pytest.raises(data.UserError, match="decoder='cuda' needs a CUDA GPU"):
+    with pytest.raises(UserError, match="decoder='cuda' needs a CUDA GPU"):
         data.load_folder(tmp_path / "train", 32, decoder="cuda")
 
 
@@ -443,7 +444,7 @@ def measure(per_class: int = 75) -> None:
                                                              "build without simplejpeg": without_simplejpeg}))
             plain = rates["plain PIL"]
             print(f"{size:>4} px: " + " | ".join(f"{name} {rate:5.0f} ({rate / plain:.2f}x)" for name, rate in rates.items()))
-        demo = data.make_demo_dataset(Path(tmp) / "demo")
+        demo = sources.make_demo_dataset(Path(tmp) / "demo")
         for label, folder, sizes in (("synthetic", root / "train", (224, 64)), ("demo set", demo / "train", (64, 32))):
             for size in sizes:
                 built = _build(folder, size)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared import data, runs_table, sweep, sweep_plots, train as train_lib
+from shared import data, runs_frame, runs_table, sweep, sweep_controller, sweep_plots, train as train_lib
 from shared.model import CNN, CNNConfig
 from shared.runtime import REPO_ROOT, UserError, run_mode
 from shared.train import TrainConfig
@@ -72,7 +72,7 @@ def planted_record(sweep_id, val_accs, root=None, state="finished", name="plante
 
 def plant_sweep(path, root, config, records=(), sweep_id=None):
     """A local sweep in the table at `path`, as run_sweep registers one, with planted runs."""
-    sweep_id = sweep_id or sweep.new_local_id()
+    sweep_id = sweep_id or sweep_controller.new_local_id()
     runs_table.register_sweep({"sweep_id": sweep_id, "method": config["method"], "wandb_mode": "offline",
                                "config": config, "created": "2026-01-01T00:00:00+00:00",
                                "data": data.data_fingerprint(root), "mode": run_mode(True)}, path)
@@ -175,7 +175,7 @@ def test_a_diverged_run_fails_alone(root, tmp_path):
     first, second = result["runs"]
     assert first["state"] == "failed" and first["error"].startswith("diverged") and first["val_acc"] is None
     assert second["state"] == "finished" and second["val_acc"] > 0
-    assert sweep_plots.runs_table(result["runs"])["state"].tolist() == ["failed", "finished"]
+    assert runs_frame.runs_table(result["runs"])["state"].tolist() == ["failed", "finished"]
 
 
 @pytest.mark.parametrize("failure", [
@@ -337,7 +337,7 @@ def test_offline_hyperband_stops_a_real_run_and_records_it(root, tmp_path):
     assert weak["state"] == "stopped" and weak["stop_reason"].startswith("hyperband")
     assert (weak["epochs_asked"], weak["epochs_run"]) == (4, 2) and len(weak["history"]) == 2
     assert weak["val_acc"] == max(row["val_acc"] for row in weak["history"]) < 0.6
-    summary = sweep.early_termination_summary(result["runs"])
+    summary = sweep_controller.early_termination_summary(result["runs"])
     assert summary["stopped"] == 1 and summary["epochs_saved"] == 2 and summary["epochs_asked"] == 12
     mean_epoch = sum(weak["epoch_seconds"]) / 2
     assert summary["seconds_saved"] == pytest.approx(2 * mean_epoch)
@@ -357,7 +357,7 @@ def test_early_termination_summary_counts_epochs_and_seconds():
             planted_record("s", [0.2, 0.25], state="stopped", epochs_asked=4, epoch_seconds=[3.0, 5.0]),
             planted_record("s", [0.3], state="stopped", epochs_asked=10),
             planted_record("s", [0.5, 0.5], epochs_asked=4)]  # ended by its own patience: not hyperband's saving
-    summary = sweep.early_termination_summary(runs)
+    summary = sweep_controller.early_termination_summary(runs)
     assert summary == {"runs": 4, "stopped": 2, "epochs_asked": 22, "epochs_run": 9, "epochs_saved": 11,
                        "seconds_spent": 8.0 + 8.0 + 2.0 + 4.0, "seconds_saved": 2 * 4.0 + 9 * 2.0,
                        "fraction_of_time_saved": pytest.approx(26 / 48)}
@@ -414,9 +414,9 @@ def test_plots_and_importance_from_the_runs_table():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = sweep_plots.runs_table(fake_runs())
+    table = runs_frame.runs_table(fake_runs())
     assert len(table) == 5 and table["state"].tolist().count("failed") == 1
-    assert set(sweep_plots.varied_keys(table)) == {"activation", "batch_norm", "lr", "organisation"}
+    assert set(runs_frame.varied_keys(table)) == {"activation", "batch_norm", "lr", "organisation"}
     for fig in (sweep_plots.plot_val_acc_over_time(table), sweep_plots.plot_parallel_coordinates(table)):
         assert fig.axes
     labels = {t.get_text() for t in sweep_plots.plot_parallel_coordinates(table).axes[0].texts}

@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shared import sweep_plots  # noqa: E402
+from shared import observations, runs_frame, sweep_plots  # noqa: E402
 
 BASE = dict(base_filters=32, organisation="same", kernel_size=3, activation="silu", batch_norm=True, augment=True,
             dropout=0.2, dense_neurons=256, lr=1e-3, batch_size=64, weight_decay=0.0, epochs=10, input_size=224)
@@ -141,29 +141,29 @@ def test_identical_duplicate_runs_count_once():
 def test_claims_come_first_and_summary_counts_states(findings):
     ordered = sweep_plots.observations(planted_runs())
     assert ordered[0].subject == "batch_norm" and not any(f.supported for f in ordered[1:])
-    summary = sweep_plots.runs_summary(sweep_plots.runs_table(planted_runs()))
+    summary = observations.runs_summary(runs_frame.runs_table(planted_runs()))
     assert summary.startswith("18 runs: 16 finished, 1 stopped early by the sweep, 1 failed")
 
 
 def test_expectations_are_separate_and_sourced(findings):
-    lines = sweep_plots.expectations(["batch_norm", "augment", "unknown"])
+    lines = observations.expectations(["batch_norm", "augment", "unknown"])
     assert len(lines) == 2 and all(line.startswith("Expected from the literature (not measured here) for ") for line in lines)
     assert "Ioffe & Szegedy 2015" in lines[0]
     observed = " ".join(f.text for f in findings.values())
-    assert not any(statement in observed for statement, _ in sweep_plots.EXPECTATIONS.values())
+    assert not any(statement in observed for statement, _ in observations.EXPECTATIONS.values())
 
 
 def test_runs_table_is_tolerant_of_new_and_missing_keys():
     old, new = record(0, 0.5), record(1, 0.6)
     new.update(epochs_run=7, epochs_asked=10, sweep_id="abc", history=[{"epoch": 1}] * 7)
-    table = sweep_plots.runs_table([old, new])
+    table = runs_frame.runs_table([old, new])
     assert table["epochs_run"].tolist() == [10, 7] and table["sweep_id"].isna().tolist() == [True, False]
 
 
 # ------------------------------------------------------------------ figures
 @pytest.fixture(scope="module")
 def table():
-    return sweep_plots.runs_table(planted_runs())
+    return runs_frame.runs_table(planted_runs())
 
 
 def test_accuracy_over_time_has_a_colourbar_and_draws_states_apart(table):
@@ -185,7 +185,7 @@ def test_parallel_coordinates_jitter_constants_and_states(table):
     # One line collection per run state (20,000 runs draw in seconds), one segment per run.
     collections = {c.get_label(): c for c in ax.collections if c.get_label().startswith("runs: ")}
     segments = {label: c.get_segments() for label, c in collections.items()}
-    keys = sweep_plots.varied_keys(table) + ["val_acc"]
+    keys = runs_frame.varied_keys(table) + ["val_acc"]
     pairs = len(keys) - 1  # one segment per run and pair of neighbouring axes
     assert {label: len(s) for label, s in segments.items()} == {"runs: finished": 16 * pairs, "runs: stopped": pairs,
                                                                  "runs: failed": pairs}
@@ -219,7 +219,7 @@ def test_importance_notes_its_run_count_and_labels_bars(table):
     correlation_labels = [t.get_text() for t in fig.axes[1].texts]
     assert len(correlation_labels) == len(importance) and all(label[0] in "+-" for label in correlation_labels)
     plt.close(fig)
-    many = sweep_plots.runs_table(planted_runs() + [record(30 + i, 0.5 + 0.01 * i, dropout=0.3) for i in range(6)])
+    many = runs_frame.runs_table(planted_runs() + [record(30 + i, 0.5 + 0.01 * i, dropout=0.3) for i in range(6)])
     fig = sweep_plots.plot_importance(sweep_plots.parameter_importance(many))
     assert "FEW RUNS" not in fig._suptitle.get_text()
     plt.close(fig)
@@ -229,17 +229,17 @@ def test_importance_notes_its_run_count_and_labels_bars(table):
 def test_killed_runs_count_as_stopped_and_an_empty_table_says_nothing():
     runs = planted_runs()
     runs[-2]["state"] = "killed"  # how W&B reports a run its sweep stopped early
-    masks = sweep_plots.state_masks(sweep_plots.runs_table(runs))
+    masks = runs_frame.state_masks(runs_frame.runs_table(runs))
     assert int(masks["stopped"].sum()) == 1 and int(masks["failed"].sum()) == 1
     assert [f.text for f in sweep_plots.observations([])] == ["No observations: the table has no runs."]
-    assert sweep_plots.runs_summary(sweep_plots.runs_table([])).startswith("0 runs")
+    assert observations.runs_summary(runs_frame.runs_table([])).startswith("0 runs")
 
 
 def test_nan_accuracies_are_skipped_by_importance_and_means():
     runs = planted_runs()
     runs[0]["val_acc"] = float("nan")  # a finished run whose evaluation gave no number
     runs[1]["val_acc"] = float("inf")
-    table = sweep_plots.runs_table(runs)
+    table = runs_frame.runs_table(runs)
     importance = sweep_plots.parameter_importance(table)
     assert importance.attrs["runs"] == 14 and importance["importance"].notna().all()
     assert sweep_plots.mean_accuracy_by(table, "batch_norm")["runs"].sum() == 14
@@ -255,7 +255,7 @@ def test_twenty_thousand_runs_take_seconds():
                    augment=bool(rng.integers(2)), dropout=[0.2, 0.3][int(rng.integers(2))],
                    lr=float(10 ** rng.uniform(-3.5, -2.5))) for i in range(20_000)]
     started = time.perf_counter()
-    table = sweep_plots.runs_table(runs)
+    table = runs_frame.runs_table(runs)
     findings = sweep_plots.observations(table)
     plt.close(sweep_plots.plot_parallel_coordinates(table))
     plt.close(sweep_plots.plot_importance(sweep_plots.parameter_importance(table)))
@@ -283,14 +283,14 @@ def test_runs_without_spread_claim_nothing_and_print_no_nan():
 
 
 def test_question_three_lives_in_its_own_module_without_a_cycle():
-    """Issue 15's split: shared.observations holds Question 3 and never imports the plots; sweep_plots
-    re-exports its contract names, so `sweep_plots.observations` keeps working."""
+    """Issue 15's split: shared.observations holds Question 3 and never imports the plots; the contract name
+    `sweep_plots.observations` keeps working, and Question 3's other names live in one module only (issue 22)."""
     import subprocess
     import sys
 
     from shared import observations as question3
     assert sweep_plots.observations is question3.observations
-    assert sweep_plots.expectations is question3.expectations and sweep_plots.runs_summary is question3.runs_summary
+    assert not any(hasattr(sweep_plots, name) for name in ("expectations", "runs_summary", "runs_table"))
     loaded = subprocess.run([sys.executable, "-c", "import sys, shared.observations; "
                              "print('shared.sweep_plots' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert loaded.stdout.strip() == "False", loaded.stderr
@@ -362,7 +362,7 @@ def test_a_created_time_that_is_not_a_time_is_one_line():
     runs = planted_runs()
     runs[3]["created"] = "yesterday"
     with pytest.raises(UserError, match="run r03: created 'yesterday' is not a time"):
-        sweep_plots.runs_table(runs)
+        runs_frame.runs_table(runs)
 
 
 def test_seen_in_these_runs_describes_every_parameter_and_the_questions_examples():

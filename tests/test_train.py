@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from shared import data, train as train_lib
+from shared import augment, data, train as train_lib
 from shared.model import CNN, CNNConfig
 from shared.runtime import REPO_ROOT as REPO, UserError
 from shared.train import Diverged, TrainConfig
@@ -82,13 +82,13 @@ def test_checkpoint_is_saved_atomically_and_loads(root, tmp_path, monkeypatch):
 def test_augmentation_shapes_and_ranges():
     torch.manual_seed(0)
     x = torch.rand(16, 3, 32, 32)
-    out = train_lib.augment_batch(x)
+    out = augment.augment_batch(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert out.min() >= 0 and out.max() <= 1
     assert not torch.allclose(out, x)
     images = (x * 255).to(torch.uint8)
-    plain = train_lib.prepare_batch(images, torch.device("cpu"), False, data.MEAN, data.STD)
-    augmented = train_lib.prepare_batch(images, torch.device("cpu"), True, data.MEAN, data.STD)
+    plain = augment.prepare_batch(images, torch.device("cpu"), False, data.MEAN, data.STD)
+    augmented = augment.prepare_batch(images, torch.device("cpu"), True, data.MEAN, data.STD)
     assert plain.shape == augmented.shape == (16, 3, 32, 32) and plain.dtype == torch.float32
     assert plain.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(plain, data.normalize(images), atol=1e-5)  # no augmentation: plain normalisation

@@ -11,7 +11,7 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shared import data, decode, viz  # noqa: E402
+from shared import data, decode, plots, sources, viz  # noqa: E402
 from shared.model import CNN, CNNConfig  # noqa: E402
 
 
@@ -171,7 +171,7 @@ def test_choose_channels_prefers_distinct_images():
 
 @pytest.fixture(scope="module")
 def demo_test_set():
-    return data.load_test(data.make_demo_dataset(), 32, verbose=False)
+    return data.load_test(sources.make_demo_dataset(), 32, verbose=False)
 
 
 def test_prediction_grid_has_30_image_axes(demo_test_set):
@@ -233,7 +233,7 @@ def test_prediction_grid_marks_are_colour_blind_safe(demo_test_set):
     marks = {t.get_text()[0] for t in titles}
     assert marks <= {viz.RIGHT_MARK, viz.WRONG_MARK} and viz.WRONG_MARK in marks  # random probabilities: some wrong
     colours = {matplotlib.colors.to_hex(t.get_color()) for t in titles}
-    assert colours <= {viz.CORRECT, viz.WRONG} and viz.CORRECT == "#0072b2" and viz.WRONG == "#d55e00"
+    assert colours <= {plots.CORRECT, plots.WRONG} and plots.CORRECT == "#0072b2" and plots.WRONG == "#d55e00"
     plt.close(fig)
 
 
