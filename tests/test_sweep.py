@@ -323,6 +323,16 @@ def test_one_agent_per_gpu_each_with_its_own_device_and_table(root, tmp_path, mo
                                                     "--count 4 --input-size 64")
 
 
+def test_two_offline_agents_share_one_local_sweep_without_a_key(root, tmp_path):
+    """Issue 19: with two GPUs and no W&B key, Part-A/02 starts one agent per GPU on the local sweep. Two real
+    agent processes here (CUDA_VISIBLE_DEVICES means nothing on a CPU) claim different draws of one sweep."""
+    path = tmp_path / "runs.json"
+    config = tiny_config("grid", activation=["relu", "silu"])
+    result = sweep.run_agents_on_gpus(root, None, count=2, gpus=2, config=config, path=path)
+    assert result["sweep_id"].startswith("local-") and len(result["runs"]) == 2
+    assert sorted(run["config"]["activation"] for run in result["runs"]) == ["relu", "silu"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Early termination
 # ------------------------------------------------------------------------------------------------
