@@ -1,7 +1,7 @@
 """Question 3's observations: for every swept parameter, does its value change validation accuracy?
 
-Introduced in Part-A/02 (re-exported by `shared.sweep_plots`, whose name the notebooks and the report
-use). `observations` reads the runs table of `shared.runs_frame`, keeps the finished runs (each identical
+Introduced in Part-A/02 (`sweep_plots.observations`, the contract name, imports it from here).
+`observations` reads the runs table of `shared.runs_frame`, keeps the finished runs (each identical
 duplicate once; stopped-early and failed runs counted per value, never averaged with finished ones),
 refuses perfectly aligned parameters (each naming the other) and hands the rest to the joint model of
 `shared.effects`. `expectations` lists what the literature expects, separately from what was measured.

@@ -1,6 +1,6 @@
 """The sweep runs table: every run of every sweep in one JSON file that several agents share.
 
-Introduced in Part-A/02 (split out of shared/sweep.py, which runs the sweeps and re-exports these names).
+Introduced in Part-A/02 (split out of shared/sweep.py, which runs the sweeps).
 `outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was made}, "runs": [record, ...]}`.
 A record is appended, under a file lock and atomically, the moment its run ends, so Ctrl-C, a lost Colab
 session or a killed agent loses only the run in progress. A record: config (flat: every CNNConfig and

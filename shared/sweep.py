@@ -8,7 +8,7 @@ Introduced in Part-A/02. One `sweep_config` dict drives both paths:
   mode (`wandb sync` uploads it later). Agents of one offline sweep claim their draws under the runs
   table's lock, so two of them never train the same config.
 
-Every run goes to the runs table (shared/runs_table.py, re-exported here) the moment it ends, so nothing
+Every run goes to the runs table (shared/runs_table.py) the moment it ends, so nothing
 is lost: `run_sweep(..., sweep_id=ID)` (or `agent_command(ID, n)`) continues a sweep, and `run_sweep`
 without an id continues an unfinished sweep of the same config, data and mode (`sweep_id="new"` starts a
 new one). The best finished run's weights are kept beside the table (`best_run_checkpoint`).

@@ -1,6 +1,6 @@
 """The sweep controller: which sweep runs, which config comes next, and when a run stops.
 
-Introduced in Part-A/02 (split out of shared/sweep.py, which re-exports these names). Online the W&B
+Introduced in Part-A/02 (split out of shared/sweep.py). Online the W&B
 server does this job; offline W&B's own open-source engine (the `sweeps` package) does it here: it draws
 the next config (bayes, random, grid) from a sweep's runs so far, decides hyperband's early stops after
 every epoch, and holds W&B's schema of a sweep config. This file adapts runs-table records to it, seeds
