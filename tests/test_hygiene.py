@@ -39,6 +39,16 @@ def test_notebook_is_stripped_and_uses_python3(path):
     assert code and code[0].source.startswith(SETUP_LINE), f"{path.name}: the first code cell is not the setup cell"
 
 
+def test_every_committed_notebook_is_a_stripped_source_or_an_executed_hand_in_copy():
+    """The stripped rule covers every committed notebook but the copies `make hand-in` puts in hand-in/, which
+    keep their outputs on purpose: what a grader reads on GitHub (tools/hand_in.py)."""
+    from tools.hand_in import FOLDER
+
+    notebooks = [path.relative_to(REPO) for path in tracked_files() if path.suffix == ".ipynb"]
+    stray = [str(p) for p in notebooks if REPO / p not in NOTEBOOKS and p.parts[0] != FOLDER]
+    assert not stray, f"notebooks outside Part-A/, Part-B/ and {FOLDER}/: {stray}"
+
+
 def test_notebooks_exist():
     assert NOTEBOOKS, "no notebooks under Part-A/ or Part-B/"
 

@@ -75,6 +75,7 @@ def clone(tmp_path):
     with open(target / "README.md", "a") as readme:
         readme.write("\n[old](https://colab.research.google.com/github/someone/old-name/blob/main/Part-A/02_sweep.ipynb)\n")
     git(target, "remote", "remove", "origin")
+    git(target, "checkout", "--quiet", "-B", "main")  # whatever branch this checkout is on (a worktree's, say)
     return target
 
 
