@@ -63,10 +63,11 @@ def panel_grid(item: Item, entity: str, project: str):
 
 
 def media_grid(item: Item, entity: str, project: str):
-    """A figure as W&B shows it: a media panel on the run that logged it."""
+    """A figure as W&B shows it: a media panel on the run that logged it, found by its group and name."""
     wr, expr = reports_api()
-    run_name, key = item.media
-    runset = wr.Runset(entity=entity, project=project, name=run_name, filters=expr.And(expr.Metric("Name") == run_name))
+    group, run_name, key = item.media
+    runset = wr.Runset(entity=entity, project=project, name=run_name,
+                       filters=expr.And(expr.Metric("Group") == group, expr.Metric("Name") == run_name))
     return wr.PanelGrid(runsets=[runset], panels=[wr.MediaBrowser(title=item.text, media_keys=[key], num_columns=1)])
 
 

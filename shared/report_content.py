@@ -18,6 +18,7 @@ from . import evidence, formulas, observations, runs_frame, runtime, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
 from .runs_table import best_of, read_table, runs_of
 from .runtime import UserError
+from .tracking import figures_group
 
 NOTEBOOKS = {"A1": "Part-A/01_model_and_formulas.ipynb", "A2": "Part-A/02_sweep.ipynb",
              "A3": "Part-A/03_best_model_test.ipynb", "A4": "Part-A/04_filters_and_guided_backprop.ipynb",
@@ -38,7 +39,7 @@ class Item:
     text: str = ""                    # text, latex source, note, a figure's caption, a table's title
     lines: list[str] = field(default_factory=list)          # bullets
     path: Path | None = None          # figure: the PNG
-    media: tuple[str, str] | None = None  # figure: (W&B run name, logged key) of the same figure
+    media: tuple[str, str, str] | None = None  # figure: (W&B group, run name, logged key) of the same figure
     columns: list[str] = field(default_factory=list)        # table
     rows: list[list[str]] = field(default_factory=list)     # table
     panels: dict = field(default_factory=dict)              # panels: what the W&B report shows online
@@ -74,10 +75,10 @@ def _read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _figure(outputs: Path, name: str, caption: str, missing: str, media: tuple[str, str] | None = None) -> Item:
+def _figure(outputs: Path, name: str, caption: str, missing: str, media: tuple | None = None) -> Item:
     path = outputs / f"{name}.png"
     if path.is_file():
-        return Item("figure", caption, path=path, media=media)
+        return Item("figure", caption, path=path, media=media if media and None not in media else None)
     return Item("note", f"Figure {name}.png is missing: run {missing}.")
 
 
@@ -204,11 +205,12 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
             "sizes from one."]),
         Item("panels", "The sweep's runs in W&B", panels={"kind": "sweep", "sweep_id": sweep_id}),
     ]
+    group = figures_group(sweep.get("mode"), sweep.get("data"))
     for name, caption in [("val_acc_vs_created", "Validation accuracy against created time"),
                           ("parallel_coordinates", "Parallel coordinates (colour = validation accuracy)"),
                           ("parameter_importance", "Parameter importance and correlation with val_acc")]:
         items.append(_figure(outputs, f"partA_02_{name}", caption, NOTEBOOKS["A2"],
-                             media=(f"sweep-plots-{sweep_id}", name)))
+                             media=(group, f"sweep-plots-{sweep_id}", name)))
     best = best_of(runs)
     if best:
         items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
@@ -281,10 +283,11 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
         lines.append(f"{class_extremes_sentence(per_class)} Chance level with {len(per_class)} classes: "
                      f"{1 / len(per_class):.0%}.")
     items.append(Item("bullets", lines=lines))
-    items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=("partA-best-model-test", name))
+    group = figures_group(record.get("mode"), record.get("data"))  # Part-A/04 logs under Part-A/03's mode and data
+    items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=(group, "partA-best-model-test", name))
               for name, caption in A3_FIGURES]
     items += filter_findings(outputs, record)
-    items += [_figure(outputs, name, caption, NOTEBOOKS["A4"], media=("partA-filters-guided-backprop", name))
+    items += [_figure(outputs, name, caption, NOTEBOOKS["A4"], media=(group, "partA-filters-guided-backprop", name))
               for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
     if not any((outputs / f"{name}.png").is_file() for name, _ in A4_FIGURES):
         items.append(Item("note", f"(c) and (d) are optional: {_run('A4')}"))
@@ -348,7 +351,8 @@ def question_b1(outputs: Path, strategies: dict | None, compared: dict | None = 
                      f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
                      f"{recipe['std']}." + scaled_recipe(recipe, compared)),
         _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
-                NOTEBOOKS["B1"], media=(f"partB-strategies-{model_name}", "partB_preprocessing")),
+                NOTEBOOKS["B1"], media=(figures_group(strategies.get("mode"), strategies.get("data")),
+                                         f"partB-strategies-{model_name}", "partB_preprocessing")),
         Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
                      f"({head.weight.numel() + head.bias.numel():,} "
                      f"parameters) is replaced by a new Linear({head.in_features}, 10) "
@@ -379,7 +383,8 @@ def question_b2(outputs: Path, strategies: dict | None) -> Question:
         Item("bullets", lines=[str(f) for f in evidence.strategy_comparison(
             rows, reference, val_images=strategies.get("val_images"))]),
         _figure(outputs, "partB_strategies", "Trainable parameters, time per epoch and accuracy per strategy",
-                NOTEBOOKS["B1"], media=(f"partB-strategies-{strategies['model']}", "partB_strategies")),
+                NOTEBOOKS["B1"], media=(figures_group(strategies.get("mode"), strategies.get("data")),
+                                         f"partB-strategies-{strategies['model']}", "partB_strategies")),
     ])
 
 
@@ -388,7 +393,7 @@ def question_b3(outputs: Path, compared: dict | None) -> Question:
         return Question("Question 3", NOTEBOOKS["B2"], [Item("note", _run("B2"))])
     scratch, tuned = compared["scratch"], compared["tuned"]
     name = f"{compared['model']} {compared['strategy']}"
-    media = f"partB-vs-scratch-{compared['model']}"
+    group, run = figures_group(compared.get("mode"), compared.get("data")), f"partB-vs-scratch-{compared['model']}"
     return Question("Question 3", NOTEBOOKS["B2"], [
         Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN, "
                      f"{scratch.get('name', 'unnamed')} (test accuracy {scratch['test_acc']:.2%}), on "
@@ -396,9 +401,9 @@ def question_b3(outputs: Path, compared: dict | None) -> Question:
         Item("bullets", lines=[str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
              + class_lines(compared)),
         _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", NOTEBOOKS["B2"],
-                media=(media, "vs_scratch")),
+                media=(group, run, "vs_scratch")),
         _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set",
-                NOTEBOOKS["B2"], media=(media, "confusion")),
+                NOTEBOOKS["B2"], media=(group, run, "confusion")),
     ])
 
 

@@ -134,11 +134,19 @@ def figure_to_image(fig):
     return Image.open(buffer).convert("RGB")
 
 
-def log_figures(figures: dict, run_name: str, job_type: str = "figures", config: dict | None = None) -> str | None:
+def figures_group(mode, fingerprint) -> str | None:
+    """The W&B group of a notebook's figure run: its mode and data, so that the report's media panels show this
+    hand-in's figures and not a demo run's of the same name. None when a hand-edited record lacks either."""
+    files = fingerprint.get("files") if isinstance(fingerprint, dict) else None
+    return f"{mode}-{files}" if isinstance(mode, str) and isinstance(files, str) else None
+
+
+def log_figures(figures: dict, run_name: str, group: str, job_type: str = "figures",
+                config: dict | None = None) -> str | None:
     """Log matplotlib figures to one W&B run (as uint8 PIL images); returns the run's path or None."""
     import wandb
 
-    run = init_run(name=run_name, job_type=job_type, config=config or {})
+    run = init_run(name=run_name, group=group, job_type=job_type, config=config or {})
     try:
         run.log({name: wandb.Image(figure_to_image(fig)) for name, fig in figures.items()})
         return run.path

@@ -100,7 +100,7 @@ def test_a_rejected_key_goes_offline_and_a_logged_run_still_works(clean_env, mon
         monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
         assert tracking.key_problem("dummy" * 8) == "the server rejected the key (HTTP 401)"
         fig, ax = plt.subplots(figsize=(1, 1))
-        assert tracking.log_figures({"dot": fig}, run_name="rejected-key") is not None
+        assert tracking.log_figures({"dot": fig}, run_name="rejected-key", group="test") is not None
         plt.close(fig)
     finally:
         server.shutdown()
@@ -148,8 +148,13 @@ def test_logged_figures_are_real_uint8_images_not_black(clean_env, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.imshow(np.linspace(0, 1, 100).reshape(10, 10), cmap="viridis")
-    assert tracking.log_figures({"ramp": fig}, run_name="test-figure") is not None
+    group = tracking.figures_group("quick", {"root": "/x", "files": "0123456789abcdef", "demo": True})
+    assert tracking.log_figures({"ramp": fig}, run_name="test-figure", group=group) is not None
     plt.close(fig)
+    # after `wandb sync` the report finds it by group and name: both are in the offline run's own file
+    logged = [file.read_bytes() for file in (clean_env / "wandb").rglob("offline-run-*/*.wandb")]
+    assert group == "quick-0123456789abcdef" and any(b"test-figure" in f and group.encode() in f for f in logged)
+    assert tracking.figures_group("quick", None) is None and tracking.figures_group(None, {"files": "ab"}) is None
     pngs = list((clean_env / "wandb").glob("offline-run-*/files/media/images/*.png"))
     assert pngs, "the figure was not written to the offline run"
     pixels = np.asarray(Image.open(pngs[0]).convert("RGB"))
