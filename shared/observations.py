@@ -1,10 +1,7 @@
 """Question 3's observations: for every swept parameter, does its value change validation accuracy?
 
-Introduced in Part-A/02 (`sweep_plots.observations`, the contract name, imports it from here).
-`observations` reads the runs table of `shared.runs_frame`, keeps the finished runs (each identical
-duplicate once; stopped-early and failed runs counted per value, never averaged with finished ones),
-refuses perfectly aligned parameters (each naming the other) and hands the rest to the joint model of
-`shared.effects`. `expectations` lists what the literature expects, separately from what was measured.
+Introduced in Part-A/02. The pieces of `sweep_plots.observations` (defined there, beside the plots it
+reads): each run's group per parameter, duplicates, what was left out of each group. `expectations` lists what the literature expects, separately from what was measured.
 All of it takes 20,000 runs in seconds.
 """
 from __future__ import annotations
@@ -54,61 +51,7 @@ def is_continuous(column: pd.Series) -> bool:
             and column.nunique() > MAX_GROUPS)
 
 
-def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
-                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
-    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
-
-    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
-    with Freedman-Lane permutation tests, claims by Benjamini-Hochberg), so each effect is measured with the
-    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
-    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
-    aligned across those runs cannot be separated: both are refused and each names the other. A claim
-    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
-    the largest difference first; a last finding says when duplicates were counted once.
-    """
-    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
-    masks = state_masks(df) if len(df) else {}
-    duplicates = duplicate_runs(df, masks["finished"]) if len(df) else pd.Series(dtype=bool)
-    compared = masks["finished"] & ~duplicates if len(df) else duplicates
-    finished = df[compared]
-    keys = keys or varied_keys(finished)
-    if not keys:
-        why = ("the table has no runs" if not len(df) else f"none of the {len(df)} runs finished" if not len(finished)
-               else f"the {len(finished)} finished run(s) share one config, so no parameter varied")
-        return [evidence.Finding("observations", False, f"No observations: {why}.", "nothing to compare")]
-    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
-    finished_labels = {k: labels[k][compared].tolist() for k in keys}
-    partners = {k: [] for k in keys}
-    for a, b in evidence.confounded_pairs(finished_labels):
-        partners[a].append(b), partners[b].append(a)
-    terms, ends = {}, {}
-    for k in keys:
-        if is_continuous(finished[k]):
-            values = finished[k].astype(float)
-            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
-            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
-        else:
-            terms[k] = effects.categorical_term(k, finished_labels[k])
-    notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
-    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
-    aligned = {k for k in keys if partners[k] and terms[k].testable}
-    accuracy = finished["val_acc"].to_numpy(float)
-    found = effects.joint_observations(accuracy, terms, aligned, notes, ends, evidence.difference_floor(val_images),
-                                       _natural_order, permutations)
-    for key in aligned:
-        other = next((k for k in partners[key] if k in aligned), partners[key][0])
-        groups = effects.raw_groups(terms[key], accuracy, notes[key], _natural_order)
-        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
-        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
-                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
-                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
-                                      "confounded", groups)
-    findings = [found[k] for k in keys]
-    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
-    return claims + [f for f in findings if not f.supported] + _duplicates_note(df, duplicates)
-
-
-def _duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.Finding]:
+def duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.Finding]:
     """A last finding naming the runs counted once, when there are any."""
     if not duplicates.any():
         return []
@@ -118,7 +61,7 @@ def _duplicates_note(df: pd.DataFrame, duplicates: pd.Series) -> list[evidence.F
                              f"each is counted once, not as independent evidence.", "duplicates")]
 
 
-def _natural_order(label: str):
+def natural_order(label: str):
     """Numbers in numeric order (3 before 11), then text."""
     try:
         return (0, float(label.lstrip("<=> ")), label)
@@ -126,7 +69,7 @@ def _natural_order(label: str):
         return (1, 0.0, label)
 
 
-def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
+def left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
     """'+2 stopped early, 1 failed, not averaged' for the runs of one value that are not compared."""
     mine = labels == label
     parts = [f"{int((mask & mine).sum())} {word}"
@@ -187,7 +130,7 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
         labels = group_labels(finished[key], key)
         groups = [evidence.Group(label, finished.loc[labels == label, "val_acc"].tolist(),
                                  ", ".join(finished.loc[labels == label, "name"].astype(str)) if (labels == label).sum() <= 3
-                                 else "") for label in sorted(set(labels) - {effects.MISSING}, key=_natural_order)]
+                                 else "") for label in sorted(set(labels) - {effects.MISSING}, key=natural_order)]
         described[key], by_key[key] = _seen(key, groups, finished[key], finished["val_acc"]), groups
         lines.append(f"{key}, seen in these runs: {described[key]}"
                      + (f" Evidence: {verdicts[key]}." if key in verdicts else ""))

@@ -2,9 +2,11 @@
 
 Introduced in Part-A/02. The plots, `parameter_importance` and `mean_accuracy_by` read only the runs
 table of `shared.runs_frame`, so a grader sees the same figures offline as online; they take 20,000 runs
-in seconds. Finished, stopped-early and failed runs are drawn apart. Question 3's observations live in
-`shared.observations`; `sweep_plots.observations` stays importable here, a contract name (the one name this
-file imports for its callers).
+in seconds. Finished, stopped-early and failed runs are drawn apart. `observations` reads the
+same table for Question 3: it keeps the finished runs (each identical duplicate once; stopped-early and
+failed runs counted per value, never averaged with finished ones), refuses perfectly aligned parameters
+(each naming the other) and hands the rest to the joint model of `shared.effects`; its pieces are in
+`shared.observations`.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from .observations import observations  # noqa: F401 (the contract name sweep_plots.observations, see above)
-from .runs_frame import LOG_SCALE, MAX_GROUPS, constant_keys, format_value, state_masks, varied_keys
+from . import effects, evidence
+from .observations import (duplicate_runs, duplicates_note, group_labels, is_continuous, left_out_note,
+                           natural_order)
+from .runs_frame import LOG_SCALE, MAX_GROUPS, constant_keys, format_value, runs_table, state_masks, varied_keys
 
 # Below this many finished runs a random forest's importances mostly reflect noise: the plot says so.
 FEW_RUNS_FOR_IMPORTANCE = 20
@@ -289,3 +293,57 @@ def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
     return (pd.DataFrame({"mean_val_acc": grouped.mean(), "max_val_acc": grouped.max(), "runs": grouped.size()})
             .sort_values("mean_val_acc", ascending=False))
+
+
+def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
+                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
+    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
+
+    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
+    with Freedman-Lane permutation tests, claims by Benjamini-Hochberg), so each effect is measured with the
+    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
+    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
+    aligned across those runs cannot be separated: both are refused and each names the other. A claim
+    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
+    the largest difference first; a last finding says when duplicates were counted once.
+    """
+    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    masks = state_masks(df) if len(df) else {}
+    duplicates = duplicate_runs(df, masks["finished"]) if len(df) else pd.Series(dtype=bool)
+    compared = masks["finished"] & ~duplicates if len(df) else duplicates
+    finished = df[compared]
+    keys = keys or varied_keys(finished)
+    if not keys:
+        why = ("the table has no runs" if not len(df) else f"none of the {len(df)} runs finished" if not len(finished)
+               else f"the {len(finished)} finished run(s) share one config, so no parameter varied")
+        return [evidence.Finding("observations", False, f"No observations: {why}.", "nothing to compare")]
+    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
+    finished_labels = {k: labels[k][compared].tolist() for k in keys}
+    partners = {k: [] for k in keys}
+    for a, b in evidence.confounded_pairs(finished_labels):
+        partners[a].append(b), partners[b].append(a)
+    terms, ends = {}, {}
+    for k in keys:
+        if is_continuous(finished[k]):
+            values = finished[k].astype(float)
+            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
+            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
+        else:
+            terms[k] = effects.categorical_term(k, finished_labels[k])
+    notes = {k: {label: left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
+    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
+    aligned = {k for k in keys if partners[k] and terms[k].testable}
+    accuracy = finished["val_acc"].to_numpy(float)
+    found = effects.joint_observations(accuracy, terms, aligned, notes, ends, evidence.difference_floor(val_images),
+                                       natural_order, permutations)
+    for key in aligned:
+        other = next((k for k in partners[key] if k in aligned), partners[key][0])
+        groups = effects.raw_groups(terms[key], accuracy, notes[key], natural_order)
+        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
+        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
+                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
+                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
+                                      "confounded", groups)
+    findings = [found[k] for k in keys]
+    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
+    return claims + [f for f in findings if not f.supported] + duplicates_note(df, duplicates)

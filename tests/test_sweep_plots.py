@@ -282,15 +282,15 @@ def test_runs_without_spread_claim_nothing_and_print_no_nan():
         assert not any("nan" in f.text.lower() or "e+" in f.text for f in findings.values())
 
 
-def test_question_three_lives_in_its_own_module_without_a_cycle():
-    """Issue 15's split: shared.observations holds Question 3 and never imports the plots; the contract name
-    `sweep_plots.observations` keeps working, and Question 3's other names live in one module only (issue 22)."""
+def test_question_three_is_defined_where_its_contract_name_is_without_a_cycle():
+    """`sweep_plots.observations` is defined in sweep_plots (no re-export shim, issue 22); its pieces and
+    Question 3's other names live in shared.observations only, which never imports the plots."""
     import subprocess
     import sys
 
-    from shared import observations as question3
-    assert sweep_plots.observations is question3.observations
-    assert not any(hasattr(sweep_plots, name) for name in ("expectations", "runs_summary", "runs_table"))
+    from shared import observations as pieces
+    assert sweep_plots.observations.__module__ == "shared.sweep_plots" and not hasattr(pieces, "observations")
+    assert not any(hasattr(sweep_plots, name) for name in ("expectations", "runs_summary", "seen_in_runs"))
     loaded = subprocess.run([sys.executable, "-c", "import sys, shared.observations; "
                              "print('shared.sweep_plots' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert loaded.stdout.strip() == "False", loaded.stderr
