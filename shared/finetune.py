@@ -99,19 +99,6 @@ def ensure_weights(name: str) -> Path:
     return weights_file(weights)
 
 
-def pretrained_available(name: str) -> bool:
-    """True if the weights are (now) cached; else a loud banner and False (random init). It never stops a run."""
-    try:
-        ensure_weights(name)
-        return True
-    except WeightsUnavailable as err:
-        banner(f"RANDOM INITIALISATION: no pretrained weights for {name} (no network, no cached file),\n"
-               f"so the models below start from random weights: their numbers say nothing about\n"
-               f"transfer learning. To use the real weights, put the checkpoint at\n"
-               f"  {err.path}\n(download it from {err.url}) and run again.")
-        return False
-
-
 def weights_or_random(name: str, mode: str, allow_random: bool | None = None) -> bool:
     """Whether to build `name` pretrained (True) or randomly initialised (False); the notebooks' one call.
 
@@ -121,14 +108,18 @@ def weights_or_random(name: str, mode: str, allow_random: bool | None = None) ->
     """
     if allow_random is None:
         allow_random = mode != "full"
-    if allow_random:
-        return pretrained_available(name)
     try:
         ensure_weights(name)
+        return True
     except WeightsUnavailable as err:
-        raise WeightsUnavailable(f"{err} To fine-tune random weights on purpose: allow_random=True "
-                                 f"(CLI: --random-init).", err.path, err.url) from None
-    return True
+        if not allow_random:
+            raise WeightsUnavailable(f"{err} To fine-tune random weights on purpose: allow_random=True "
+                                     f"(CLI: --random-init).", err.path, err.url) from None
+        banner(f"RANDOM INITIALISATION: no pretrained weights for {name} (no network, no cached file),\n"
+               f"so the models below start from random weights: their numbers say nothing about\n"
+               f"transfer learning. To use the real weights, put the checkpoint at\n"
+               f"  {err.path}\n(download it from {err.url}) and run again.")
+        return False
 
 
 def preprocessing(name: str, input_size: int | None = None) -> dict:
