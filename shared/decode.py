@@ -88,24 +88,15 @@ def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torc
         raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
-def _simplejpeg():
-    """The simplejpeg module, or None where it is not installed. Imported at use: the notebooks' setup cell
-    imports `shared.data` before it installs the pins."""
-    try:
-        import simplejpeg
-    except ImportError:
-        return None
-    return simplejpeg
-
-
 def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int) -> np.ndarray | None:
     """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None where
     PIL or torchvision decode it instead: no simplejpeg, a JPEG it cannot decode at all, and CMYK (only
     checked here: its CMYK->RGB conversion is 1 level off PIL's). Asking for 1/scale's sides exactly pins
     simplejpeg's choice among libjpeg-turbo's 16 scales to PIL's, and then its pixels are PIL's.
     """
-    simplejpeg = _simplejpeg()
-    if simplejpeg is None:
+    try:  # imported here: the notebooks' setup cell imports shared.data before it installs simplejpeg
+        import simplejpeg
+    except ImportError:
         return None
     colorspace = "CMYK" if mode == "CMYK" else "RGB"  # grayscale comes out as 3 equal channels, as PIL's
     sides = dict(min_height=-(-height // scale), min_width=-(-width // scale))
@@ -172,8 +163,8 @@ def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -
     short, long = sorted(image.shape[-2:])
     limit = Image.MAX_IMAGE_PIXELS
     if limit and resize_to * long * resize_to > limit * short:  # a 2x12000 PNG would grow to 224x1,344,000
-        raise BadImage(f"not resized: its shorter side at {resize_to} px makes {resize_to}x{resize_to * long // short:,}"
-                       f" pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
+        raise BadImage(f"not resized: its shorter side at {resize_to} px makes "
+                       f"{resize_to}x{resize_to * long // short:,} pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
     image = TF.resize(image, resize_to, antialias=True)
     return TF.center_crop(image, [size, size])
 
