@@ -183,10 +183,8 @@ def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, de
 @torch.no_grad()
 def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
              mean=data_lib.MEAN, std=data_lib.STD) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set.
-
-    Summed on the device from the logits (log-softmax is exact where log(softmax) underflows), one sync at the end.
-    """
+    """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set. Summed on the
+    device from the logits (log-softmax is exact where log(softmax) underflows), with one sync at the end."""
     device = torch.device(device or next(model.parameters()).device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -400,11 +398,8 @@ class TrainResult:
 def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = False, device=None,
           checkpoint: str | os.PathLike | None = None, on_epoch=None, progress: bool = True,
           verbose: bool = True) -> TrainResult:
-    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`.
-
-    The dataset is checked first (names only), so a bad folder fails before any decoding; `cfg.num_classes`
-    is replaced by the data's.
-    """
+    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`. The dataset
+    is checked first (names only), so a bad folder fails before any decoding; `cfg.num_classes` becomes the data's."""
     tcfg = tcfg or TrainConfig()
     check_rgb(cfg)
     info = data_lib.check_dataset(root)
