@@ -1,8 +1,7 @@
 """Augmentation on the device, batched: the training batches' random crops, flips and colour jitter.
 
-Introduced in Part-A/02 (the sweep's `augment` switch). Batches stay on the device: one `grid_sample`
-per batch, no per-image Python loop and no PIL, so augmenting costs the GPU little and the CPU nothing.
-`train.fit` and `finetune` call `prepare_batch` for every batch.
+Introduced in Part-A/02 (the sweep's `augment` switch). One `grid_sample` per batch, no per-image loop and
+no PIL, so augmenting costs the GPU little and the CPU nothing.
 """
 from __future__ import annotations
 

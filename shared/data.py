@@ -1,12 +1,9 @@
-"""Scanning, decoding once, caching and serving the iNaturalist-12K images (or the embedded demo set).
+"""Finding, scanning, decoding once, caching and serving the iNaturalist-12K images (or the embedded demo set).
 
-Introduced in Part-A/01; every later notebook loads its data through this file. Finding the data,
-downloading it and the demo set are `shared.sources`; `data.find_data` stays importable here, a
-contract name of the notebooks (the one name this file imports for its callers).
-
-The one idea: JPEG decoding is the slowest step of a typical pipeline, so every image is
-decoded exactly once (by `shared.decode`), resized as uint8, and kept as one `[N, 3, S, S]`
-uint8 tensor that is cached on disk. Training epochs only index that tensor (on the GPU when it fits).
+Introduced in Part-A/01; every notebook loads its data through this file. JPEG decoding is the slowest step
+of a typical pipeline, so every image is decoded exactly once (`shared.decode`), resized as uint8, and kept
+as one [N, 3, S, S] uint8 tensor cached on disk; epochs only index that tensor (on the GPU when it fits).
+The places the data may be, its download and the demo set are `shared.sources`.
 """
 from __future__ import annotations
 
@@ -21,25 +18,53 @@ from pathlib import Path
 
 import torch
 
-from . import decode
-from .runtime import atomic_path, write_problem
+from . import decode, sources
+from .runtime import atomic_path, banner, on_colab, on_kaggle, write_problem
 from .runtime import cache_dir as runtime_cache_dir
 from .sources import DataError, MissingData, is_demo, is_image_name, is_junk_folder, one_line, tqdm
-from .sources import find_data  # noqa: F401 (the contract name data.find_data, see above)
 
-# 5: keyed on the files' bytes, not their sizes: new pixels under the same names and sizes are seen.
-# 4: JPEGs with corrupt entropy data are skipped (simplejpeg strict), so caches that kept them are rebuilt.
-# 3: keyed on the files' names and sizes, not their mtimes, and the checksum covers the stored names.
-# 2: a checksum is stored with the images, and JPEGs are decoded at a reduced DCT scale.
-CACHE_VERSION = 5
+CACHE_VERSION = 5  # bumped whenever what a cache holds changes meaning
 # ImageNet statistics: used for the scratch CNN too, so Part A and Part B share one normalisation.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------------
-# Scanning a folder
+# Finding and scanning a dataset
 # --------------------------------------------------------------------------------------------
+def find_data(path: str | os.PathLike | None = None, download: bool | None = None) -> Path:
+    """Locate the dataset root (the folder with train/ and val/, or a view of one with train/ and test/).
+
+    Order: `path` or $INAT_DATA (the root or any folder above it); on Kaggle a search of /kaggle/input; a
+    download (automatic on Colab, or `download=True` / $INAT_DOWNLOAD=1); the repo-local data/inaturalist_12K;
+    otherwise the embedded demo set, announced by a banner. Never the demo set on Kaggle or Colab, where a
+    grader must see the real thing. A folder that is there but unusable, or one above several datasets, is a
+    `DataError` that says why, never a silent choice or fallback.
+    """
+    explicit = path or os.environ.get("INAT_DATA")
+    if explicit:
+        return sources.given_dataset(explicit)
+    if on_kaggle() and (attached := sources.attached_dataset()) is not None:
+        return attached
+    if download is None:
+        download = on_colab() or os.environ.get("INAT_DOWNLOAD", "") == "1"
+    if download:
+        return sources.download_dataset()
+    if (local := sources.local_dataset()) is not None:
+        return local
+    if on_kaggle():
+        raise sources.nothing_attached()
+    if on_colab():
+        raise MissingData(f"iNaturalist-12K not found. On Colab: call find_data(download=True), or set INAT_DATA "
+                          f"to the unzipped folder on Drive. Source: {sources.DATASET_URL}")
+    root = sources.make_demo_dataset()
+    banner("DEMO DATA: iNaturalist-12K was not found, so this runs on the embedded demo set\n"
+           "(scikit-learn's handwritten digits, upscaled into a nature_12K-shaped folder).\n"
+           "Numbers below are NOT iNaturalist results. Set INAT_DATA=/path/to/inaturalist_12K,\n"
+           "put it in data/inaturalist_12K, or run with INAT_DOWNLOAD=1 to fetch it (3.6 GB).")
+    return root
+
+
 def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = None):
     """(classes, files, labels) of an ImageFolder. Stray non-image files are ignored."""
     folder = Path(folder)
@@ -78,8 +103,8 @@ class DatasetInfo:
 
 
 def check_dataset(root: str | os.PathLike) -> DatasetInfo:
-    """Check a dataset root before any long work: train/ and val/ with the same >= 2 classes, every
-    class with at least one image in each. Scans file names only (seconds); raises `DataError`."""
+    """Check a dataset root before any long work (file names only): train/ and val/ with the same >= 2 classes,
+    every class with at least one image in each; else `DataError`."""
     root = Path(root)
     classes, train_files, train_labels = scan_folder(root / "train")
     if len(classes) < 2:
@@ -92,11 +117,7 @@ def check_dataset(root: str | os.PathLike) -> DatasetInfo:
 
 def data_fingerprint(root: str | os.PathLike) -> dict:
     """What ties a result to its data: the resolved root and a hash of the train/ and val/ files' names and bytes.
-
-    Content, not mtimes, so a copy of the same files (a zip extracted again, another machine) is the same
-    data, and a second dataset with the same names and sizes is not. Runs and checkpoints carry it; a
-    reader compares it with the data in use and ignores a result made on other data.
-    """
+    Content, not mtimes: a copy of the same files (a zip extracted again, another machine) is the same data."""
     root = Path(root).resolve()
     digest = hashlib.sha1()
     for split in ("train", "val"):
@@ -106,9 +127,8 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
 
 
 def _add_names_and_contents(digest, files: list[Path], base: Path) -> None:
-    """Feed `digest` each file's name relative to `base` (as bytes, so a name that is not UTF-8 counts too)
-    and a hash of its bytes (sha1, about 1.3 GB/s on one core: 3.6 GB in seconds from a local disk, hashed
-    once per process). One line says so when it takes long (a slow Drive)."""
+    """Feed `digest` each file's name relative to `base` (as bytes: a name that is not UTF-8 counts too) and a
+    hash of its bytes (sha1, once per process). One line says so when it takes long (a slow Drive)."""
     start, before = time.perf_counter(), _file_hash.cache_info().misses
     for path in files:
         stat = path.stat()
@@ -161,13 +181,9 @@ class ImageSet:
 
 
 def _cache_path(folder: Path, files: list[Path], size: int, resize_to: int | None, cache_dir: Path) -> Path:
-    """The cache file for these files at this size: `<parent>-<folder>-<where>-<size>-<content>.pt`.
-
-    <content> hashes the files' relative names and bytes, not their mtimes, so a zip unzipped again (on
-    Colab, each notebook's runtime does) finds its cache, and new pixels under the same names and sizes
-    (a re-encode, BMPs) get a new one. <where> (the folder's path) only tells whose older caches a new one
-    replaces.
-    """
+    """The cache file for these files at this size: `<parent>-<folder>-<where>-<size>-<content>.pt`. <content>
+    hashes the files' relative names and bytes, not mtimes, so a zip unzipped again finds its cache; <where>
+    (the folder's path) only tells whose older caches a new one replaces."""
     content = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{resize_to}\n".encode())
     _add_names_and_contents(content, files, folder)
     where = hashlib.sha1(os.fsencode(folder.resolve())).hexdigest()[:10]
@@ -177,8 +193,7 @@ def _cache_path(folder: Path, files: list[Path], size: int, resize_to: int | Non
 
 
 def _checksum(images: torch.Tensor, labels: torch.Tensor, files: list[str], skipped: list) -> str:
-    """CRC-32 of the cached tensors and names (about 7 GB/s: a 1.5 GB cache costs 0.2 s), to catch damage
-    on disk that torch.load does not notice: it reads overwritten pixels or names without complaint."""
+    """CRC-32 of the cached tensors and names (0.2 s for 1.5 GB): torch.load reads damaged pixels without complaint."""
     names = "\n".join([*files, *(f"{path}|{reason}" for path, reason in skipped)])
     crc = zlib.crc32(names.encode("utf-8", "surrogateescape"))
     crc = zlib.crc32(labels.contiguous().numpy(), zlib.crc32(images.contiguous().numpy(), crc))
@@ -207,22 +222,12 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
                 decoder: str = "auto") -> ImageSet:
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
-    The cache is keyed on the files (relative names and bytes, not mtimes: see `_cache_path`), `size`
-    and `resize_to`, so it is reused across runs and copies of the data, and rebuilt when any of them
-    change, or when its checksum shows damage.
-    Corrupt, truncated, empty, oversized (over PIL's Image.MAX_IMAGE_PIXELS) or renamed non-image
-    files are skipped and returned in `ImageSet.skipped`. A cache folder that cannot be written is
-    a warning, before any decoding, and the run goes on without a cache.
-
-    decoder: "cpu" (PIL/libjpeg, JPEGs at a reduced DCT scale, on `workers` threads), "cuda" (nvJPEG in
-    batches, resize on the GPU; other files on the CPU) or "auto" (cuda when available). It only
-    matters when the cache is built: either decoder's cache serves both.
-
-    Against cache version 1's decoder (torchvision's full-size decode, then the same resize) the
-    reduced DCT scale changes pixels slightly, measured by `python tests/test_decode.py`: on 300
-    synthetic 800x600 JPEGs (benchmarks.bench.make_synthetic) a mean absolute difference of 1.08 (max 15)
-    of 255 at 224 px and 1.28 (max 9) at 64 px; on the demo set 0 at 64 px (its small images are
-    decoded whole, as before) and 0.44 (max 25) at 32 px.
+    The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, so it is reused across
+    runs and copies of the data, and rebuilt when any of them change or its checksum shows damage. Corrupt,
+    truncated, empty, oversized or renamed non-image files are skipped and listed in `ImageSet.skipped`. A cache
+    folder that cannot be written is a warning, before any decoding, and the run goes on without a cache.
+    decoder: "cpu" (on `workers` threads), "cuda" (nvJPEG) or "auto" (cuda when available); either builds the
+    same cache. (`python tests/test_decode.py` measures the pixels against a full-size decode.)
     """
     folder = Path(folder)
     decoder = decode.choose_decoder(decoder)
@@ -293,10 +298,7 @@ def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bo
 
 def _save_cache(data: ImageSet, cache_file: Path) -> None:
     """Write the cache and its checksum atomically, then drop older caches of the same folder and size.
-
-    A failed write (full disk, a folder that turned read-only) is a one-line warning: the decoded
-    images are in memory and the run goes on.
-    """
+    A failed write (full disk, a read-only folder) is a one-line warning: the run goes on with the images in memory."""
     try:
         with atomic_path(cache_file) as tmp:
             torch.save({"images": data.images, "labels": data.labels, "files": data.files,
@@ -317,9 +319,8 @@ def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 4
                   classes: list[str] | None = None):
     """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation.
 
-    With `classes`, every one of them is checked, including one with no images left. A class that
-    would get no validation image or no training image is a `DataError` naming it and its counts:
-    training would run and then have no epoch to pick as best.
+    With `classes`, every one of them is checked, including one with no images left. A class that would get
+    no validation or no training image is a `DataError` naming it: training would have no epoch to pick as best.
     """
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -341,11 +342,8 @@ def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 4
 
 def load_split(root: str | os.PathLike, size: int, val_fraction: float = 0.2, seed: int = 42,
                resize_to: int | None = None, verbose: bool = True, **kwargs) -> tuple[ImageSet, ImageSet]:
-    """The 80/20 train/validation split of root/train. Never reads root/val (the test set).
-
-    The split is checked on the file names before any decoding, and again after it (skipped files
-    can leave a class too small).
-    """
+    """The 80/20 train/validation split of root/train. Never reads root/val (the test set). The split is checked
+    on the file names before any decoding, and again after it (skipped files can leave a class too small)."""
     classes, _, labels = scan_folder(Path(root) / "train")
     split_indices(torch.tensor(labels), val_fraction, seed, classes)
     data = load_folder(Path(root) / "train", size, resize_to=resize_to, progress=verbose, **kwargs)
@@ -407,17 +405,13 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
 
 @functools.lru_cache(maxsize=8)
 def _norm_constants(mean: tuple, std: tuple, device: torch.device):
-    """Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy
-    that synchronises the stream, so the CPU could never queue the next step ahead of the GPU."""
+    """Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a copy that syncs the stream."""
     return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
 
 
 def normalize(images: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     """uint8 (0..255) or float in [0, 1], [B, 3, H, W] -> normalised float32, on the batch's device.
-
-    The one normalisation of the repo: training batches (`augment.prepare_batch`), single images
-    for guided backprop and feature maps all go through it.
-    """
+    The one normalisation of the repo: training batches, guided backprop and feature maps all go through it."""
     x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
     mean_t, std_t = _norm_constants(tuple(mean), tuple(std), x.device)
     return (x - mean_t) / std_t

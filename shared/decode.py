@@ -2,20 +2,14 @@
 
 Introduced in Part-A/01, behind `shared.data.load_folder`, which caches what this file decodes.
 
-- JPEGs are decoded by libjpeg-turbo through simplejpeg, at the smallest DCT scale (1, 1/2, 1/4, 1/8)
-  that keeps the target (the scale and the pixels of PIL's `draft()`), with libjpeg's warnings as
-  errors: a JPEG whose entropy data is corrupt, which PIL and torchvision decode silently into
-  garbled pixels, is skipped with libjpeg's warning as the reason. Without simplejpeg (not installed)
-  PIL's `draft()` and torchvision decode them as before, and such a JPEG is not caught.
-- Every other image is decoded by torchvision (PIL where it cannot).
-- decoder="cuda": colour JPEGs go to nvJPEG in batches and are resized on the GPU; the rest take
-  the CPU path, so both decoders skip the same files for the same reasons, except that a JPEG with
-  corrupt entropy data is kept there if nvJPEG decodes it without an error (not yet measured on a GPU).
-- Threads decode in parallel (PIL, libjpeg and torch release the GIL), each running torch on one
-  thread, so that the threads' resizes do not oversubscribe the CPU.
-- A file that is empty, unreadable, corrupt, truncated or over PIL's `Image.MAX_IMAGE_PIXELS` (a
-  possible decompression bomb) is a skip with a one-line reason, never a crash.
-- `read_rgb` gives one photo at full resolution through the same readers, for figures.
+- JPEGs: libjpeg-turbo through simplejpeg, at the smallest DCT scale (1, 1/2, 1/4, 1/8) that keeps the target
+  (PIL's `draft()` rule and pixels), with libjpeg's warnings as errors, so a JPEG with corrupt entropy data
+  (which PIL and torchvision decode silently into garbled pixels) is skipped. Without simplejpeg, PIL and
+  torchvision decode them and such a JPEG is not caught. Every other image: torchvision, else PIL.
+- decoder="cuda": colour JPEGs go to nvJPEG in batches and are resized on the GPU; the rest take the CPU path,
+  so both skip the same files for the same reasons (a corrupt JPEG that nvJPEG decodes without error is kept).
+- A file that is empty, unreadable, corrupt, truncated or over PIL's `Image.MAX_IMAGE_PIXELS` (a possible
+  decompression bomb) is a skip with a one-line reason, never a crash.
 """
 from __future__ import annotations
 
@@ -49,11 +43,8 @@ def _read_file(path: Path) -> bytes:
 
 
 def _open_header(data: bytes) -> Image.Image:
-    """PIL's lazy open: format, mode and size from the header, no pixels decoded yet.
-
-    An image over PIL's `Image.MAX_IMAGE_PIXELS` is refused here, before a decompression bomb (a
-    0.4 MB PNG declaring 20000x20000 pixels needs 1.2 GB once decoded) can take the memory.
-    """
+    """PIL's lazy open: format, mode and size from the header, no pixels decoded yet. An image over
+    `Image.MAX_IMAGE_PIXELS` is refused here, before a decompression bomb can take the memory."""
     if not data:
         raise BadImage("empty file")
     try:
@@ -78,14 +69,9 @@ def _draft_scale(width: int, height: int, at_least: int) -> int:
 
 
 def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torch.Tensor:
-    """uint8 [3, H, W] RGB of a JPEG, decoded at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps
-    both sides >= `at_least` (None: whole), or BadImage.
-
-    libjpeg scales in the DCT domain: a 800x600 photo wanted at 64 px comes out at 100x75, in 1.8 ms
-    instead of 2.5 ms whole (the entropy decoding stays, the inverse DCT and colour conversion
-    shrink), and the resize that follows reads 64x fewer pixels. That resize starts from at least the
-    target size, so it still only shrinks.
-    """
+    """uint8 [3, H, W] RGB of a JPEG at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps both sides
+    >= `at_least` (None: whole), or BadImage. libjpeg scales in the DCT domain, so the resize that follows
+    reads up to 64x fewer pixels and still only shrinks."""
     width, height = header.size
     scale = _draft_scale(width, height, at_least) if at_least else 1
     pixels = _strict_libjpeg(data, header.mode, width, height, scale)
@@ -102,29 +88,15 @@ def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torc
         raise BadImage(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
-def _simplejpeg():
-    """The simplejpeg module, or None where it is not installed (pinned in requirements.txt and in
-    `bootstrap.PLATFORM_PINS`). Imported at each use, a dictionary lookup once imported, rather than with
-    this module: the notebooks' setup cell imports `shared.data` before it installs the pins."""
-    try:
+def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int) -> np.ndarray | None:
+    """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None where
+    PIL or torchvision decode it instead: no simplejpeg, a JPEG it cannot decode at all, and CMYK (only
+    checked here: its CMYK->RGB conversion is 1 level off PIL's). Asking for 1/scale's sides exactly pins
+    simplejpeg's choice among libjpeg-turbo's 16 scales to PIL's, and then its pixels are PIL's.
+    """
+    try:  # imported here: the notebooks' setup cell imports shared.data before it installs simplejpeg
         import simplejpeg
     except ImportError:
-        return None
-    return simplejpeg
-
-
-def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int) -> np.ndarray | None:
-    """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None
-    where PIL or torchvision decode it instead: simplejpeg not installed, a JPEG it cannot decode at
-    all, and CMYK, which is only checked here (its CMYK->RGB conversion is 1 level off PIL's).
-
-    simplejpeg picks the smallest of libjpeg-turbo's 16 scales (3/8, 5/8, ...) that keeps the minimum
-    sides it is given; asking for 1/scale's sides exactly pins it to PIL's scale (for images of 8 px or
-    more on a side; below, a smaller scale can round to the same size), and then its pixels are PIL's
-    (tests/test_decode.py checks both).
-    """
-    simplejpeg = _simplejpeg()
-    if simplejpeg is None:
         return None
     colorspace = "CMYK" if mode == "CMYK" else "RGB"  # grayscale comes out as 3 equal channels, as PIL's
     sides = dict(min_height=-(-height // scale), min_width=-(-width // scale))
@@ -141,10 +113,7 @@ def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int)
 
 def _decode_other(data: bytes) -> torch.Tensor:
     """uint8 [3, H, W] RGB of a PNG, GIF, BMP, WebP or TIFF, or of a JPEG decoded whole.
-
-    No warnings.catch_warnings() here: it swaps the process-wide filters, so in concurrent threads one
-    thread's exit can leave another's "ignore" installed for good.
-    """
+    (No warnings.catch_warnings(): it swaps process-wide filters, which concurrent threads leave in a mess.)"""
     try:
         image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
         if image.ndim == 4:  # an animated GIF/WebP decodes to [frames, 3, H, W]: keep the first frame
@@ -169,10 +138,9 @@ def _decode_other(data: bytes) -> torch.Tensor:
 def _scaled_gray(image: Image.Image) -> np.ndarray:
     """uint8 [H, W, 3] of a float (F) or integer (I, I;16) grayscale image, e.g. a scientific TIFF.
 
-    PIL's convert("RGB") clips such values to 0..255, so 16-bit levels turn white and 0..1 fractions
-    black. Here they are scaled by the range they fit: I;16 by 0..65535 (as 16-bit PNGs are); other
-    modes by the first of 0..1 (floats only: fractions), 0..255, 0..65535 that holds every pixel.
-    Values outside all of them, or NaN/inf, have no meaning we could guess: the file is skipped.
+    PIL's convert("RGB") clips such values to 0..255. Here they are scaled by the range they fit: I;16 by
+    0..65535; other modes by the first of 0..1 (floats only), 0..255, 0..65535 that holds every pixel.
+    Values outside all of them, or NaN/inf, have no brightness we could guess: the file is skipped.
     """
     values = np.asarray(image)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
@@ -188,18 +156,15 @@ def _scaled_gray(image: Image.Image) -> np.ndarray:
 
 
 def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -> torch.Tensor:
-    """Resize a uint8 image before any float conversion.
-
-    resize_to=None squashes to size x size (the whole photo is kept: the Part A choice);
-    resize_to=R resizes the shorter side to R, then centre-crops size x size (torchvision weights' recipe).
-    """
+    """Resize a uint8 image. resize_to=None squashes to size x size (the whole photo is kept: Part A's choice);
+    resize_to=R resizes the shorter side to R, then centre-crops size x size (torchvision weights' recipe)."""
     if resize_to is None:
         return TF.resize(image, [size, size], antialias=True)
     short, long = sorted(image.shape[-2:])
     limit = Image.MAX_IMAGE_PIXELS
     if limit and resize_to * long * resize_to > limit * short:  # a 2x12000 PNG would grow to 224x1,344,000
-        raise BadImage(f"not resized: its shorter side at {resize_to} px makes {resize_to}x{resize_to * long // short:,}"
-                       f" pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
+        raise BadImage(f"not resized: its shorter side at {resize_to} px makes "
+                       f"{resize_to}x{resize_to * long // short:,} pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
     image = TF.resize(image, resize_to, antialias=True)
     return TF.center_crop(image, [size, size])
 
@@ -215,12 +180,8 @@ def _decode_bytes(data: bytes, size: int, resize_to: int | None) -> torch.Tensor
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:
-    """One image at full resolution as uint8 [3, H, W] RGB, through the readers the cache uses: the same
-    checks, and the pixels of a whole decode (PIL's open + convert("RGB") gives the same for JPEGs).
-
-    Introduced in Part-B/01, for the figure that shows a photo before any resize. A file the cache
-    would skip raises BadImage with the file and the reason.
-    """
+    """One image at full resolution as uint8 [3, H, W] RGB, through the cache's readers and checks: a file the
+    cache would skip raises BadImage with the file and the reason. Introduced in Part-B/01, for figures."""
     path = Path(path)
     try:
         data = _read_file(path)
@@ -231,8 +192,7 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
 
 
 def _decode(args):
-    """The CPU decoder, one file given by its path or its bytes already read:
-    (uint8 [3, size, size], None), or (None, why it is skipped)."""
+    """The CPU decoder, one file by its path or its bytes: (uint8 [3, size, size], None), or (None, why skipped)."""
     source, size, resize_to = args
     try:
         data = _read_file(source) if isinstance(source, Path) else source
@@ -242,10 +202,7 @@ def _decode(args):
 
 
 def _inspect(path: Path) -> tuple[bytes, bool] | tuple[None, str]:
-    """For the CUDA decoder: (the file's bytes, whether nvJPEG takes it), or (None, why it is skipped).
-
-    nvJPEG gets colour JPEGs only; grayscale and CMYK JPEGs and every other format take the CPU path.
-    """
+    """For the CUDA decoder: (the file's bytes, whether nvJPEG takes it: colour JPEGs only), or (None, why skipped)."""
     try:
         data = _read_file(path)
         with _open_header(data) as header:
@@ -255,13 +212,9 @@ def _inspect(path: Path) -> tuple[bytes, bool] | tuple[None, str]:
 
 
 def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: ThreadPoolExecutor, batch_size: int = 64):
-    """The CUDA decoder: yields (image, reason) per file, in order, like `_decode` over `files`.
-
-    Threads read the files and check their headers (the same checks as the CPU path); colour JPEGs are
-    decoded by nvJPEG in batches and resized on the GPU; the rest, and every file of a batch nvJPEG
-    refuses (one corrupt JPEG fails the whole call), go through the CPU path, so skips and their
-    reasons are the CPU path's.
-    """
+    """The CUDA decoder: yields (image, reason) per file, in order, like `_decode` over `files`. Colour JPEGs
+    go to nvJPEG in batches; the rest, and every file of a batch nvJPEG refuses (one corrupt JPEG fails the
+    whole call), go through the CPU path, so skips and their reasons are the CPU path's."""
     from torchvision.io import decode_jpeg  # batched GPU decoding needs torchvision >= 0.19
 
     for start in range(0, len(files), batch_size):
@@ -283,12 +236,9 @@ def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: Thre
 
 
 @contextlib.contextmanager
-def _one_torch_thread_each():
-    """Torch ops (the resize) single-threaded inside each decoding thread, restored afterwards even on error.
-
-    Each worker thread's resize otherwise spreads over all of torch's intra-op threads: on a 16-core
-    host, 16 workers x 16 threads built the cache at 323-369 img/s, and at 1,018 img/s with one each.
-    """
+def one_torch_thread():
+    """Torch on one intra-op thread inside the block, restored afterwards. Decoding threads' resizes would
+    otherwise oversubscribe the CPU (16 workers x 16 threads: 3x slower than with one each)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -312,7 +262,7 @@ def decode_all(files: list[Path], size: int, resize_to: int | None, decoder: str
     """(uint8 [N, 3, size, size] of the readable files, their indices in `files`, [(path, reason)] of the rest)."""
     images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
     keep, skipped = [], []
-    with _one_torch_thread_each(), ThreadPoolExecutor(workers) as pool:  # PIL, libjpeg and torch release the GIL
+    with one_torch_thread(), ThreadPoolExecutor(workers) as pool:  # PIL, libjpeg and torch release the GIL
         if decoder == "cuda":
             results = _decode_cuda(files, size, resize_to, pool)
         else:

@@ -1,14 +1,9 @@
 """Fine-tuning ImageNet-pretrained torchvision models with four freezing strategies.
 
-Introduced in Part-B/01. The pieces, in the order a run uses them:
-
-- `build_model` / `ensure_weights`: the checkpoint through torchvision's own path (the `$TORCH_HOME` hub cache,
-  else a download), or one clear `WeightsUnavailable` line; `weights_or_random` decides, per run mode,
-  whether a missing checkpoint stops the run (full mode) or means random weights (demo, quick);
-- `preprocessing`: the weights' own resize / crop / mean / std, applied once when the data cache is built;
-- `build_model`: the model with its 1000-way head replaced for the data's classes, frozen per strategy;
-- `fine_tune`: `head` trains a Linear on features computed once; the others run the engine
-  (`shared.train.fit`) with discriminative learning rates and frozen BatchNorm kept in eval mode.
+Introduced in Part-B/01. The weights come through torchvision's own path (the `$TORCH_HOME` hub cache, else a
+download) or fail as one `WeightsUnavailable` line; `preprocessing` is the weights' own resize / crop / mean / std;
+`build_model` replaces the 1000-way head and freezes per strategy; `fine_tune` trains a Linear on features
+computed once (`head`) or runs `shared.train.fit` with discriminative learning rates (the others).
 """
 from __future__ import annotations
 
@@ -16,7 +11,7 @@ import pickle
 import socket
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +22,7 @@ from torch import nn
 
 from . import data as data_lib
 from .augment import prepare_batch
+from .decode import one_torch_thread
 from .model import MAX_INPUT_SIZE, MIN_INPUT_SIZE, ConfigError
 from .runtime import UserError, banner, get_device, run_mode
 from .train import (TrainConfig, amp_dtype, evaluate, fit, release_memory, require_images,
@@ -96,25 +92,29 @@ def _hub_errors(name: str, timeout: float = DOWNLOAD_TIMEOUT):
 
 
 def ensure_weights(name: str) -> Path:
-    """Make sure the DEFAULT checkpoint of `name` is in the hub cache (downloading it if needed); its path.
-
-    Raises `WeightsUnavailable` (one line) when it is neither cached nor downloadable.
-    """
+    """The path of the DEFAULT checkpoint of `name` in the hub cache, downloaded if needed; else `WeightsUnavailable`."""
     weights = get_weights(name)
     with _hub_errors(name):
         weights.get_state_dict(progress=True)  # torchvision's own path: cache, else download
     return weights_file(weights)
 
 
-def pretrained_available(name: str) -> bool:
-    """True if the weights are (now) cached; else a loud banner and False (random init).
+def weights_or_random(name: str, mode: str, allow_random: bool | None = None) -> bool:
+    """Whether to build `name` pretrained (True) or randomly initialised (False); the notebooks' one call.
 
-    It never stops a run: notebooks call `weights_or_random`, which does in full mode.
+    Without the weights, random ones (a banner, then False) only when `allow_random` says so; its default, None,
+    allows them in demo and quick `mode` (`runtime.run_mode`), never in full mode, where they would publish
+    numbers that say nothing about transfer learning: `WeightsUnavailable` stops the run instead.
     """
+    if allow_random is None:
+        allow_random = mode != "full"
     try:
         ensure_weights(name)
         return True
     except WeightsUnavailable as err:
+        if not allow_random:
+            raise WeightsUnavailable(f"{err} To fine-tune random weights on purpose: allow_random=True "
+                                     f"(CLI: --random-init).", err.path, err.url) from None
         banner(f"RANDOM INITIALISATION: no pretrained weights for {name} (no network, no cached file),\n"
                f"so the models below start from random weights: their numbers say nothing about\n"
                f"transfer learning. To use the real weights, put the checkpoint at\n"
@@ -122,33 +122,9 @@ def pretrained_available(name: str) -> bool:
         return False
 
 
-def weights_or_random(name: str, mode: str, allow_random: bool | None = None) -> bool:
-    """Whether to build `name` pretrained (True) or randomly initialised (False); the notebooks' one call.
-
-    Introduced in Part-B/01. `mode` is `runtime.run_mode(...)`. With the weights cached (or downloadable):
-    True. Without them: random weights (a banner, then False) only when `allow_random` says so; its
-    default, None, allows them in demo and quick mode and never in full mode, where fine-tuning random
-    weights would publish numbers that say nothing about transfer learning: `WeightsUnavailable`
-    (the download instructions) stops the run instead. The CLI passes `--random-init` as `allow_random`.
-    """
-    if allow_random is None:
-        allow_random = mode != "full"
-    if allow_random:
-        return pretrained_available(name)
-    try:
-        ensure_weights(name)
-    except WeightsUnavailable as err:
-        raise WeightsUnavailable(f"{err} To fine-tune random weights on purpose: allow_random=True "
-                                 f"(CLI: --random-init).", err.path, err.url) from None
-    return True
-
-
 def preprocessing(name: str, input_size: int | None = None) -> dict:
-    """The weights' own recipe: resize the shorter side to `resize_size`, centre-crop `crop_size`.
-
-    `input_size` overrides the crop (quick/demo runs) and scales the resize by the same factor,
-    so the crop keeps the same share of the photo. ViT only accepts its own crop size.
-    """
+    """The weights' own recipe: resize the shorter side to `resize_size`, centre-crop `crop_size`. `input_size`
+    overrides the crop and scales the resize alike, so the crop keeps its share of the photo (not for ViT)."""
     transforms = get_weights(name).transforms()
     crop, resize = transforms.crop_size[0], transforms.resize_size[0]
     if input_size is not None and not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:  # 0 is not "the default"
@@ -196,8 +172,8 @@ def architecture(name: str) -> nn.Module:
 
 
 def check_supported(name: str, strategy: str, k: int | None = None) -> None:
-    """Refuse, by name and before any weights are loaded, a model whose head or units this code does not
-    know (SqueezeNet's convolutional head; GoogLeNet's units for first_k/last_k), or a k out of range."""
+    """Refuse, before any weights are loaded, a model whose head or units this code does not know
+    (SqueezeNet's convolutional head; GoogLeNet's units for first_k/last_k), or a k out of range."""
     get_weights(name)  # refuses what is not a torchvision classification model
     model = architecture(name)
     try:
@@ -213,12 +189,9 @@ def get_head(model: nn.Module) -> nn.Linear:
 
 
 def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
-    """(stem, units): what `first_k` / `last_k` count in the architecture's natural units.
-
-    ResNet: conv1+bn1, then layer1..4. ViT: patch projection + class token + position
-    embedding, then encoder layers. ConvNeXt/Swin: features[0], then 4 stages (each with the
-    downsampling in front of it). EfficientNet/MobileNet and other `features` nets: features[0],
-    then features[1:], one index each.
+    """(stem, units): what `first_k` / `last_k` count. ResNet: conv1+bn1, then layer1..4. ViT: patch projection,
+    class token and position embedding, then encoder layers. ConvNeXt/Swin: features[0], then 4 stages (each
+    with the downsampling in front of it). Other `features` nets: features[0], then each of features[1:].
     """
     if hasattr(model, "layer4") and hasattr(model, "conv1"):
         return [model.conv1, model.bn1], [model.layer1, model.layer2, model.layer3, model.layer4]
@@ -229,8 +202,7 @@ def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
         rest = list(features)[1:]  # stage, down, stage, down, stage, ...
         return [features[0]], [rest[0]] + [nn.ModuleList(rest[i:i + 2]) for i in range(1, len(rest), 2)]
     if isinstance(features, nn.Sequential):
-        # Only layers with weights count: AlexNet's and VGG's ReLU and pooling entries would make
-        # last_k(1) train nothing but a max-pool.
+        # Only layers with weights count: with AlexNet's and VGG's ReLUs and pools, last_k(1) would train a max-pool.
         return [features[0]], [unit for unit in list(features)[1:] if any(True for _ in unit.parameters())]
     raise ConfigError(f"first_k/last_k do not know the units of {type(model).__name__}; use head or full, or one "
                       f"of ResNet, ResNeXt, Wide ResNet, ViT, ConvNeXt, Swin and the nets with a features sequence "
@@ -245,9 +217,7 @@ def _set_trainable(parts, flag: bool) -> None:
 
 def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | None:
     """The k a strategy uses: for first_k/last_k `k`, or half the units when None; None for head and full.
-
-    The one place the default lives, so a result records the k that was really used.
-    """
+    The one place the default lives, so a result records the k that was really used."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy not in ("first_k", "last_k"):
@@ -272,9 +242,8 @@ def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> Non
 
 
 def check_distinct(name: str, strategies: list[tuple[str, int | None]]) -> None:
-    """Refuse, in one line before any training, a list of (strategy, k) in which two entries train the same
-    parameters of `name` (ResNet50's first_k 2 and last_k 2 both train layer3, layer4 and the head).
-    Compared on the meta-device architecture: no weights, no memory."""
+    """Refuse, before any training, a list of (strategy, k) in which two entries train the same parameters of
+    `name` (ResNet50's first_k 2 and last_k 2 both train layer3, layer4 and the head). No weights are loaded."""
     model, seen = architecture(name), {}
     for strategy, k in strategies:
         apply_strategy(model, strategy, k)
@@ -288,9 +257,7 @@ def check_distinct(name: str, strategies: list[tuple[str, int | None]]) -> None:
 
 def freeze_bn(model: nn.Module) -> nn.Module:
     """Put every BatchNorm whose parameters are all frozen in eval mode: its running stats must not drift.
-
-    `fit` calls it through `on_train`, right after `model.train()` switched everything back on.
-    """
+    `fit` calls it through `on_train`, right after `model.train()`."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             if not any(p.requires_grad for p in module.parameters(recurse=False)):
@@ -306,11 +273,8 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 
 def build_model(name: str, strategy: str, num_classes: int = 10, k: int | None = None,
                 pretrained: bool = True) -> nn.Module:
-    """A torchvision classifier with its DEFAULT ImageNet weights, a new `num_classes` head, frozen per strategy.
-
-    pretrained=False gives the same architecture with random weights (the offline demo).
-    Raises `WeightsUnavailable` (one line) when pretrained weights are neither cached nor downloadable.
-    """
+    """A torchvision classifier with its DEFAULT ImageNet weights (random ones when not `pretrained`), a new
+    `num_classes` head, frozen per strategy. `WeightsUnavailable` when the weights are neither cached nor downloadable."""
     if pretrained:
         with _hub_errors(name):  # get_model -> weights.get_state_dict -> load_state_dict_from_url
             model = torchvision.models.get_model(name, weights=get_weights(name))
@@ -324,12 +288,9 @@ def build_model(name: str, strategy: str, num_classes: int = 10, k: int | None =
 
 def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = BACKBONE_LR_FACTOR) -> list[dict]:
     """The new head at `lr`, trainable pretrained layers at lr * backbone_lr_factor."""
-    head = set(id(p) for p in get_head(model).parameters())
-    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
-    groups = [{"params": [p for p in get_head(model).parameters()], "lr": lr}]
-    if backbone:
-        groups.insert(0, {"params": backbone, "lr": lr * backbone_lr_factor})
-    return groups
+    head = list(get_head(model).parameters())
+    backbone = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in head)]
+    return ([{"params": backbone, "lr": lr * backbone_lr_factor}] if backbone else []) + [{"params": head, "lr": lr}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +303,7 @@ def extract_features(model: nn.Module, images: data_lib.ImageSet, device, mean, 
     parent, attr = head_slot(model)
     head = getattr(parent, attr)
     setattr(parent, attr, nn.Identity())  # the model now returns what the head would see
-    # channels_last pays on GPUs; on a CPU it made this forward-only pass 3x slower (torch 2.14, oneDNN).
+    # channels_last pays on GPUs; on a CPU it made this forward-only pass 3x slower.
     layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model.eval().to(device).to(memory_format=layout)
     dtype = amp_dtype(device)
@@ -360,32 +321,25 @@ def extract_features(model: nn.Module, images: data_lib.ImageSet, device, mean, 
 def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 500, lr: float = 3e-3,
                  weight_decay: float = 0.01, label_smoothing: float = 0.1, eval_every: int = 10,
                  patience: int = 100) -> dict:
-    """Full-batch AdamW on fixed features, early stopping on validation accuracy; best weights kept."""
-    if train_x.device.type == "cpu" and torch.get_num_threads() > 1:
-        # Thousands of tiny ops: thread hand-offs dominate. One thread ran 10x faster on a busy 2-core CPU.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return train_linear(head, train_x, train_y, val_x, val_y, steps, lr, weight_decay,
-                                label_smoothing, eval_every, patience)
-        finally:
-            torch.set_num_threads(threads)
+    """Full-batch AdamW on fixed features, early stopping on validation accuracy; best weights kept. On a CPU on one
+    torch thread: for thousands of tiny ops the hand-offs dominate (10x faster on a busy 2-core CPU)."""
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     history, best = [], {"val_acc": -1.0, "step": 0, "state": None}
-    for step in range(1, steps + 1):
-        loss = F.cross_entropy(head(train_x), train_y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % eval_every == 0 or step == steps:
-            with torch.no_grad():
-                val_acc = (head(val_x).argmax(1) == val_y).float().mean().item()
-            history.append({"step": step, "train_loss": loss.item(), "val_acc": val_acc})
-            if val_acc > best["val_acc"]:
-                best = {"val_acc": val_acc, "step": step,
-                        "state": {k: v.detach().clone() for k, v in head.state_dict().items()}}
-            elif step - best["step"] >= patience:
-                break
+    with one_torch_thread() if train_x.device.type == "cpu" else nullcontext():
+        for step in range(1, steps + 1):
+            loss = F.cross_entropy(head(train_x), train_y, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step % eval_every == 0 or step == steps:
+                with torch.no_grad():
+                    val_acc = (head(val_x).argmax(1) == val_y).float().mean().item()
+                history.append({"step": step, "train_loss": loss.item(), "val_acc": val_acc})
+                if val_acc > best["val_acc"]:
+                    best = {"val_acc": val_acc, "step": step,
+                            "state": {k: v.detach().clone() for k, v in head.state_dict().items()}}
+                elif step - best["step"] >= patience:
+                    break
     head.load_state_dict(best["state"])
     return {"history": history, "val_acc": best["val_acc"], "best_step": best["step"]}
 
@@ -398,9 +352,8 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
               progress: bool = True) -> dict:
     """Train a model from `build_model` in place; returns val_acc, epoch_seconds, history, param counts.
 
-    `head`: features once, then `train_linear` (no augmentation: the features are fixed), and
-    the trained Linear goes back into the model. Others: `fit` with discriminative LRs and
-    `freeze_bn` after every `model.train()`.
+    `head`: features once, then `train_linear` (no augmentation: the features are fixed) on the model's own head.
+    Others: `fit` with discriminative learning rates and `freeze_bn` after every `model.train()`.
     """
     tcfg = tcfg or FINETUNE_TRAIN
     require_images(train_set, val_set, tcfg)
@@ -438,10 +391,8 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
                  tcfg: TrainConfig | None = None, device=None, progress: bool = True) -> dict:
     """Everything the CLI's `finetune` does: data at the weights' preprocessing, build, fine-tune, (test).
 
-    Settings, the dataset (`root` goes through `data.find_data`, so None finds it) and the weights are
-    checked in that order before any decoding. The head has as many outputs as the data has classes.
-    `allow_random` is `weights_or_random`'s: by default a missing checkpoint raises `WeightsUnavailable`
-    (one line) in every mode.
+    Settings, the dataset (`root` goes through `data.find_data`, so None finds it) and the weights are checked in
+    that order before any decoding. `allow_random` is `weights_or_random`'s (False: no weights, no run).
     """
     tcfg = tcfg or FINETUNE_TRAIN
     if epochs is not None:

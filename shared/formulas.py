@@ -49,10 +49,6 @@ def count_macs(cfg: CNNConfig) -> int:
     return total
 
 
-def count_flops(cfg: CNNConfig) -> int:
-    return 2 * count_macs(cfg)
-
-
 def params_uniform(m: int, k: int, n: int, size: int, batch_norm: bool = False) -> int:
     """The assignment's case: m filters of k x k in every layer, n dense neurons, 3 input channels, 10 classes.
 
@@ -77,10 +73,7 @@ def macs_uniform(m: int, k: int, n: int, size: int) -> int:
 def log_slope(count, point: dict, name: str, low: float, high: float, size: int) -> float:
     """How fast `count` (params_uniform or macs_uniform) grows in `name` between `low` and `high`, the other
     values as in `point`: the slope of log(count) against log(name). 2 means quadratic there, 1 linear, 0 flat.
-
-    Introduced in Part-A/01, which measures it around the example: at the far end of a range the largest
-    term has taken over, and the slope says nothing about the example.
-    """
+    Introduced in Part-A/01, which measures it around the example (far from it another term takes over)."""
     at = lambda value: count(**{**point, name: value}, size=size)  # noqa: E731
     return math.log(at(high) / at(low)) / math.log(high / low)
 

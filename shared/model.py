@@ -1,8 +1,7 @@
 """The from-scratch CNN of Part A: five conv blocks, one dense layer, a class layer.
 
-Introduced in Part-A/01. Every layer is spelled out so that `shared.formulas` can count
-it by hand, and every block owns its activation module so that guided backprop
-(`shared.viz`) can hook one layer without touching the others.
+Introduced in Part-A/01. Every layer is spelled out so that `shared.formulas` can count it by hand, and
+every block owns its activation module so that guided backprop (`shared.viz`) can hook one layer alone.
 """
 from __future__ import annotations
 
@@ -22,10 +21,7 @@ MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; 100,000 px asked for 60
 
 
 class ConfigError(UserError, ValueError):
-    """A setting out of range (CNNConfig, TrainConfig, a CLI flag): refused before any work starts.
-
-    Introduced in Part-A/01. A ValueError too, so code that caught the old ValueErrors still works.
-    """
+    """A setting out of range (CNNConfig, TrainConfig, a CLI flag): refused before any work starts."""
 
 
 def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
@@ -36,13 +32,10 @@ def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tupl
         doubling  32  64 128 256 512
         halving  512 256 128  64  32   (the published winner)
 
-    Why this makes a fair sweep space: doubling and halving use the same five widths in opposite
-    orders, so their conv layers hold almost the same number of weights (only the 3-channel input
-    layer differs) and the sweep compares *where* the width goes, not how much of it there is.
-    No organisation ends narrower than `base`, so CONV5 has at least `base` channels (Question 4
-    needs 10). Halving used to start at `base` and shrink (32 -> 2): crippled by construction.
-    Compute is not equal and cannot be: halving puts its widest layers at the highest resolution
-    (about 17x the MACs of doubling at 224 px). Introduced in Part-A/01.
+    Doubling and halving use the same widths in opposite orders, so their conv layers hold almost the same
+    number of weights and the sweep compares *where* the width goes, not how much there is; CONV5 keeps at
+    least `base` channels (Question 4 needs 10). Compute cannot be equal: halving puts its widest layers at
+    the highest resolution (about 17x the MACs of doubling at 224 px).
     """
     if organisation not in ORGANISATIONS:
         raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
@@ -57,7 +50,7 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name.lower()]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+        raise ConfigError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
 
 
 @dataclass
@@ -91,20 +84,14 @@ class CNNConfig:
         if self.dense_activation is None:
             self.dense_activation = self.activation
         for name in (self.activation, self.dense_activation):
-            try:
-                make_activation(name)  # fail early on a typo
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
+            make_activation(name)  # fail early on a typo
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def feature_sizes(self) -> list[int]:
-        """Spatial size entering each block, then after the last pool: [S, S//2, ..., S//32]."""
-        sizes = [self.input_size]
-        for _ in self.filters:
-            sizes.append(sizes[-1] // 2)  # MaxPool2d(2) floors odd sizes
-        return sizes
+        """Spatial size entering each block, then after the last pool: [S, S//2, ..., S//32] (each pool floors)."""
+        return [self.input_size // 2**i for i in range(len(self.filters) + 1)]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

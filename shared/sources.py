@@ -1,11 +1,8 @@
-"""Where the images come from: finding the iNaturalist-12K folder, downloading it, or the embedded demo set.
+"""Where the images come from: the places `data.find_data` looks in, the download, the embedded demo set.
 
-Introduced in Part-A/01, whose setup cell calls `find_data()`. `shared.data` loads what this file finds
-and imports `find_data` from here (the notebooks call it as `data.find_data`); this file never imports `data`.
-
-A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test set in val/). A folder
-with train/ and test/ instead is read through a view: a folder of symlinks, train -> train and val -> test,
-made in a writable place, because /kaggle/input (where such copies usually sit) cannot be renamed in.
+Introduced in Part-A/01. A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test
+set in val/). A folder with train/ and test/ instead is read through a view: a folder of symlinks, train -> train
+and val -> test, made in a writable place, because /kaggle/input (where such copies usually sit) is read-only.
 """
 from __future__ import annotations
 
@@ -29,7 +26,7 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import DATA_DIR, HOST, UserError, banner, on_colab, on_kaggle, remove_orphans, write_problem
+from .runtime import DATA_DIR, HOST, UserError, remove_orphans, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
@@ -37,9 +34,9 @@ INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEMO_MARKER = "DEMO_DATASET.txt"
 KAGGLE_INPUT = Path("/kaggle/input")
-# A path given by the user may name the dataset or any folder above it: the search below it is
-# breadth first, at most this deep (/kaggle/input/<dataset>/<folder>/inaturalist_12K is 3 levels)
-# and lists at most this many folders, so that even a home folder answers in a moment.
+# A path given by the user may name the dataset or any folder above it: the search below it is breadth
+# first, at most this deep (/kaggle/input/<dataset>/<folder>/inaturalist_12K is 3 levels) and lists at most
+# this many folders, so that even a home folder answers in a moment.
 SEARCH_DEPTH = 4
 SEARCH_MAX_FOLDERS = 2000
 SPLITS = ("train", "val", "test")
@@ -48,6 +45,8 @@ _POINT_AT_IT = ("Point INAT_DATA, --data or the 'data' setting at the unzipped i
                 f"from {DATASET_URL}, or at any folder above it")
 _IN_A_NOTEBOOK = ("in a notebook, run `%env INAT_DATA=/kaggle/input/<dataset>/<folders>/inaturalist_12K` (or "
                   "os.environ['INAT_DATA'] = '...') in a cell before the setup cell")
+_FIX_LOCAL_COPY = ("Delete it and run again to download nature_12K afresh (INAT_DOWNLOAD=1), or complete it "
+                   f"from {DATASET_URL}")
 
 
 class DataError(UserError):
@@ -151,9 +150,8 @@ def _symlink(link: Path, target: Path) -> None:
 
 
 def _view_with_val(folder: Path) -> Path:
-    """A folder of symlinks, train -> folder/train and val -> folder/test, under DATA_DIR/views (or the
-    system's temporary folder when that is read-only): the loaders read it like any dataset, and `folder`
-    itself, often read-only (/kaggle/input), is never changed."""
+    """A folder of symlinks, train -> folder/train and val -> folder/test, under DATA_DIR/views (or the system's
+    temporary folder when that is read-only); `folder` itself is never changed."""
     folder = folder.resolve()
     name = re.sub(r"[^\w.-]", "_", folder.name, flags=re.ASCII)
     tag = f"{name}-{hashlib.sha1(os.fsencode(folder)).hexdigest()[:8]}"
@@ -187,74 +185,49 @@ def _the_one(search: Search, how_to_choose: str) -> Path:
     return _usable(search.found[0])
 
 
-def _explicit_root(explicit: str | os.PathLike) -> Path:
-    """The dataset root at or below a path the user gave (--data, INAT_DATA or the settings file's "data")."""
-    top = Path(explicit).expanduser()
+def given_dataset(path: str | os.PathLike) -> Path:
+    """The dataset at or below a path the user gave (--data, INAT_DATA or the settings file's "data")."""
+    top = Path(path).expanduser()
     if not top.exists():
-        raise MissingData(f"{explicit} does not exist. {_POINT_AT_IT}")
+        raise MissingData(f"{path} does not exist. {_POINT_AT_IT}")
     if not top.is_dir():
-        raise MissingData(f"{explicit} is a file, not a folder (unzip it first). {_POINT_AT_IT}")
+        raise MissingData(f"{path} is a file, not a folder (unzip it first). {_POINT_AT_IT}")
     search = _search(top)
     if search.found:
         return _the_one(search, "Point INAT_DATA, --data or the 'data' setting at that one.")
     problem = (_layout_problem(search.near_miss) if search.near_miss is not None else
-               f"no folder with train/ and val/ at or up to {SEARCH_DEPTH} levels below {explicit} "
+               f"no folder with train/ and val/ at or up to {SEARCH_DEPTH} levels below {path} "
                f"(hidden and __MACOSX folders are skipped)")
     raise MissingData(f"{problem}. {_POINT_AT_IT}")
 
 
-def _not_on_kaggle(search: Search) -> MissingData:
+def attached_dataset() -> Path | None:
+    """On Kaggle, the one dataset attached under /kaggle/input; None when there is none."""
+    search = _search(KAGGLE_INPUT)
+    return _the_one(search, f"Point INAT_DATA at it: {_IN_A_NOTEBOOK}.") if search.found else None
+
+
+def nothing_attached() -> MissingData:
     """Why the search of /kaggle/input found nothing, and what to do: 'Add Input' only when nothing is attached."""
     attached = [p.name for p in _subfolders(KAGGLE_INPUT)] if KAGGLE_INPUT.is_dir() else []
     if not attached:
         return MissingData(f"No dataset is attached to this notebook ({KAGGLE_INPUT} is empty): 'Add Input' -> "
                            f"search 'inaturalist 12K' (or upload nature_12K.zip from {DATASET_URL}) and re-run.")
+    search = _search(KAGGLE_INPUT)
     nearest = f" The nearest: {_layout_problem(search.near_miss)}." if search.near_miss is not None else ""
     cut = f" (the search stopped after {SEARCH_MAX_FOLDERS} folders)" if search.cut_short else ""
     return MissingData(f"No folder with train/ and val/ within {SEARCH_DEPTH} levels of {KAGGLE_INPUT}{cut}; "
                        f"attached: {', '.join(attached[:5])}.{nearest} If the data is deeper, {_IN_A_NOTEBOOK}.")
 
 
-_FIX_LOCAL_COPY = ("Delete it and run again to download nature_12K afresh (INAT_DOWNLOAD=1), or complete it "
-                   f"from {DATASET_URL}")
-
-
-def find_data(path: str | os.PathLike | None = None, download: bool | None = None) -> Path:
-    """Locate the dataset root (the folder with train/ and val/, or a view of one with train/ and test/).
-
-    Order: `path` or $INAT_DATA (the root or any folder above it); on Kaggle a search of
-    /kaggle/input; a download (automatic on Colab, or `download=True` / $INAT_DOWNLOAD=1); the
-    repo-local data/inaturalist_12K; otherwise the embedded demo dataset, announced by a banner.
-    On Kaggle and Colab we never fall back to demo data: a grader there must be looking at the real
-    thing. A folder that is there but unusable, or one above several datasets, is a `DataError` that
-    says why, never a silent choice or fallback.
-    """
-    explicit = path or os.environ.get("INAT_DATA")
-    if explicit:
-        return _explicit_root(explicit)
-    kaggle = _search(KAGGLE_INPUT) if on_kaggle() else None
-    if kaggle is not None and kaggle.found:
-        return _the_one(kaggle, f"Point INAT_DATA at it: {_IN_A_NOTEBOOK}.")
-    if download is None:
-        download = on_colab() or os.environ.get("INAT_DOWNLOAD", "") == "1"
-    if download:
-        return download_dataset(DATA_DIR)
+def local_dataset() -> Path | None:
+    """The repo-local DATA_DIR/inaturalist_12K; None when it is not there, a DataError when it is unusable."""
     local = DATA_DIR / "inaturalist_12K"
     if _is_dataset(local):
         return _usable(local)
     if local.exists():
         raise DataError(f"{_layout_problem(local)}. {_FIX_LOCAL_COPY}")
-    if kaggle is not None:
-        raise _not_on_kaggle(kaggle)
-    if on_colab():
-        raise MissingData(f"iNaturalist-12K not found. On Colab: call find_data(download=True), or set INAT_DATA "
-                          f"to the unzipped folder on Drive. Source: {DATASET_URL}")
-    root = make_demo_dataset()
-    banner("DEMO DATA: iNaturalist-12K was not found, so this runs on the embedded demo set\n"
-           "(scikit-learn's handwritten digits, upscaled into a nature_12K-shaped folder).\n"
-           "Numbers below are NOT iNaturalist results. Set INAT_DATA=/path/to/inaturalist_12K,\n"
-           "put it in data/inaturalist_12K, or run with INAT_DOWNLOAD=1 to fetch it (3.6 GB).")
-    return root
+    return None
 
 
 def is_demo(root: str | os.PathLike) -> bool:
@@ -320,15 +293,14 @@ def _unpack(zip_path: Path, url: str) -> Path:
 PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
 
 
-def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL, timeout: float = 60) -> Path:
-    """Download and unzip nature_12K atomically: nothing appears at dest/inaturalist_12K unless complete.
+def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_URL, timeout: float = 60) -> Path:
+    """Download and unzip nature_12K into `dest` (DATA_DIR) atomically: nothing appears at dest/inaturalist_12K
+    unless complete. One there already is returned when complete, else reported before any download.
 
-    A dest/inaturalist_12K that is already there is returned when complete; when it is not (an
-    interrupted unzip, a partial copy) that is reported before any download, which could not replace it.
-    The work happens in dest/.download-<pid>@<host>.<random>.tmp, removed at the end, or by the next
-    download when this one is killed. Every failure is a `DownloadError` of one line.
+    The work happens in dest/.download-<pid>@<host>.<random>.tmp, removed at the end, or by the next download
+    when this one is killed. Every failure is a `DownloadError` of one line.
     """
-    dest = Path(dest)
+    dest = Path(dest or DATA_DIR)
     final = dest / "inaturalist_12K"
     if final.exists():
         check_complete(final)
@@ -358,12 +330,8 @@ def download_dataset(dest: str | os.PathLike = DATA_DIR, url: str = DATASET_URL,
 # The embedded demo dataset
 # --------------------------------------------------------------------------------------------
 def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int = 20, seed: int = 0) -> Path:
-    """Write scikit-learn's 1,797 bundled 8x8 digits as a nature_12K-shaped ImageFolder of JPEGs.
-
-    Real data that ships with scikit-learn, so it needs no network. Images are upscaled to
-    varied non-square sizes, tinted, and a few are saved as grayscale JPEGs, so the demo goes
-    through the same decode/convert/resize paths as the real photos.
-    """
+    """Write scikit-learn's 1,797 bundled 8x8 digits (no network needed) as a nature_12K-shaped ImageFolder of
+    JPEGs, upscaled to varied non-square sizes, tinted, a few in grayscale: the decode paths of real photos."""
     root = Path(root) if root else DATA_DIR / "demo_digits"
     if (root / DEMO_MARKER).exists():
         return root

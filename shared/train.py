@@ -1,8 +1,7 @@
 """The training engine: one function turns a `CNNConfig` into a trained model and a result.
 
-Introduced in Part-A/02. Speed comes from the data layer (batches are index lookups into a
-uint8 tensor on the GPU), bf16/fp16 autocast, channels_last, a fused optimiser and, on big
-enough runs, `torch.compile`. Augmentation is batched on the device.
+Introduced in Part-A/02. Batches are index lookups into a uint8 tensor on the GPU, augmented there;
+training uses bf16/fp16 autocast, channels_last, a fused optimiser and, on big enough runs, `torch.compile`.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from .augment import prepare_batch
-from .formulas import count_macs, count_params
+from .formulas import count_macs, count_params, torch_counts
 from .model import CNN, CNNConfig, ConfigError
 from .runtime import MAX_SEED, UserError, atomic_path, get_device
 
@@ -29,7 +28,12 @@ from .runtime import MAX_SEED, UserError, atomic_path, get_device
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine")
 COMPILE_SETTINGS = ("auto", "true", "false", "1", "0", "yes", "no", "on", "off")
-MAX_LR, MAX_WEIGHT_DECAY = 10.0, 1.0  # see TrainConfig.__post_init__
+# Upper bounds that catch typos (1e3 for 1e-3): both optimisers diverge long before lr = 10, and decoupled
+# weight decay shrinks every weight by lr * weight_decay per step, so weight_decay > 1 erases what a step learned.
+MAX_LR, MAX_WEIGHT_DECAY = 10.0, 1.0
+COMPILE_MIN_MACS = 1e15  # ~1 min of eager bf16 training on an H100, where ~30 s of compile starts to pay off
+# Kept free by the memory plan: the CUDA context (~0.4 GiB), cuDNN workspaces and the allocator's fragmentation.
+GPU_MEMORY_RESERVE = int(1.5 * 2**30)
 
 
 @dataclass
@@ -52,12 +56,9 @@ class TrainConfig:
     micro_batch: int = 0             # 0 = planned from the GPU's memory (`plan_micro_batch`); the whole batch on a CPU
 
     def __post_init__(self):
-        """Refuse settings that would crash (batch_size=0 divides by zero) or silently mean nothing."""
+        """Refuse settings that would crash (batch_size=0 divides by zero) or silently mean nothing (NaN)."""
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-            # Upper bounds catch typos (1e3 for 1e-3), not taste: AdamW and SGD diverge from the first
-            # steps long before lr = 10, and decoupled weight decay shrinks every weight by lr * weight_decay
-            # per step, so weight_decay > 1 only erases what the step learned. NaN fails every comparison.
             ("lr", 0 < self.lr <= MAX_LR, f"> 0 and <= {MAX_LR:g}"),
             ("weight_decay", 0 <= self.weight_decay <= MAX_WEIGHT_DECAY, f">= 0 and <= {MAX_WEIGHT_DECAY:g}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
@@ -90,7 +91,7 @@ class Diverged(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# Device settings
+# Device settings and the memory plan (micro-batches when a drawn batch does not fit the GPU)
 # --------------------------------------------------------------------------------------------
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 on Ampere and newer, fp16 (with a GradScaler) on T4/P100/V100, none on CPU."""
@@ -99,14 +100,9 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
-def should_compile(setting: str | bool, device: torch.device, images_to_process: int,
-                   macs_per_image: int | None = None) -> bool:
-    """Compile only where Triton works (CUDA capability >= 7.0) and the run is big enough to repay it.
-
-    "auto" compiles when the run's forward work, images x MACs, reaches COMPILE_MIN_MACS: a
-    compile costs tens of seconds per new config, which a light config (0.2 GMAC/image at
-    224 px) never earns back in a 15-epoch sweep run, while a heavy one (16 GMAC) does.
-    """
+def should_compile(setting: str | bool, device: torch.device, images_to_process: int, macs_per_image: int) -> bool:
+    """Compile only where Triton works (CUDA capability >= 7.0) and the run's images x MACs reach COMPILE_MIN_MACS:
+    a compile costs tens of seconds, which a light config (0.2 GMAC/image) never earns back in a sweep run."""
     setting = str(setting).lower()
     if setting in ("false", "0", "no", "off") or device.type != "cuda":
         return False
@@ -114,24 +110,48 @@ def should_compile(setting: str | bool, device: torch.device, images_to_process:
         return False  # P100: Triton does not support it
     if setting in ("true", "1", "yes", "on"):
         return True
-    if macs_per_image is None:
-        return images_to_process >= 100_000
     return images_to_process * macs_per_image >= COMPILE_MIN_MACS
 
 
-COMPILE_MIN_MACS = 1e15  # ~1 min of eager bf16 training on an H100, where ~30 s of compile starts to pay off
+def _compiled_if_it_pays(model: nn.Module, tcfg: TrainConfig, device: torch.device, images: int, size: int):
+    """`torch.compile(model)` when the run's work repays the compile (`should_compile`), else `model`."""
+    if device.type != "cuda" or not should_compile(tcfg.compile, device, images, torch_counts(model, size)[1]):
+        return model
+    torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
+    return torch.compile(model)
 
 
-def macs_per_image(model: nn.Module, image: torch.Tensor) -> int:
-    """Forward multiply-accumulates of `model` for one image, counted by torch (any architecture)."""
-    from torch.utils.flop_counter import FlopCounterMode
+def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
+    """(bytes autograd saves for backward, the largest saved tensor) per training image under 16-bit autocast.
+    Exact: a 16-bit copy runs one image on the meta device and every distinct storage saved for backward is summed."""
+    meta = copy.deepcopy(model).to("meta", torch.bfloat16).train()
+    saved = {}
 
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(image)
-    model.train(was_training)
-    return counter.get_total_flops() // 2
+    def pack(tensor):
+        saved[tensor.untyped_storage()._cdata] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        meta(torch.zeros(1, in_channels, input_size, input_size, device="meta", dtype=torch.bfloat16))
+    return sum(saved.values()), max(saved.values())
+
+
+def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_bytes: int,
+                     cached_bytes: int = 0) -> tuple[int, int]:
+    """(micro-batch, predicted peak bytes): the largest divisor of `batch_size` whose peak fits `gpu_bytes`, else 1.
+
+    The peak: per image its saved tensors plus two of the largest (the gradients flowing back); the float batch
+    and its augmented copy; fp32 weights, gradients, AdamW's moments, autocast's 16-bit weights; the cached
+    images; GPU_MEMORY_RESERVE. One optimiser step per drawn batch either way (gradient accumulation); BatchNorm
+    normalises each micro-batch by its own statistics, as every framework's gradient accumulation does.
+    """
+    saved, largest = activation_bytes(model, input_size)
+    fixed = (2 * batch_size * 3 * input_size**2 * 4 + sum(p.numel() for p in model.parameters()) * (4 + 4 + 8 + 2)
+             + cached_bytes + GPU_MEMORY_RESERVE)
+    for micro in (d for d in range(batch_size, 0, -1) if batch_size % d == 0):
+        peak = micro * (saved + 2 * largest) + fixed
+        if peak <= gpu_bytes or micro == 1:
+            return micro, peak
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +176,6 @@ def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, de
             mean=data_lib.MEAN, std=data_lib.STD) -> torch.Tensor:
     """Class probabilities [N, C] (on the CPU) for every image of a decoded set."""
     device = torch.device(device or next(model.parameters()).device)
-    # Each batch stays on the device: one transfer at the end.
     out = [logits.softmax(dim=1) for logits, _ in _batch_logits(model, data, batch_size, device, mean, std)]
     return torch.cat(out).cpu() if out else torch.empty(0, len(data.classes))
 
@@ -164,11 +183,8 @@ def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, de
 @torch.no_grad()
 def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
              mean=data_lib.MEAN, std=data_lib.STD) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set.
-
-    Summed on the device straight from the logits, with one sync at the end: no [N, C] probability
-    tensor, no copy to the CPU, and log-softmax is exact where log(softmax) would underflow.
-    """
+    """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set. Summed on the
+    device from the logits (log-softmax is exact where log(softmax) underflows), with one sync at the end."""
     device = torch.device(device or next(model.parameters()).device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -183,6 +199,28 @@ def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, d
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig) -> None:
+    """Refuse an empty training or validation set before the first epoch: with no validation image no
+    epoch is ever "best", so there would be no weights to hand back."""
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise UserError(f"nothing to {'train on' if len(train_set) == 0 else 'validate on'}: "
+                        f"{len(train_set)} training and {len(val_set)} validation images; "
+                        f"add images or change val_fraction ({tcfg.val_fraction})")
+
+
+def require_test_images(test_set: data_lib.ImageSet, root) -> None:
+    """Refuse, before training, a test set with no readable image: its accuracy would be NaN."""
+    if len(test_set) == 0:
+        raise UserError(f"no readable test image in {root}/val ({len(test_set.skipped)} file(s) skipped); "
+                        f"add images there or leave out --test")
+
+
+def check_rgb(cfg: CNNConfig) -> None:
+    """Images are decoded to RGB. Not a CNNConfig rule: the model and its formulas hold for any channels."""
+    if cfg.in_channels != 3:
+        raise ConfigError(f"in_channels must be 3 to train on the images (decoded as RGB), got {cfg.in_channels}")
+
+
 def _make_optimizer(params, tcfg: TrainConfig, device: torch.device):
     fused = device.type == "cuda"
     if tcfg.optimizer == "adamw":
@@ -195,8 +233,8 @@ def _make_optimizer(params, tcfg: TrainConfig, device: torch.device):
 
 def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
     if tcfg.schedule == "onecycle":
-        # OneCycleLR divides by (warm-up steps - 1) and by the steps after it: with 5 steps at 0.2 that is 0.
-        # Keep at least 2 warm-up steps and 1 after them; a run of under 3 steps keeps a constant rate.
+        # OneCycleLR divides by (warm-up steps - 1) and by the steps after it: keep at least 2 warm-up
+        # steps and 1 after them; a run of under 3 steps keeps a constant rate.
         if total_steps < 3:
             return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         pct_start = min(max(tcfg.warmup_fraction, 2 / total_steps), 1 - 1 / total_steps)
@@ -214,93 +252,8 @@ def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
     raise ValueError(f"schedule must be onecycle or cosine, got {tcfg.schedule!r}")
 
 
-def save_atomic(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig) -> None:
-    """Refuse an empty training or validation set before the first epoch, not after the last one.
-
-    With no validation image no epoch is ever "best", so there would be no weights to hand back.
-    """
-    if len(train_set) == 0 or len(val_set) == 0:
-        raise UserError(f"nothing to {'train on' if len(train_set) == 0 else 'validate on'}: "
-                        f"{len(train_set)} training and {len(val_set)} validation images; "
-                        f"add images or change val_fraction ({tcfg.val_fraction})")
-
-
-def require_test_images(test_set: data_lib.ImageSet, root) -> None:
-    """Refuse, before training, a test set with no readable image: its accuracy would be NaN (issue 14)."""
-    if len(test_set) == 0:
-        raise UserError(f"no readable test image in {root}/val ({len(test_set.skipped)} file(s) skipped); "
-                        f"add images there or leave out --test")
-
-
-def check_rgb(cfg: CNNConfig) -> None:
-    """Images are decoded to RGB. Not a CNNConfig rule: the model and its formulas hold for any channels."""
-    if cfg.in_channels != 3:
-        raise ConfigError(f"in_channels must be 3 to train on the images (decoded as RGB), got {cfg.in_channels}")
-
-
-def _compiled_if_it_pays(model: nn.Module, tcfg: TrainConfig, device: torch.device, train_dev, mean, std):
-    """`torch.compile(model)` on CUDA when the run's work repays the compile (`should_compile`), else `model`."""
-    if device.type != "cuda" or not should_compile(
-            tcfg.compile, device, tcfg.epochs * len(train_dev),
-            macs_per_image(model, prepare_batch(train_dev.images[:1], device, False, mean, std))):
-        return model
-    torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
-    return torch.compile(model)
-
-
-# --------------------------------------------------------------------------------------------
-# The memory plan: micro-batches when a drawn batch does not fit the GPU (issue 19)
-# --------------------------------------------------------------------------------------------
-# Kept free by the plan: the CUDA context (~0.4 GiB), cuDNN workspaces and the allocator's fragmentation.
-GPU_MEMORY_RESERVE = int(1.5 * 2**30)
-
-
-def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
-    """(bytes autograd saves for backward, the largest saved tensor) per training image under 16-bit autocast.
-
-    Exact, not estimated: a 16-bit copy of the model runs one image on the meta device (no memory, no compute)
-    and every distinct storage that `saved_tensors_hooks` sees is summed (pool indices are int64, the rest 16-bit).
-    """
-    meta = copy.deepcopy(model).to("meta", torch.bfloat16).train()
-    saved = {}
-
-    def pack(tensor):
-        saved[tensor.untyped_storage()._cdata] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        meta(torch.zeros(1, in_channels, input_size, input_size, device="meta", dtype=torch.bfloat16))
-    return sum(saved.values()), max(saved.values())
-
-
-def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_bytes: int,
-                     cached_bytes: int = 0) -> tuple[int, int]:
-    """(micro-batch, predicted peak bytes): the largest divisor of `batch_size` whose peak fits `gpu_bytes`; 1 when
-    none does. The peak of a step: per image of a micro-batch its saved tensors (`activation_bytes`) plus two of the
-    largest (the gradients flowing back through it); the float batch and its augmented copy; fp32 weights and
-    gradients, AdamW's two moments and autocast's 16-bit weight copies; the cached uint8 images; GPU_MEMORY_RESERVE.
-
-    One optimiser step per drawn batch either way (gradient accumulation), so a GPU with room for the whole batch
-    trains exactly as before. BatchNorm normalises each micro-batch with its own statistics (and updates its running
-    statistics once per micro-batch): the choice every framework's gradient accumulation makes; exact without BN.
-    """
-    saved, largest = activation_bytes(model, input_size)
-    fixed = (2 * batch_size * 3 * input_size**2 * 4 + sum(p.numel() for p in model.parameters()) * (4 + 4 + 8 + 2)
-             + cached_bytes + GPU_MEMORY_RESERVE)
-    for micro in (d for d in range(batch_size, 0, -1) if batch_size % d == 0):
-        peak = micro * (saved + 2 * largest) + fixed
-        if peak <= gpu_bytes or micro == 1:
-            return micro, peak
-
-
 def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
-    """The step after the batch's backward passes; under fp16 the GradScaler's gradients are unscaled before clipping."""
+    """The step after the batch's backward passes; under fp16 the gradients are unscaled before clipping."""
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm:
@@ -312,26 +265,15 @@ def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | 
         optimizer.step()
 
 
-def _fit_result(history: list[dict], best: dict, stopped_by: str | None) -> dict:
-    """`fit`'s summary; images/s is the median of the epochs after the first (which pays for warm-up)."""
-    steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
-    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
-            "epoch_seconds": [r["epoch_seconds"] for r in history],
-            "images_per_second": sorted(steady)[len(steady) // 2], "best_state": best["state"],
-            "stopped_by": stopped_by}
-
-
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
         progress: bool = True, desc: str = "train", on_train=None) -> dict:
-    """Train `model` in place with early stopping; load the best epoch's weights back at the end.
+    """Train `model` in place with early stopping; it comes back with the best epoch's weights and no gradients.
 
-    Returns a dict with `history` (one dict per epoch), `best_epoch`, `val_acc` (best),
-    `epoch_seconds`, `images_per_second`, `best_state` (a deep copy, not a view) and `stopped_by`
-    (None, "patience", or "on_epoch" when `on_epoch(row)` returned True to stop the run).
-    The model comes back with the best weights and no gradients on its parameters.
-    `param_groups` lets fine-tuning pass discriminative learning rates. `on_train(model)` runs
-    right after `model.train()` in every epoch: fine-tuning puts frozen BatchNorm back in eval mode there.
+    Returns `history` (one dict per epoch), `best_epoch`, `val_acc` (best), `epoch_seconds`, `images_per_second`,
+    `best_state` (a copy), `micro_batch` and `stopped_by`: None, "patience", or "on_epoch" when `on_epoch(row)`
+    returned True. `param_groups`: discriminative learning rates. `on_train(model)` runs after every
+    `model.train()`: fine-tuning puts frozen BatchNorm back in eval mode there.
     """
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
@@ -345,17 +287,16 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
     steps = len(train_set) // tcfg.batch_size if drop_last else 1
     schedule = _make_schedule(optimizer, tcfg, steps * tcfg.epochs)
+    size = train_dev.images.shape[-1]
     micro = tcfg.micro_batch or tcfg.batch_size
     if device.type == "cuda" and not tcfg.micro_batch:
-        micro, _ = plan_micro_batch(model, train_dev.images.shape[-1], tcfg.batch_size,
-                                    torch.cuda.get_device_properties(device).total_memory,
+        micro, _ = plan_micro_batch(model, size, tcfg.batch_size, torch.cuda.get_device_properties(device).total_memory,
                                     train_dev.images.nbytes + val_dev.images.nbytes)
-    step_model = _compiled_if_it_pays(model, tcfg, device, train_dev, mean, std)
+    step_model = _compiled_if_it_pays(model, tcfg, device, tcfg.epochs * len(train_dev), size)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     generator = torch.Generator().manual_seed(tcfg.seed)
 
-    history, best = [], {"val_acc": -1.0, "epoch": 0, "state": None}
-    stopped_by = None  # None: all epochs ran; "patience": early stopping; "on_epoch": the caller stopped it
+    history, best, stopped_by = [], {"val_acc": -1.0, "epoch": 0, "state": None}, None
     bar = tqdm(range(1, tcfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=progress)
     for epoch in bar:
         start = time.perf_counter()
@@ -390,7 +331,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
                "epoch_seconds": seconds, "images_per_second": (seen + len(val_set)) / seconds}
         history.append(row)
         if val_acc > best["val_acc"]:
-            # A deep copy: state_dict() returns views that the next optimizer step would overwrite.
+            # A copy: state_dict() returns views that the next optimizer step would overwrite.
             best = {"val_acc": val_acc, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         bar.set_postfix(train_acc=f"{row['train_acc']:.3f}", val_acc=f"{val_acc:.3f}",
@@ -403,9 +344,12 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
             break
     bar.close()
     model.load_state_dict(best["state"])
-    model.zero_grad(set_to_none=True)  # the model is handed back ready to use: no last-step gradients on it
-    del train_dev, val_dev, optimizer, step_model
-    return {**_fit_result(history, best, stopped_by), "micro_batch": micro}
+    model.zero_grad(set_to_none=True)
+    steady = [r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]
+    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
+            "epoch_seconds": [r["epoch_seconds"] for r in history],
+            "images_per_second": sorted(steady)[len(steady) // 2],  # the median after the warm-up epoch
+            "best_state": best["state"], "stopped_by": stopped_by, "micro_batch": micro}
 
 
 def release_memory() -> None:
@@ -413,6 +357,12 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,7 +382,7 @@ class TrainResult:
     skipped: list
     history: list = field(default_factory=list)
     stopped_by: str | None = None   # see `fit`
-    micro_batch: int | None = None  # the memory plan: images per forward/backward pass (see `plan_micro_batch`)
+    micro_batch: int | None = None  # images per forward/backward pass (see `plan_micro_batch`)
     test_acc: float | None = None
     test_loss: float | None = None
     checkpoint: str | None = None
@@ -448,11 +398,8 @@ class TrainResult:
 def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = False, device=None,
           checkpoint: str | os.PathLike | None = None, on_epoch=None, progress: bool = True,
           verbose: bool = True) -> TrainResult:
-    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`.
-
-    The dataset is checked first (names only, seconds), so a bad folder fails before any decoding, and
-    the number of classes comes from it: `cfg.num_classes` is replaced by the data's.
-    """
+    """Train one Part A config on the 80/20 split of root/train; evaluate on root/val only if `test`. The dataset
+    is checked first (names only), so a bad folder fails before any decoding; `cfg.num_classes` becomes the data's."""
     tcfg = tcfg or TrainConfig()
     check_rgb(cfg)
     info = data_lib.check_dataset(root)

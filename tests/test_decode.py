@@ -439,7 +439,7 @@ def measure(per_class: int = 75) -> None:
                 "plain PIL": (lambda p: np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)),
                               as_it_is),
                 "version 1": (lambda p: full_size_decode(p, size), as_it_is),
-                "today": (lambda p: decode._decode((p, size, None)), decode._one_torch_thread_each)}, files, workers)
+                "today": (lambda p: decode._decode((p, size, None)), decode.one_torch_thread)}, files, workers)
             rates.update(_build_rates(root / "train", size, {"cache build": as_it_is,
                                                              "build without simplejpeg": without_simplejpeg}))
             plain = rates["plain PIL"]

@@ -187,7 +187,7 @@ def test_missing_weights_fail_with_one_clear_line(torch_home):
     assert "\n" not in message and "ResNet18_Weights.IMAGENET1K_V1" in message
     assert str(torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
-    assert not finetune.pretrained_available("resnet18")  # the notebooks' path: a banner, then random init
+    assert not finetune.weights_or_random("resnet18", "demo")  # the notebooks' path: a banner, then random init
 
 
 def test_damaged_weights_file_is_reported(torch_home):

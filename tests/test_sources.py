@@ -1,4 +1,5 @@
-"""shared.sources: finding the dataset (a path, Kaggle, the repo-local copy), the download, the demo set.
+"""data.find_data and shared.sources: finding the dataset (a path, Kaggle, the repo-local copy), the download,
+the demo set.
 
 Every dataset here is built under tmp_path; downloads come from a stub at the urllib boundary or from a
 real HTTP server on localhost (http.server in a thread).
@@ -33,7 +34,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(data, "_MEMO", {})
     # Kaggle is simulated by its env var alone, so these tests also hold when run on Kaggle itself.
-    monkeypatch.setattr(sources, "on_kaggle", lambda: bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")))
+    monkeypatch.setattr(data, "on_kaggle", lambda: bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE")))
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,11 @@ def demo_root(tmp_path_factory):
     return sources.make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo_digits")
 
 
-def test_data_keeps_its_contract_name_and_the_rest_lives_in_sources():
-    """data.find_data is a contract name (checks outside the repo call it); the other names of the data's
-    sources live in shared.sources only, with no re-export (issue 22)."""
-    assert data.find_data is sources.find_data and callable(data.load_folder)
+def test_data_defines_its_contract_names_and_the_rest_lives_in_sources():
+    """data.find_data and data.load_folder are contract names (checks outside the repo call them), defined in
+    shared.data; the other names of the data's sources live in shared.sources only, with no re-export."""
+    assert data.find_data.__module__ == data.load_folder.__module__ == "shared.data"
+    assert not hasattr(sources, "find_data")
     for name in ("make_demo_dataset", "download_dataset", "check_complete", "DATASET_URL", "DEMO_MARKER",
                  "IMAGE_EXTENSIONS", "INAT_CLASSES"):
         assert hasattr(sources, name) and not hasattr(data, name), name
@@ -56,18 +58,18 @@ def test_data_keeps_its_contract_name_and_the_rest_lives_in_sources():
 def test_explicit_path_wins(tmp_path, monkeypatch):
     explicit = make_dataset(tmp_path / "mine" / "inaturalist_12K", {"a": 1})
     make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})  # the repo-local copy loses
-    assert sources.find_data(explicit) == explicit
-    assert sources.find_data(explicit.parent) == explicit  # the folder above inaturalist_12K works too
+    assert data.find_data(explicit) == explicit
+    assert data.find_data(explicit.parent) == explicit  # the folder above inaturalist_12K works too
     monkeypatch.setenv("INAT_DATA", str(explicit))
-    assert sources.find_data() == explicit
+    assert data.find_data() == explicit
 
 
 def test_bad_explicit_path_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="INAT_DATA"):
-        sources.find_data(tmp_path / "typo")
+        data.find_data(tmp_path / "typo")
     monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
     with pytest.raises(FileNotFoundError, match="typo"):
-        sources.find_data()  # never a silent fallback to the demo set
+        data.find_data()  # never a silent fallback to the demo set
 
 
 def test_a_missing_data_path_is_a_one_line_user_error(tmp_path, monkeypatch):
@@ -75,20 +77,20 @@ def test_a_missing_data_path_is_a_one_line_user_error(tmp_path, monkeypatch):
         if path.suffix:
             path.write_bytes(b"PK")
         with pytest.raises(sources.DataError) as caught:
-            sources.find_data(path)
+            data.find_data(path)
         assert isinstance(caught.value, sources.UserError) and len(str(caught.value).splitlines()) == 1
     assert "unzip it first" in str(caught.value)
     monkeypatch.setenv("INAT_DATA", str(tmp_path / "typo"))
     with pytest.raises(sources.DataError, match="typo does not exist"):
-        sources.find_data()
+        data.find_data()
 
 
 def test_a_path_may_name_any_folder_above_the_dataset(tmp_path):
     root = make_dataset(tmp_path / "drive" / "MyDrive" / "datasets" / "inaturalist_12K", {"a": 1})
-    assert sources.find_data(tmp_path / "drive") == root
+    assert data.find_data(tmp_path / "drive") == root
     make_dataset(tmp_path / "other" / "one" / "two" / "three" / "four" / "inaturalist_12K", {"a": 1})  # too deep
     with pytest.raises(sources.DataError, match="no folder with train/ and val/ at or up to 4 levels below"):
-        sources.find_data(tmp_path / "other")
+        data.find_data(tmp_path / "other")
 
 
 def macosx_shadow(root: Path) -> None:
@@ -104,10 +106,10 @@ def test_macosx_and_hidden_folders_are_skipped(tmp_path, monkeypatch):
     macosx_shadow(top / "__MACOSX" / "inaturalist_12K")  # sorts before the real one
     macosx_shadow(top / ".Trash" / "inaturalist_12K")
     real = make_dataset(top / "inaturalist_12K", {"a": 1, "b": 1})
-    assert sources.find_data(tmp_path / "input") == real
+    assert data.find_data(tmp_path / "input") == real
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.setattr(sources, "KAGGLE_INPUT", tmp_path / "input")
-    assert sources.find_data() == real
+    assert data.find_data() == real
 
 
 def test_a_train_and_test_dataset_is_read_through_a_view_with_val(tmp_path, monkeypatch, capsys):
@@ -119,7 +121,7 @@ def test_a_train_and_test_dataset_is_read_through_a_view_with_val(tmp_path, monk
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.setattr(sources, "KAGGLE_INPUT", kaggle_input)
-    view = sources.find_data()
+    view = data.find_data()
     said = capsys.readouterr().out
     assert view.is_relative_to(tmp_path / "data") and sorted(p.name for p in view.iterdir()) == ["train", "val"]
     assert (view / "val").resolve() == root / "test" and (view / "train").resolve() == root / "train"
@@ -128,7 +130,7 @@ def test_a_train_and_test_dataset_is_read_through_a_view_with_val(tmp_path, monk
     train, val = data.load_split(view, 32, verbose=False)  # class folders through the symlinks
     test = data.load_test(view, 32, verbose=False)
     assert train.classes == test.classes == ["a", "b"] and len(train) + len(val) == 6 and len(test) == 4
-    assert sources.find_data(root) == view  # by path too, and the view is reused
+    assert data.find_data(root) == view  # by path too, and the view is reused
 
 
 def test_without_a_writable_place_for_the_view_the_error_says_so(tmp_path, monkeypatch):
@@ -138,7 +140,7 @@ def test_without_a_writable_place_for_the_view_the_error_says_so(tmp_path, monke
     monkeypatch.setattr(sources, "DATA_DIR", tmp_path / "a_file")
     monkeypatch.setattr(sources.tempfile, "gettempdir", lambda: str(tmp_path / "a_file"))
     with pytest.raises(sources.DataError, match="no view with val -> test could be made.*INAT_DATA_DIR") as caught:
-        sources.find_data(root)
+        data.find_data(root)
     assert len(str(caught.value).splitlines()) == 1
 
 
@@ -146,15 +148,15 @@ def test_a_folder_above_several_datasets_names_them_and_asks_for_one(tmp_path, m
     first = make_dataset(tmp_path / "top" / "copy1" / "inaturalist_12K", {"a": 1})
     second = make_dataset(tmp_path / "top" / "more" / "copy2", {"a": 1})
     with pytest.raises(sources.DataError, match="holds 2 datasets") as caught:
-        sources.find_data(tmp_path / "top")
+        data.find_data(tmp_path / "top")
     message = str(caught.value)
     assert str(first) in message and str(second) in message and "INAT_DATA" in message
     assert len(message.splitlines()) == 1
-    assert sources.find_data(first) == first  # naming one of them works
+    assert data.find_data(first) == first  # naming one of them works
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")  # two datasets attached on Kaggle: the same
     monkeypatch.setattr(sources, "KAGGLE_INPUT", tmp_path / "top")
     with pytest.raises(sources.DataError, match="holds 2 datasets.*%env INAT_DATA="):
-        sources.find_data()
+        data.find_data()
 
 
 def test_on_kaggle_data_deeper_than_the_search_names_inat_data_not_add_input(tmp_path, monkeypatch):
@@ -163,13 +165,13 @@ def test_on_kaggle_data_deeper_than_the_search_names_inat_data_not_add_input(tmp
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.setattr(sources, "KAGGLE_INPUT", tmp_path / "input")
     with pytest.raises(sources.MissingData) as caught:
-        sources.find_data()
+        data.find_data()
     message = str(caught.value)
     assert "Add Input" not in message and "my-upload" in message
     assert "%env INAT_DATA=" in message and "os.environ['INAT_DATA']" in message and "4 levels" in message
     assert len(message.splitlines()) == 1
     monkeypatch.setenv("INAT_DATA", str(deep))  # what the message says to do, works
-    assert sources.find_data() == deep
+    assert data.find_data() == deep
 
 
 @pytest.mark.parametrize("state", ["val missing", "few images", "empty folder"])
@@ -185,21 +187,21 @@ def test_an_incomplete_local_copy_is_reported_before_any_download(tmp_path, monk
     expected = {"val missing": "has train/ but no val/", "few images": "6 train and 4 val images",
                 "empty folder": "has no train/ and val/"}[state]
     with pytest.raises(sources.DataError, match=expected) as caught:
-        sources.find_data(download=True)
+        data.find_data(download=True)
     assert "Delete it" in str(caught.value) and downloads == []
     if state != "few images":  # without a download asked for, an unusable local copy is not skipped silently
         with pytest.raises(sources.DataError, match=expected):
-            sources.find_data()
+            data.find_data()
 
 
 def test_repo_local_copy_is_found(tmp_path):
     local = make_dataset(tmp_path / "data" / "inaturalist_12K", {"a": 1})
-    assert sources.find_data() == local
+    assert data.find_data() == local
 
 
 def test_demo_fallback_with_banner(tmp_path, monkeypatch, demo_root, capsys):
     monkeypatch.setattr(sources, "DATA_DIR", demo_root.parent)  # the demo set is already built there
-    root = sources.find_data()
+    root = data.find_data()
     assert root == demo_root and sources.is_demo(root)
     assert "DEMO DATA" in capsys.readouterr().out
     assert not sources.is_demo(make_dataset(tmp_path / "real", {"a": 1}))
@@ -211,7 +213,7 @@ def test_never_a_silent_demo_on_kaggle_or_colab(tmp_path, monkeypatch, platform,
     monkeypatch.setenv(platform, "Interactive")
     monkeypatch.setattr(sources, "KAGGLE_INPUT", tmp_path / "input")  # nothing attached
     with pytest.raises(FileNotFoundError, match=advice):
-        sources.find_data(download=False)
+        data.find_data(download=False)
     assert not (tmp_path / "data" / "demo_digits").exists()
 
 
@@ -224,7 +226,7 @@ def test_colab_and_inat_download_fail_in_one_line_offline(tmp_path, monkeypatch,
 
     monkeypatch.setattr(sources.urllib.request, "urlopen", offline)
     with pytest.raises(sources.DownloadError, match="INAT_DATA") as caught:
-        sources.find_data()
+        data.find_data()
     assert len(str(caught.value).splitlines()) == 1
     assert not (tmp_path / "data" / "demo_digits").exists()
     assert not (tmp_path / "data" / "inaturalist_12K").exists()
@@ -264,7 +266,7 @@ def assert_nothing_left(dest: Path):
 def test_download_unpacks_a_complete_zip(tmp_path, monkeypatch, nature_zip):
     serve(monkeypatch, nature_zip)
     monkeypatch.setattr(sources, "check_complete", functools.partial(sources.check_complete, min_train=6, min_val=4))
-    root = sources.find_data(download=True)
+    root = data.find_data(download=True)
     assert root == tmp_path / "data" / "inaturalist_12K"
     assert sorted(p.name for p in (root / "train").iterdir()) == ["a", "b"]
     assert not list(root.parent.glob(".download-*"))

@@ -152,11 +152,11 @@ def test_auto_compile_only_where_it_pays(monkeypatch):
     assert not train_lib.should_compile("true", cuda, sweep_run, heavy)
 
 
-def test_macs_per_image_agrees_with_the_formula():
-    from shared.formulas import count_macs
+def test_the_macs_the_compile_decision_uses_agree_with_the_formula():
+    from shared.formulas import count_macs, torch_counts
 
     model = CNN(TINY)
-    assert train_lib.macs_per_image(model, torch.zeros(1, 3, 32, 32)) == count_macs(TINY)
+    assert torch_counts(model, 32)[1] == count_macs(TINY)
     assert model.training  # the count leaves the model as it found it
 
 
