@@ -1,12 +1,11 @@
 """The sweep runs table: every run of every sweep in one JSON file that several agents share.
 
 Introduced in Part-A/02. `outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was
-made}, "runs": [record, ...]}`. A record is appended under a file lock, atomically, the moment its run ends, so a
-lost session or a killed agent loses only the run in progress. A record (`sweep.train_one`): config (flat: every
-CNNConfig and TrainConfig field plus the sweep's keys such as `base_filters`), val_acc, state, error, name,
-created, params, macs, epoch_seconds, best_epoch, images_per_second, history, skipped, sweep_id, data
-(`data.data_fingerprint`), mode (`runtime.run_mode`), input_size, epochs_asked, epochs_run, stop_reason. `state`
-is "finished" (every epoch, or its own patience), "stopped" (the sweep's hyperband) or "failed" (`error` says why).
+made}, "runs": [record, ...]}`. A record (`sweep.train_one` makes it) is appended under a file lock, atomically,
+the moment its run ends, so a lost session or a killed agent loses only the run in progress. It holds the flat
+config (every CNNConfig and TrainConfig field plus sweep keys such as `base_filters`), val_acc, history, timings,
+sweep_id, data (`data.data_fingerprint`), mode (`runtime.run_mode`) and state: "finished" (every epoch, or its own
+patience), "stopped" (the sweep's hyperband, `stop_reason` says why) or "failed" (`error` says why).
 
 A run being trained is a *claim* (`claim_next`), so two agents of one offline sweep never draw the same config.
 Readers (`load_runs`, `matching_runs`) use only the runs made on the data and in the mode in use.

@@ -108,10 +108,8 @@ def _as_sweep_run(record: dict, config: dict, running: bool = False):
 
 
 def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]) -> str | None:
-    """Why the engine's hyperband (the W&B server's rule) stops the run with this `history` now, or None.
-
-    `earlier`: the sweep's other runs (records). Introduced in Part-A/02.
-    """
+    """Why the engine's hyperband (the W&B server's rule) stops the run with this `history` now, or None;
+    `earlier` holds the sweep's other runs (records). Introduced in Part-A/02."""
     if not config.get("early_terminate"):
         return None
     engine = _engine()
@@ -224,9 +222,8 @@ def _new_or_unfinished(config: dict, count: int, path, online: bool, wandb_mode:
             sweep_id = wandb.sweep(config, project=tracking.PROJECT, entity=tracking.ENTITY)
         else:
             sweep_id = new_local_id()
-        return {"sweep_id": sweep_id, "method": config["method"],
-                "wandb_mode": wandb_mode, "config": config, "created": runs_table.now(), "data": fingerprint,
-                "mode": mode, "count": count}, count
+        return {"sweep_id": sweep_id, "method": config["method"], "wandb_mode": wandb_mode, "config": config,
+                "created": runs_table.now(), "data": fingerprint, "mode": mode, "count": count}, count
     sweep, done = found
     more = min(count, sweep["count"] - done)
     print(f"Continuing the unfinished sweep {sweep['sweep_id']} (same config, data and mode; {done} of its "

@@ -5,6 +5,7 @@ Introduced in Part-A/02. `wandb.init` never gets `mode=`: it would override the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -34,16 +35,12 @@ def _find_key() -> str | None:
     """WANDB_API_KEY from the environment, or Kaggle's or Colab's secrets."""
     if os.environ.get("WANDB_API_KEY"):
         return os.environ["WANDB_API_KEY"]
-    try:  # Kaggle: Add-ons -> Secrets -> WANDB_API_KEY
+    with contextlib.suppress(Exception):  # Kaggle: Add-ons -> Secrets -> WANDB_API_KEY
         from kaggle_secrets import UserSecretsClient
         return UserSecretsClient().get_secret("WANDB_API_KEY")
-    except Exception:
-        pass
-    try:  # Colab: the key icon in the sidebar -> WANDB_API_KEY
+    with contextlib.suppress(Exception):  # Colab: the key icon in the sidebar -> WANDB_API_KEY
         from google.colab import userdata
         return userdata.get("WANDB_API_KEY")
-    except Exception:
-        pass
     return None
 
 
