@@ -1,9 +1,8 @@
 """How long will a sweep take? Its wall time estimated before it starts, from a short warm-up.
 
-Introduced in Part-A/02, which prints `estimate_sweep(...)["describe"]` before the sweep runs. The estimate
-prices every config of the sweep's space by its forward MACs: seconds per image = a + b x MACs through the
-lightest and the heaviest configs, each measured by two short `train.fit` epochs on random pixels
-(`measure_epoch_speed`). `benchmarks/gpu_check.py` checks it against a real sweep on a GPU.
+Introduced in Part-A/02, which prints `estimate_sweep(...)["describe"]` before the sweep runs. Every config
+of the space is priced by its forward MACs: seconds per image = a + b x MACs through the lightest and heaviest
+configs, each timed by two short `train.fit` epochs on random pixels. `benchmarks/gpu_check.py` checks it on a GPU.
 """
 from __future__ import annotations
 
@@ -19,8 +18,9 @@ import torch
 from . import data as data_lib
 from .formulas import count_macs
 from .model import CNN, CNNConfig
+from .runs_table import plain_value
 from .runtime import UserError, describe, get_device
-from .sweep import SWEEP_CONFIG, configs_from_params, plain_value
+from .sweep import SWEEP_CONFIG, configs_from_params
 from .sweep_controller import _engine
 from .train import TrainConfig, fit, plan_micro_batch, release_memory
 
@@ -41,10 +41,8 @@ def machine(device: torch.device) -> dict:
 
 
 def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list[dict]:
-    """`samples` parameter dicts drawn uniformly from a sweep config's space, with W&B's own distributions.
-
-    A seeded generator of our own: numpy's global one (which the sweep engine uses) is left alone.
-    """
+    """`samples` parameter dicts drawn uniformly from a sweep config's space, with W&B's own distributions, from
+    a seeded generator of our own (numpy's global one, which the sweep engine uses, is left alone)."""
     _engine()  # imports sweeps with its warnings silenced; sweeps.params then imports quietly
     from sweeps.params import HyperParameterSet
 
@@ -80,12 +78,11 @@ CPU_MAX_BATCH, CPU_STEP_MACS = 16, 1e9
 
 
 def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 3) -> dict:
-    """Seconds per image of a steady `fit` epoch for this config, on random uint8 images.
+    """Seconds per image of a steady `fit` epoch for this config, on random uint8 images (they cost what photos do).
 
-    `fit` itself runs two epochs of `steps` batches plus a 20% validation share; the first pays
-    allocation and cuDNN's algorithm search and is not counted. Pixel values do not change the
-    work, so random pixels cost what photos cost. Always eager: compile time is not measured.
-    A batch that runs out of GPU memory is halved and measured again (`out_of_memory_at` says so).
+    `fit` runs two eager epochs of `steps` batches plus a 20% validation share; the first pays allocation and
+    cuDNN's algorithm search and is not counted. A batch that runs out of GPU memory is halved and measured
+    again (`out_of_memory_at` says so).
     """
     device = torch.device(device)
     batch_size = tcfg.batch_size
@@ -119,11 +116,9 @@ def _timed_warmup(cnn: CNNConfig, tcfg: TrainConfig, device, batch_size: int, st
 
 
 def _speed_model(points: list[dict]):
-    """Seconds per image as a + b * MACs through the measured points (the lightest and heaviest configs).
-
-    The intercept is what a config costs beyond its MACs (memory traffic, launches); one point, or a
-    heavier config measured faster, gives a constant.
-    """
+    """Seconds per image as a + b * MACs through the lightest and heaviest measured points. The intercept is what
+    a config costs beyond its MACs (memory traffic, launches); one point, or a heavier one measured faster, gives
+    a constant."""
     light, heavy = min(points, key=lambda p: p["macs"]), max(points, key=lambda p: p["macs"])
     slope = 0.0
     if heavy["macs"] > light["macs"]:
@@ -162,23 +157,20 @@ def measure_sweep_speed(runs: list[tuple[CNNConfig, TrainConfig]], device) -> di
 
 
 def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, device=None,
-                   speed: dict | None = None, samples: int = 256) -> dict:
-    """Estimated wall time of a sweep, before it starts: MACs x images x epochs over the sweep's space,
-    priced by a short warm-up on this device. Introduced in Part-A/02.
+                   speed: dict | None = None) -> dict:
+    """Estimated wall time of `count` runs of a sweep, before it starts. Introduced in Part-A/02.
 
-    `root_or_counts`: the dataset root (only file names are read), a {class: count} dict of train/,
-    or the number of train/ images. `config`: a sweep config (default `SWEEP_CONFIG`). The space is
-    sampled (`samples` configs, seeded); each config costs epochs x (train + val images) x seconds
-    per image, where seconds per image = a + b x MACs through the measured lightest and heaviest
-    configs (`measure_sweep_speed`). `speed`: the `speed` of an earlier estimate on the same device
-    and input size, to re-estimate without measuring again. The result is labelled an estimate:
-    runs are assumed to go all their epochs, eager, and `excludes` lists what it leaves out.
+    `root_or_counts`: the dataset root (only file names are read), a {class: count} dict of train/, or the
+    number of train/ images. `config`: a sweep config (default `SWEEP_CONFIG`), sampled (256 seeded configs);
+    each costs epochs x (train + val images) x seconds per image (`measure_sweep_speed`, `_speed_model`).
+    `speed`: an earlier estimate's, on the same device and input size, to re-estimate without measuring. Runs
+    are assumed to go all their epochs, eager; `excludes` lists what else the estimate leaves out.
     """
     if int(count) < 1:
         raise UserError(f"count must be >= 1 runs, got {count}")
     device = torch.device(device or get_device())
     folder_images = _train_folder_images(root_or_counts)
-    runs = [configs_from_params(params)[:2] for params in sample_sweep_params(config or SWEEP_CONFIG, samples)]
+    runs = [configs_from_params(params)[:2] for params in sample_sweep_params(config or SWEEP_CONFIG, 256)]
     input_sizes = sorted({cnn.input_size for cnn, _ in runs})
     if len(input_sizes) != 1:
         raise UserError(f"the sweep varies input_size ({input_sizes}); estimate one size at a time")
@@ -209,26 +201,24 @@ def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, 
 
 
 # --------------------------------------------------------------------------------------------
-# Before any GPU: the sweep's compute and its memory plan on a 16 GB GPU (issue 19)
+# Before any GPU: the sweep's compute and its memory plan on a 16 GB GPU
 # --------------------------------------------------------------------------------------------
 # An assumption, not a measurement (no T4 has run this engine): NVIDIA's T4 datasheet gives 65 TFLOP/s of
 # fp16 tensor-core peak; 15 TFLOP/s sustained (about 23% of it) is assumed for conv training at 128 px.
 T4_SUSTAINED_TFLOPS = 15.0
-NATURE_12K_TRAIN_IMAGES = 9999  # nature_12K's train/ folder; the default when no data is given
+NATURE_12K_TRAIN_IMAGES = 9999  # images in nature_12K's train/ folder: what the compute and memory plans assume
 
 
-def run_flop(cnn: CNNConfig, tcfg: TrainConfig, train_folder_images: int = NATURE_12K_TRAIN_IMAGES) -> int:
-    """FLOP of one run going all its epochs, by `count_macs`: 2 FLOP per MAC; a training image costs 3 forwards
-    (the forward and backward's two products: input and weight gradients), a validation image one."""
-    train, val = _epoch_images(train_folder_images, tcfg)
+def run_flop(cnn: CNNConfig, tcfg: TrainConfig) -> int:
+    """FLOP of one run on nature_12K going all its epochs: 2 FLOP per MAC (`count_macs`); a training image costs
+    3 forwards (the forward and backward's two products: input and weight gradients), a validation image one."""
+    train, val = _epoch_images(NATURE_12K_TRAIN_IMAGES, tcfg)
     return 2 * count_macs(cnn) * (3 * train + val) * tcfg.epochs
 
 
-def sweep_pflop(config: dict, count: int = 30, train_folder_images: int = NATURE_12K_TRAIN_IMAGES,
-                seed: int = 0) -> float:
+def sweep_pflop(config: dict, count: int = 30, seed: int = 0) -> float:
     """PFLOP of `count` runs drawn uniformly (seeded) from a sweep config, every epoch counted (no hyperband)."""
-    return sum(run_flop(*configs_from_params(params)[:2], train_folder_images)
-               for params in sample_sweep_params(config, count, seed)) / 1e15
+    return sum(run_flop(*configs_from_params(params)[:2]) for params in sample_sweep_params(config, count, seed)) / 1e15
 
 
 def t4_prediction(pflop: float) -> str:
@@ -239,14 +229,12 @@ def t4_prediction(pflop: float) -> str:
             f"23% of its 65 TFLOP/s fp16 peak in NVIDIA's datasheet; no T4 has measured this engine)")
 
 
-def memory_plan(config: dict, gpu_gib: float = 16, train_folder_images: int = NATURE_12K_TRAIN_IMAGES,
-                top: int = 8) -> list[dict]:
-    """The `top` heaviest configs of a sweep's space at their batch sizes, each with its micro-batch and predicted
-    peak bytes on a GPU of `gpu_gib` GiB (`train.plan_micro_batch`; the cached images of train/ included).
+def memory_plan(config: dict, gpu_gib: float = 16) -> list[dict]:
+    """The 8 heaviest configs of a sweep's space, each with its micro-batch and predicted peak bytes on a GPU of
+    `gpu_gib` GiB (`train.plan_micro_batch`; nature_12K's cached train/ images included).
 
-    Every combination of the choices that change memory is priced, with the largest dense layer and batch (memory
-    only grows with them), so the heaviest (widest first layer, largest kernel) is always first. Models are built
-    on the meta device: no memory, no compute.
+    Every combination of the choices that change memory is priced at the largest dense layer and batch (memory
+    only grows with them), heaviest first. Models are built on the meta device: no memory, no compute.
     """
     params = config["parameters"]
     choices = lambda key: params[key].get("values", [params[key].get("value")])  # noqa: E731
@@ -257,10 +245,10 @@ def memory_plan(config: dict, gpu_gib: float = 16, train_folder_images: int = NA
         cnn, tcfg, _ = configs_from_params({**dict(zip(keys, values)), **largest})
         with torch.device("meta"):
             model = CNN(cnn)
-        cached = train_folder_images * 3 * cnn.input_size**2
+        cached = NATURE_12K_TRAIN_IMAGES * 3 * cnn.input_size**2
         micro, peak = plan_micro_batch(model, cnn.input_size, tcfg.batch_size, int(gpu_gib * 2**30), cached)
         plans.append({"filters": list(cnn.filters), "kernel_sizes": list(cnn.kernel_sizes),
                       "batch_norm": cnn.batch_norm, "activation": cnn.activation, "dense_neurons": cnn.dense_neurons,
                       "input_size": cnn.input_size, "batch_size": tcfg.batch_size, "micro_batch": micro,
                       "predicted_peak_bytes": peak})
-    return sorted(plans, key=lambda plan: (plan["micro_batch"] / plan["batch_size"], -plan["predicted_peak_bytes"]))[:top]
+    return sorted(plans, key=lambda plan: (plan["micro_batch"] / plan["batch_size"], -plan["predicted_peak_bytes"]))[:8]

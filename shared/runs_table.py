@@ -1,18 +1,14 @@
 """The sweep runs table: every run of every sweep in one JSON file that several agents share.
 
-Introduced in Part-A/02 (split out of shared/sweep.py, which runs the sweeps).
-`outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was made}, "runs": [record, ...]}`.
-A record is appended, under a file lock and atomically, the moment its run ends, so Ctrl-C, a lost Colab
-session or a killed agent loses only the run in progress. A record: config (flat: every CNNConfig and
-TrainConfig field plus the sweep's own keys such as `base_filters`), val_acc, state, error, name, created,
-params, macs, epoch_seconds, best_epoch, images_per_second, history, skipped, sweep_id, data
-(`data.data_fingerprint`), mode (`runtime.run_mode`), input_size, epochs_asked, epochs_run, and stop_reason
-for a stopped run. `state` is "finished" (every epoch, or ended by its own patience), "stopped" (ended by the
-sweep's hyperband) or "failed" (out of memory, diverged: `error` says which).
+Introduced in Part-A/02. `outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was
+made}, "runs": [record, ...]}`. A record (`sweep.train_one` makes it) is appended under a file lock, atomically,
+the moment its run ends, so a lost session or a killed agent loses only the run in progress. It holds the flat
+config (every CNNConfig and TrainConfig field plus sweep keys such as `base_filters`), val_acc, history, timings,
+sweep_id, data (`data.data_fingerprint`), mode (`runtime.run_mode`) and state: "finished" (every epoch, or its own
+patience), "stopped" (the sweep's hyperband, `stop_reason` says why) or "failed" (`error` says why).
 
-A run being trained is a *claim* (`claim_next`): drawn and marked running in one step under the lock, so two
-agents of one offline sweep never draw the same config. Readers (`load_runs`, `matching_runs`) use only the
-runs made on the data and in the mode in use.
+A run being trained is a *claim* (`claim_next`), so two agents of one offline sweep never draw the same config.
+Readers (`load_runs`, `matching_runs`) use only the runs made on the data and in the mode in use.
 """
 from __future__ import annotations
 
@@ -24,14 +20,11 @@ import os
 import secrets
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from . import data as data_lib
 from . import tracking
 from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, json_kind, run_mode, save_json
-
-try:  # one process at a time may change the runs table (POSIX: Linux, macOS, Colab, Kaggle)
-    import fcntl
-except ImportError:  # Windows: no lock; run one agent per table there
-    fcntl = None
 
 # Record keys that also go to a W&B run's summary, so `load_runs` can rebuild records from the API.
 SUMMARY_KEYS = ("val_acc", "best_epoch", "state", "error", "sweep_id", "data", "mode", "input_size",
@@ -48,20 +41,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def finite_val_acc(run: dict) -> bool:
-    """Whether a run has a usable accuracy: a number that is not NaN or infinite (None, NaN and inf never count)."""
-    value = run.get("val_acc")
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def is_result(run: dict) -> bool:
-    """Whether a run can be a sweep's best: finished, with a finite val_acc (a stopped or failed run never is)."""
-    return run.get("state") == "finished" and finite_val_acc(run)
+    """Whether a run can be a sweep's best: finished, with a finite val_acc (None, NaN and inf never count)."""
+    value = run.get("val_acc")
+    return (run.get("state") == "finished" and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def best_of(runs: list[dict]) -> dict | None:
-    """The result (`is_result`) with the highest val_acc, the first of equals; None without one. The one rule
-    behind the best model saved as a sweep runs (`append_run`), read back (`sweep.best_finished_run`) and reported."""
+    """The result (`is_result`) with the highest val_acc, the first of equals, or None: the one rule behind the
+    best model a sweep saves (`append_run`), reads back (`sweep.best_finished_run`) and reports."""
     results = [run for run in runs if is_result(run)]
     return max(results, key=lambda run: run["val_acc"]) if results else None
 
@@ -74,20 +63,15 @@ def check_table_path(path) -> None:
     check_output_file(path, "the runs table", "runs table", "sweep_runs.json")
 
 
-def _refuse_folder(path: Path) -> None:
-    if path.is_dir():
-        raise UserError(f"the runs table {path} is a folder; give a file name, e.g. {path / 'sweep_runs.json'}")
-
-
 def read_table(path) -> dict:
     """The runs table as {"sweeps": {...}, "runs": [...]}; a missing file is an empty table.
 
-    A table from before sweeps were kept apart ({"runs", "sweep_id", ...}) is read as that one sweep; its
-    runs carry no data fingerprint, so `matching_runs` will not use them. What cannot be read is never
-    overwritten (it may hold results): it is a one-line UserError that names the file.
+    A table from before sweeps were kept apart ({"runs", "sweep_id", ...}) is read as that one sweep. What
+    cannot be read is never overwritten (it may hold results): it is a one-line UserError that names the file.
     """
     path = Path(path)
-    _refuse_folder(path)
+    if path.is_dir():
+        raise UserError(f"the runs table {path} is a folder; give a file name, e.g. {path / 'sweep_runs.json'}")
     if not path.exists():
         return {"sweeps": {}, "runs": []}
     try:
@@ -97,7 +81,7 @@ def read_table(path) -> dict:
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); {_FIX}") from None
     kind, words = json_kind(table)
-    if isinstance(table, dict) and kind != "runs table":  # never read as an empty table: the next write would replace what it holds
+    if isinstance(table, dict) and kind != "runs table":  # never read as empty: the next write would replace it
         raise UserError(f"{path} holds {words}, not a runs table; give the runs table's path, or {_FIX}")
     if isinstance(table, dict) and "sweeps" not in table:
         table = _from_legacy(table)
@@ -106,6 +90,7 @@ def read_table(path) -> dict:
 
 
 def _from_legacy(table: dict) -> dict:
+    """An older one-sweep table; its runs carry no data fingerprint, so `matching_runs` will not use them."""
     old_id = table.get("sweep_id") or "unknown"
     sweeps = {old_id: {"sweep_id": old_id, "method": table.get("method"), "wandb_mode": table.get("mode"),
                        "config": table.get("config")}}
@@ -158,29 +143,26 @@ def runs_of(table: dict, sweep_id: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def locked(path):
-    """Hold an exclusive lock on `path`'s companion .lock file: agents on one table queue here.
+    """Hold the lock of the table at `path` (its companion .lock file): agents on one table queue here.
 
-    fcntl.flock is released by the OS when a process dies, so a killed agent never leaves a stale lock.
+    The OS releases a file lock when its process dies, so a killed agent never leaves a stale lock.
     """
-    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    lock = FileLock(f"{path}.lock")
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path, "a")
+        Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     except OSError as err:  # a folder in the way, a path under a file, no permission
-        raise UserError(f"the runs table {path} cannot be written ({err.strerror}); choose another place") from None
-    with lock:
-        if fcntl:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        raise UserError(f"the runs table {path} cannot be written ({err.strerror or err}); "
+                        f"choose another place") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _write_table(table: dict, path) -> None:
-    """Write atomically, one run per line: json.dumps with `indent` is pure Python (about 5x slower on a
-    20,000-run table), while one compact line per run uses the C encoder and still reads and diffs well."""
+    """Write atomically, one compact line per run: that is json's C encoder, about 5x faster on 20,000 runs
+    than `indent=` (pure Python), and it still reads and diffs well."""
     runs = ",\n".join(json.dumps(run, default=plain_value) for run in table["runs"])
     sweeps = json.dumps(table["sweeps"], indent=1, default=plain_value)
     with atomic_path(path) as tmp:
@@ -188,24 +170,18 @@ def _write_table(table: dict, path) -> None:
 
 
 def _change_table(path, change):
-    """Read, change and atomically rewrite the table; the caller holds its lock (so no run is ever dropped)."""
+    """Read, change and rewrite the table; the caller holds its lock, so no agent's run is ever dropped."""
     table = read_table(path)
     answer = change(table)
     _write_table(table, path)
     return answer
 
 
-def _update_table(path, change):
-    with locked(path):
-        return _change_table(path, change)
-
-
 def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None) -> bool:
     """Add one finished, stopped or failed run to the table. Introduced in Part-A/02.
 
-    Returns whether it is its sweep's best finished run so far (a finite val_acc above every earlier one's);
-    then `on_best()` is called while the lock is still held, so that two agents finishing at once cannot save
-    their weights in the wrong order (the sweep keeps its best model this way).
+    Returns whether it is its sweep's best result so far (`best_of`); then `on_best()` is called while the lock
+    is still held, so two agents finishing at once cannot save their best weights in the wrong order.
     """
     def add(table):
         earlier = best_of(runs_of(table, record.get("sweep_id")))
@@ -221,43 +197,33 @@ def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None)
 
 def register_sweep(sweep: dict, path) -> None:
     """Note how a sweep was made (config, data, mode, count) the first time one of its runs is due."""
-    _update_table(path, lambda table: table["sweeps"].setdefault(sweep["sweep_id"], sweep))
+    with locked(path):
+        _change_table(path, lambda table: table["sweeps"].setdefault(sweep["sweep_id"], sweep))
 
 
 # --------------------------------------------------------------------------------------------
 # Claims: the runs being trained now, so that agents of one offline sweep never draw the same config
 # --------------------------------------------------------------------------------------------
 def _claims_folder(path) -> Path:
-    return Path(path).with_name(Path(path).name + ".claims")
+    return Path(f"{path}.claims")
 
 
 def _live_claims(path) -> list[dict]:
-    """The claims whose agent still holds its claim file's lock; a killed agent's claim is removed here.
-
-    Call it under the table's lock. Without fcntl (Windows) no claim can be checked and none is kept: run
-    one agent per table there.
-    """
+    """The claims whose agent still holds the claim's lock (call it under the table's lock). A dead agent's
+    claim is removed: the OS released its lock when the agent died."""
     live = []
     for file in sorted(_claims_folder(path).glob("*.claim")):
-        with contextlib.suppress(OSError, ValueError), open(file) as handle:
-            if fcntl:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # its agent holds the lock: that run is being trained now
-                    live.append(json.loads(handle.read()))
-                    continue
-            file.unlink(missing_ok=True)  # its agent is gone: the OS released the lock when it died
+        lock = FileLock(f"{file}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # its agent trains that run now
+            with contextlib.suppress(OSError, ValueError):
+                live.append(json.loads(file.read_text()))
+            continue
+        lock.release()
+        file.unlink(missing_ok=True)
+        Path(lock.lock_file).unlink(missing_ok=True)
     return live
-
-
-def _hold_claim(path, claim: dict):
-    """Write a claim file and keep it locked (the open handle) for as long as the run trains."""
-    handle = open(_claims_folder(path) / f"{secrets.token_hex(8)}.claim", "w")
-    if fcntl:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    handle.write(json.dumps(claim, default=plain_value))
-    handle.flush()
-    return handle
 
 
 def _draws(path) -> dict:
@@ -279,23 +245,29 @@ def claim_next(path, sweep_id: str, draw):
     has nothing left (an exhausted grid). The claim ends with the block; the record is appended inside it.
     """
     with locked(path):
-        _claims_folder(path).mkdir(exist_ok=True)
+        folder = _claims_folder(path)
+        folder.mkdir(exist_ok=True)
         earlier = runs_of(read_table(path), sweep_id)
         running = [claim["params"] for claim in _live_claims(path) if claim.get("sweep_id") == sweep_id]
         draws = _draws(path)
         index = max(draws.get(sweep_id, 0), len(earlier) + len(running))
         params = draw(earlier, running, index)
         if params is not None:
-            handle = _hold_claim(path, {"sweep_id": sweep_id, "index": index, "params": params, "claimed": now()})
-            save_json({**draws, sweep_id: index + 1}, _claims_folder(path) / "draws.json")
+            claim = folder / f"{secrets.token_hex(8)}.claim"
+            lock = FileLock(f"{claim}.lock")
+            lock.acquire()  # held while the run trains: it tells `_live_claims` that this agent is alive
+            claim.write_text(json.dumps({"sweep_id": sweep_id, "index": index, "params": params, "claimed": now()},
+                                        default=plain_value))
+            save_json({**draws, sweep_id: index + 1}, folder / "draws.json")
     if params is None:
         yield None
         return
     try:
         yield {"index": index, "params": params, "earlier": earlier}
     finally:
-        Path(handle.name).unlink(missing_ok=True)
-        handle.close()
+        claim.unlink(missing_ok=True)
+        lock.release()
+        Path(lock.lock_file).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,12 +306,9 @@ def matching_runs(runs: list[dict], root) -> list[dict]:
 
 
 def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, online: bool) -> tuple[dict, int] | None:
-    """The latest sweep with this config, data and mode that has fewer runs (done or running) than its count.
-
-    Returns (its description, runs done or running), or None. Online only W&B server sweeps count, offline
-    only local ones: an online session never goes on with an offline sweep, whose runs W&B's controller does
-    not know. Sweeps registered before counts were kept never count as unfinished.
-    """
+    """(the latest sweep of this config, data and mode with fewer runs done or running than its count, how
+    many it has), or None. Online only W&B server sweeps count, offline only local ones (W&B's controller
+    does not know an offline sweep's runs); a sweep registered without a count never counts."""
     table = read_table(path)
     with locked(path):
         claims = _live_claims(path)
@@ -377,10 +346,10 @@ def _runs_from_api(sweep_id: str) -> list[dict]:
 
 
 def load_runs(sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS, root=None) -> list[dict]:
-    """Runs from the table at `path` (or, for a W&B server sweep, the W&B API when it is reachable).
+    """Runs from the table at `path`, or for a W&B server sweep from the W&B API when it is reachable.
 
-    `sweep_id`: only that sweep's runs (None: every sweep's). `root`: only the runs made on that
-    data in the current mode; the others are counted in one printed line. Introduced in Part-A/02.
+    `sweep_id`: only that sweep's runs (None: every sweep's). `root`: only the runs made on that data in the
+    current mode (`matching_runs`). Introduced in Part-A/02.
     """
     runs = None
     if sweep_id and not sweep_id.startswith("local-") and tracking.setup_wandb(verbose=False) == "online":

@@ -1,18 +1,13 @@
 """Hyperparameter sweeps (Question 2) and the sweep's best run (Questions 3 and 4).
 
-Introduced in Part-A/02. One `sweep_config` dict drives both paths:
-- online (a W&B key was found): `wandb.sweep` + `wandb.agent`; W&B's sweep controller hands out
-  the configs and its hyperband stops weak runs, so more agents join with `agent_command(...)`;
-- offline: the same dict goes through W&B's open-source sweep engine (the `sweeps` package), so
-  bayes/random/grid and hyperband behave as on the server, and each run is logged in W&B offline
-  mode (`wandb sync` uploads it later). Agents of one offline sweep claim their draws under the runs
-  table's lock, so two of them never train the same config.
+Introduced in Part-A/02. One `sweep_config` dict drives both paths: online (a W&B key was found)
+`wandb.sweep` + `wandb.agent`, where W&B's controller hands out configs and more agents join with
+`agent_command(...)`; offline, W&B's open-source engine (sweep_controller.py) draws the same bayes/random/grid
+configs and hyperband stops, and each run is logged in W&B offline mode (`wandb sync` uploads it later).
 
-Every run goes to the runs table (shared/runs_table.py) the moment it ends, so nothing
-is lost: `run_sweep(..., sweep_id=ID)` (or `agent_command(ID, n)`) continues a sweep, and `run_sweep`
-without an id continues an unfinished sweep of the same config, data and mode (`sweep_id="new"` starts a
-new one). The best finished run's weights are kept beside the table (`best_run_checkpoint`).
-Readers (`load_runs`, `best_config`) use only the runs made on the data and in the mode in use.
+Every run goes to the runs table (runs_table.py) the moment it ends, so nothing is lost: `run_sweep(...,
+sweep_id=ID)` continues a sweep, and without an id an unfinished sweep of the same config, data and mode goes on
+(`sweep_id="new"` starts a new one). The best finished run's weights are kept beside the table.
 """
 from __future__ import annotations
 
@@ -37,33 +32,23 @@ from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, sav
 from .sweep_controller import check_sizes, draw_config, hyperband_stop_reason, resolve_sweep
 from .train import Diverged, TrainConfig, load_checkpoint, release_memory, save_atomic, train
 
-# Used when no sweep result is available (a notebook run on its own). A sound, mid-sized choice:
-# doubling filters from 32, 3x3 kernels, BatchNorm, SiLU, augmentation on.
+# Used when no sweep result is available (a notebook run on its own): doubling filters from 32, 3x3 kernels,
+# BatchNorm, SiLU, augmentation on.
 DEFAULT_CNN = CNNConfig(filters=make_filters(32, "doubling"), kernel_sizes=(3,) * 5, activation="silu",
                         dense_neurons=256, dropout=0.3, batch_norm=True, input_size=224)
 DEFAULT_TRAIN = TrainConfig()
 
-# Hyperband for 8-12 epoch runs: a run's best val_acc is compared with the other runs' at epochs
-# 3 and 6 (0-based, so the checks come after epochs 4 and 7), and it stops unless it is in the top
-# 1/eta. Short demo runs pass smaller values through `sweep_config(early_terminate=...)`.
-HYPERBAND = {"type": "hyperband", "min_iter": 3, "eta": 2}
-
-# The assignment's suggested space, plus what matters for accuracy (kernel size, dense neurons,
-# learning rate, batch size, epochs, weight decay). Every key is either a CNNConfig/TrainConfig
-# field or one that `configs_from_params` turns into fields (base_filters, organisation, kernel_size).
-# `base_filters` is the narrowest width: with `make_filters` every organisation draws its widths
-# from base .. 16 x base, so 32 -> 512 doubling, 512 -> 32 halving (the published winner) and 32 x 5
-# are all in the space. Base 64 is left out on purpose: its halving starts with 1,024 channels at
-# full resolution and would take most of a sweep's time on its own.
-# Sized for a T4 session (issue 19): 30 runs drawn from this space cost 35 PFLOP on average, every epoch
-# counted (`estimate.sweep_pflop`, 100 seeded draws of 30; 95% under 62, the bound 80), where 224 px and 10-15 epochs cost
-# about 3.8x that. So the sweep runs at 128 px (a third of 224 px's MACs) and 8-12 epochs: hyperband (checks
-# after epochs 4 and 7) has stopped all but the best quarter of runs by then. Every config fits a 16 GB GPU
-# at its drawn batch size through micro-batches where needed (`train.plan_micro_batch`).
+# The assignment's space plus what matters for accuracy. Every key is a CNNConfig/TrainConfig field or one that
+# `configs_from_params` turns into fields. With `make_filters` every organisation's widths run from base to 16 x
+# base (so 512 -> 32 halving, the published winner, is in); base 64 is left out: its halving would start with
+# 1,024 channels at full resolution. Sized for a T4 session: 30 runs cost 35 PFLOP on average, every epoch counted
+# (`estimate.sweep_pflop`), about a quarter of 224 px and 10-15 epochs. Hyperband compares a run's best val_acc
+# with the others' after epochs 4 and 7 (min_iter 3, 0-based) and stops it unless it is in the top 1/eta. Every
+# config fits a 16 GB GPU at its batch size, through micro-batches where needed (`train.plan_micro_batch`).
 SWEEP_CONFIG = {
     "method": "bayes",
     "metric": {"name": "val_acc", "goal": "maximize"},
-    "early_terminate": HYPERBAND,
+    "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 2},
     "parameters": {
         "base_filters": {"values": [16, 32]},
         "organisation": {"values": ["same", "doubling", "halving"]},
@@ -86,16 +71,22 @@ def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: i
                  early_terminate: dict | bool = True, **fixed_or_values) -> dict:
     """A copy of SWEEP_CONFIG with the method set and some parameters narrowed.
 
-    `input_size`/`epochs` fix those values (None: keep the space's; 0 or less is refused as `train`
-    refuses it); any other keyword replaces a parameter's choices, e.g. `sweep_config(base_filters=[8, 16])`
-    for a CPU-sized demo (a list -> values, a dict -> that spec, anything else -> one fixed value).
-    `early_terminate`: True keeps HYPERBAND, False turns early termination off, a dict changes some of
-    its values (`{"min_iter": 1}` for 3-epoch runs).
+    `input_size`/`epochs` fix those values (None keeps the space's; what `train` refuses is refused). Any other
+    keyword replaces a parameter's choices, e.g. `base_filters=[8, 16]` for a CPU demo: a list -> values, a dict
+    -> that spec, anything else -> one fixed value. `early_terminate`: True keeps SWEEP_CONFIG's hyperband, False
+    turns it off, a dict changes some of its values (`{"min_iter": 1}` for 3-epoch runs).
     """
     check_sizes(input_size, epochs)
     config = json.loads(json.dumps(SWEEP_CONFIG))  # deep copy of plain data
     config["method"] = method
-    _set_early_terminate(config, early_terminate)
+    if early_terminate is False:
+        config.pop("early_terminate")
+    else:
+        rule = config["early_terminate"]
+        rule.update(early_terminate if isinstance(early_terminate, dict) else {})
+        min_iter, eta = rule.get("min_iter", 1), rule.get("eta", 3)
+        if not (isinstance(min_iter, int) and min_iter >= 1 and isinstance(eta, (int, float)) and eta > 1):
+            raise UserError(f"early_terminate needs min_iter >= 1 (a whole number) and eta > 1, got {rule}")
     params = config["parameters"]
     if input_size is not None:
         params["input_size"] = {"value": int(input_size)}
@@ -111,19 +102,6 @@ def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: i
             if "distribution" in spec:
                 params[key] = {"value": float((spec["min"] * spec["max"]) ** 0.5)}
     return config
-
-
-def _set_early_terminate(config: dict, early_terminate: dict | bool) -> None:
-    """Apply `sweep_config`'s early_terminate choice, refusing values hyperband cannot use."""
-    if early_terminate is False:
-        config.pop("early_terminate")
-        return
-    if isinstance(early_terminate, dict):
-        config["early_terminate"].update(early_terminate)
-    rule = config["early_terminate"]
-    min_iter, eta = rule.get("min_iter", 1), rule.get("eta", 3)
-    if not (isinstance(min_iter, int) and min_iter >= 1 and isinstance(eta, (int, float)) and eta > 1):
-        raise UserError(f"early_terminate needs min_iter >= 1 (a whole number) and eta > 1, got {rule}")
 
 
 def configs_from_params(params: dict) -> tuple[CNNConfig, TrainConfig, dict]:
@@ -148,38 +126,30 @@ def run_name(index: int, cnn: CNNConfig, params: dict) -> str:
             f"-k{cnn.kernel_sizes[0]}{'-bn' if cnn.batch_norm else ''}{'-aug' if params.get('augment') else ''}")
 
 
-
 # --------------------------------------------------------------------------------------------
 # One run
 # --------------------------------------------------------------------------------------------
 def _stopped_by_agent(err: BaseException) -> bool:
-    """True when W&B's sweep controller stopped this run (its hyperband, or Stop in the UI).
-
-    A function-based `wandb.agent` runs each run in a thread; on the server's `stop` command it raises
-    a bare `Exception()` in that thread (`wandb.agents.pyagent._terminate_thread`). The run's own
-    stop check is switched off under the agent, so this is the only signal the run gets.
-    """
+    """True when W&B's sweep controller stopped this run (its hyperband, or Stop in the UI): on the server's
+    `stop`, a function-based `wandb.agent` raises a bare `Exception()` in the run's thread."""
     pyagent = sys.modules.get("wandb.agents.pyagent")
     return type(err) is Exception and not err.args and pyagent is not None and pyagent.is_running()
 
 
-def _best_of(history: list[dict]) -> dict:
-    """val_acc and best_epoch of a run that ended without a result: its best logged epoch."""
-    if not history:
-        return {"val_acc": None, "best_epoch": None}
-    best = max(history, key=lambda row: row["val_acc"])
-    return {"val_acc": best["val_acc"], "best_epoch": best["epoch"]}
+def out_of_memory(err: BaseException) -> bool:
+    """An allocation failure on any device: CUDA's OutOfMemoryError, Python's MemoryError, or the RuntimeError
+    of the CPU's or MPS's allocator."""
+    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or isinstance(err, RuntimeError) and bool(
+        re.search(r"out of memory|not enough memory|can't allocate memory", str(err), re.IGNORECASE))
 
 
 def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool = False,
-              verbose: bool = False, should_stop=None, tags: dict | None = None, on_model=None) -> dict:
-    """Train one sweep run and return its record; OOM and divergence become a failed record.
+              should_stop=None, tags: dict | None = None, on_model=None) -> dict:
+    """Train one sweep run and return its record; OOM and divergence make a failed record, other errors propagate.
 
-    `should_stop(history) -> reason or None` is asked after every epoch (the offline hyperband);
-    a reason ends the run as "stopped". `tags` (sweep_id, data, mode) are copied into the record.
-    `wandb_run`: an open W&B run to log to (the caller finishes it). `on_model(model)` receives the
-    best epoch's model (on the CPU) of a run that ended with a result. Other errors are real bugs
-    and propagate.
+    `should_stop(history) -> reason or None` is asked after every epoch (the offline hyperband); a reason ends the
+    run as "stopped". `tags` (sweep_id, data, mode) go into the record; `wandb_run` is an open W&B run to log to.
+    `on_model(model)` gets the best epoch's model of a run with a result.
     """
     cnn, tcfg, flat = configs_from_params(params)
     record = {"config": flat, "val_acc": None, "state": "failed", "error": None,
@@ -196,7 +166,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
         record["epoch_seconds"].append(row["epoch_seconds"])
         if wandb_run is not None:
             wandb_run.log(row, step=row["epoch"])
-        if row["epoch"] >= tcfg.epochs:  # the last epoch: the run ends anyway, so stopping it would save nothing
+        if row["epoch"] >= tcfg.epochs:  # the last epoch: stopping it would save nothing
             return False
         reason = should_stop(record["history"]) if should_stop else None
         if reason:
@@ -205,7 +175,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
 
     started = time.perf_counter()
     try:
-        result = train(cnn, root, tcfg, on_epoch=on_epoch, progress=progress, verbose=verbose)
+        result = train(cnn, root, tcfg, on_epoch=on_epoch, progress=progress, verbose=False)
         record.update(val_acc=result.val_acc, best_epoch=result.best_epoch,
                       state="stopped" if result.stopped_by == "on_epoch" else "finished",
                       images_per_second=result.images_per_second, epoch_seconds=result.epoch_seconds,
@@ -218,26 +188,18 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
     except Exception as err:
         if out_of_memory(err):
             record["error"] = f"out of memory: {(str(err).strip() or type(err).__name__).splitlines()[0][:300]}"
-        elif _stopped_by_agent(err):
+        elif _stopped_by_agent(err):  # a result: its best epoch so far
+            best = max(record["history"], key=lambda row: row["val_acc"], default={})
             record.update(state="stopped", stop_reason="stopped by the W&B sweep controller (hyperband)",
-                          **_best_of(record["history"]))
+                          val_acc=best.get("val_acc"), best_epoch=best.get("epoch"))
         else:
             raise
-    # Outside the `except`: the traceback (and the tensors its frames hold) is gone by now.
-    release_memory()
+    release_memory()  # outside the `except`: the traceback, and the tensors its frames hold, are gone
     record["epochs_run"] = len(record["history"])
     record["wall_seconds"] = time.perf_counter() - started  # data loading and evaluation included
-    if wandb_run is not None:
-        # The best epoch's accuracy, not the last one's: that is what the sweep optimises.
+    if wandb_run is not None:  # the best epoch's accuracy, not the last one's: what the sweep optimises
         wandb_run.summary.update({key: record.get(key) for key in SUMMARY_KEYS})
     return record
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """An allocation failure on any device: CUDA's OutOfMemoryError, or the plain RuntimeError of the CPU's
-    allocator ("DefaultCPUAllocator: not enough memory") or MPS's, or Python's MemoryError."""
-    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or isinstance(err, RuntimeError) and bool(
-        re.search(r"out of memory|not enough memory|can't allocate memory", str(err), re.IGNORECASE))
 
 
 def _offline_sweep(sweep: dict, root, count: int, path, progress: bool) -> None:
@@ -245,10 +207,10 @@ def _offline_sweep(sweep: dict, root, count: int, path, progress: bool) -> None:
     sweep_id, config = sweep["sweep_id"], sweep["config"]
     for _ in range(count):
         with runs_table.claim_next(path, sweep_id, functools.partial(draw_config, config, sweep_id)) as claim:
-            if claim is None:  # grid exhausted
+            if claim is None:
                 print(f"Grid exhausted: every config of sweep {sweep_id} has run or is running.")
                 break
-            should_stop = functools.partial(hyperband_stop_reason, config, claim["earlier"])  # asked after every epoch
+            should_stop = functools.partial(hyperband_stop_reason, config, claim["earlier"])
             _logged_run(claim["params"], root, claim["index"], sweep, path, progress, should_stop, group=sweep_id)
 
 
@@ -272,11 +234,11 @@ def _save_best(record: dict, model, path) -> None:
 
 
 def best_run_checkpoint(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> Path | None:
-    """The checkpoint of sweep `sweep_id`'s best finished run (finite val_acc), or None when none was saved.
+    """The checkpoint of sweep `sweep_id`'s best finished run, or None when none was saved.
 
-    Written, under the table's lock, each time a run beats the sweep's earlier finished runs; never by a worse
-    run or another sweep. Load it with `train.load_checkpoint`; its `run_name`, `run_config`, `sweep_id`,
-    `data` and `mode` say which run it holds. Introduced in Part-A/02, used in Part-A/03.
+    Written under the table's lock each time a run beats the sweep's earlier results. Load it with
+    `train.load_checkpoint`; its `run_name`, `run_config`, `sweep_id`, `data` and `mode` say which run it holds.
+    Introduced in Part-A/02, used in Part-A/03.
     """
     checkpoint = sweep_checkpoint_path(sweep_id, path)
     return checkpoint if checkpoint.is_file() else None
@@ -287,8 +249,8 @@ def best_run_checkpoint(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> 
 # --------------------------------------------------------------------------------------------
 def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: bool, should_stop=None,
                 group: str | None = None) -> dict:
-    """One run inside its own W&B run (offline or online); its record is appended to the table at once,
-    and its weights are kept when it is the sweep's best finished run so far."""
+    """One run in its own W&B run (offline or online): its record goes to the table at once, and its weights
+    are kept when it is the sweep's best finished run so far."""
     import wandb
 
     # On a CPU, W&B's system-metrics sampler competes with training for the few cores.
@@ -311,28 +273,30 @@ def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: boo
         raise
     run.finish(exit_code=1 if record["state"] == "failed" else 0)
     best = append_run(record, path, on_best=lambda: _save_best(record, trained.get("model"), path))
-    status = (record["error"] if record["state"] == "failed" else f"val_acc {record['val_acc']:.4f}"
-              + (f", stopped after epoch {record['epochs_run']} ({record['stop_reason']})"
-                 if record["state"] == "stopped" else "") + (", the sweep's best so far (weights kept)" * best)
-              + (f"; memory plan: {record['config']['batch_size'] // record['micro_batch']} micro-batches of "
-                 f"{record['micro_batch']} per step" if (record.get("micro_batch") or 0) < record["config"]["batch_size"]
-                 and record.get("micro_batch") else ""))
+    if record["state"] == "failed":
+        status = record["error"]
+    else:
+        status = f"val_acc {record['val_acc']:.4f}"
+        if record["state"] == "stopped":
+            status += f", stopped after epoch {record['epochs_run']} ({record['stop_reason']})"
+        if best:
+            status += ", the sweep's best so far (weights kept)"
+        micro, batch = record.get("micro_batch"), record["config"]["batch_size"]
+        if micro and micro < batch:
+            status += f"; memory plan: {batch // micro} micro-batches of {micro} per step"
     print(f"[{index + 1}] {record['name']}: {status}")
     return record
 
 
 def agent_command(sweep_id: str, count: int, input_size: int | None = None, epochs: int | None = None,
                   data=None, path: str | os.PathLike | None = None) -> str:
-    """The shell command that continues sweep `sweep_id` with `count` more runs.
-
-    Online it joins as one more agent (another machine or GPU); offline it continues a local sweep
-    after an interruption. Notebooks print it so a student can pick up after a disconnect.
-    """
-    extra = (f" --input-size {input_size}" if input_size is not None else "")
-    extra += (f" --epochs {epochs}" if epochs is not None else "")
+    """The shell command that continues sweep `sweep_id` with `count` more runs: online one more agent (another
+    machine or GPU), offline the local sweep after an interruption. It starts from the repo root, so it also
+    works pasted into a Colab or Kaggle `!` cell."""
+    extra = f" --input-size {input_size}" if input_size is not None else ""
+    extra += f" --epochs {epochs}" if epochs is not None else ""
     extra += f" --data {shlex.quote(str(Path(data).resolve()))}" if data else ""
     extra += f" --runs {shlex.quote(str(Path(path).resolve()))}" if path and Path(path) != SWEEP_RUNS else ""
-    # From the repo root, so that it also works pasted into a Colab/Kaggle `!` cell (whose folder is elsewhere).
     return f"cd {shlex.quote(str(REPO_ROOT))} && python -m shared sweep --sweep-id {sweep_id} --count {count}{extra}"
 
 
@@ -346,10 +310,8 @@ def _check_request(count: int, input_size, epochs, path, json_path) -> None:
 
 
 def _payload(sweep: dict, path) -> dict:
-    """What run_sweep returns: the sweep's description and all its runs so far (earlier sessions included).
-
-    `mode` is the W&B mode (online/offline), as before; each run's `mode` is the run mode (full/demo/quick).
-    """
+    """What run_sweep returns: the sweep's description and all its runs so far, earlier sessions' included.
+    `mode` is the W&B mode (online/offline); `run_mode`, like each run's `mode`, is full/demo/quick."""
     sweep_id = sweep.get("sweep_id")
     checkpoint = best_run_checkpoint(sweep_id, path) if sweep_id else None
     return {"sweep_id": sweep_id, "method": sweep.get("method"), "mode": sweep.get("wandb_mode"),
@@ -363,12 +325,11 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
               path: str | os.PathLike = SWEEP_RUNS, progress: bool = False, json_path=None) -> dict:
     """Run `count` more runs of a sweep on `root`; return the sweep and all its runs (earlier ones too).
 
-    `sweep_id`: continue that sweep (offline as well as online) with its stored config; settings that
-    disagree with it are an error. None: continue an unfinished sweep of the same config, data and mode
-    (one printed line says so), else start one: online `wandb.sweep` creates it, offline it gets a
-    `local-...` id. "new": always start a new sweep. Every run is appended to the runs table at `path` as
-    it ends; `json_path` also gets the result. `config` defaults to
-    `sweep_config(method or "bayes", input_size, epochs)`. `count=0` runs and registers nothing.
+    `sweep_id`: continue that sweep (offline as well as online) with its stored config; settings that disagree
+    with it are an error. None: continue an unfinished sweep of the same config, data and mode (one printed line
+    says so), else start one (online `wandb.sweep`, offline a `local-...` id). "new": always start a new sweep.
+    `config` defaults to `sweep_config(method or "bayes", input_size, epochs)`; every run is appended to the runs
+    table at `path` as it ends, and `json_path` also gets the result. `count=0` runs and registers nothing.
     """
     _check_request(count, input_size, epochs, path, json_path)
     new, sweep_id = sweep_id == "new", (None if sweep_id == "new" else sweep_id)
@@ -392,7 +353,7 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
             wandb.agent(sweep_id, project=tracking.PROJECT, entity=tracking.ENTITY, count=count,
                         function=lambda: _logged_run({}, root, next(counter), sweep, path, progress))
         payload = _payload(sweep, path)
-        if Path(path).resolve() == SWEEP_RUNS.resolve():  # with a W&B key: a later session without them fetches them
+        if Path(path).resolve() == SWEEP_RUNS.resolve():  # with a W&B key: a later session can fetch them
             tracking.log_handoff(sweep["mode"], path, payload["best_checkpoint"])
     if json_path:
         save_json(payload, json_path, default=str)
@@ -404,24 +365,22 @@ def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_
                        config: dict | None = None) -> dict:
     """One agent per GPU (e.g. Kaggle's 2xT4), each a subprocess with its own CUDA_VISIBLE_DEVICES.
 
-    Every agent appends its runs to the one table at `path` as they finish (under its lock), and agents
-    of one local sweep claim their draws there, so no two train the same config; a killed agent keeps
-    its finished runs; the result holds this sweep's runs only, never a stale file's. `sweep_id` None or
-    "new": as in `run_sweep` (an unfinished sweep of `config` goes on, or a new one starts). One agent per
-    *large* GPU is enough: a run already fills an H100/H200 (see the README).
+    The agents append their runs to the one table at `path` and claim their draws there, so no two train the
+    same config and a killed agent keeps its finished runs; the result holds this sweep's runs only. `sweep_id`
+    None or "new": as in `run_sweep`. One agent per *large* GPU is enough: a run already fills an H100.
     """
     _check_request(count, input_size, epochs, path, None)
     if sweep_id in (None, "new") and count:
         config = config or sweep_config("bayes", input_size, epochs)
         sweep, count = resolve_sweep(root, count, None, input_size, epochs, None, config, path, sweep_id == "new")
         sweep_id, input_size, epochs = sweep["sweep_id"], None, None  # the stored config holds them now
-    per_gpu = [count // gpus + (i < count % gpus) for i in range(gpus)]
     agents = []
-    for gpu, n in enumerate(per_gpu):
-        if n == 0:
+    for gpu in range(gpus):
+        runs = count // gpus + (gpu < count % gpus)
+        if runs == 0:
             continue
         command = [sys.executable, "-m", "shared", "sweep", "--data", str(root), "--sweep-id", sweep_id,
-                   "--count", str(n), "--runs", str(path)]
+                   "--count", str(runs), "--runs", str(path)]
         command += ["--input-size", str(input_size)] if input_size is not None else []
         command += ["--epochs", str(epochs)] if epochs is not None else []
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
@@ -439,23 +398,15 @@ def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_
 # Reading results back
 # --------------------------------------------------------------------------------------------
 def best_finished_run(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS) -> dict | None:
-    """The finished run with the highest finite val_acc among those made on `root`'s data in this mode, or None.
-
-    The one choice behind `best_config` and `best_saved_model`; runs on other data or in another mode are ignored,
-    with one printed line (`load_runs`).
-    """
+    """The best result (`runs_table.best_of`) among the runs made on `root`'s data in this mode, or None; the
+    others are ignored with one printed line. The one choice behind `best_config` and `best_saved_model`."""
     return best_of(load_runs(sweep_id, path, root=root))
 
 
 def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS,
                 ) -> tuple[CNNConfig, TrainConfig, str]:
-    """(CNNConfig, TrainConfig, where it came from) of the best finished run made on `root`'s data.
-
-    A NaN or infinite val_acc never counts.
-    Runs on other data or in another mode (the demo sweep's digits winner, a test's quick run) are
-    ignored, with one printed line. `root=None` finds the data as the notebooks do (`data.find_data`).
-    Without a usable run: the documented default. Introduced in Part-A/03.
-    """
+    """(CNNConfig, TrainConfig, where it came from) of `best_finished_run`, else the documented default.
+    `root=None` finds the data as the notebooks do (`data.find_data`). Introduced in Part-A/03."""
     if root is not None and not Path(root).is_dir():
         raise UserError(f"best_config: {root!r} is not a data folder; call best_config(root, sweep_id=...)")
     root = data_lib.find_data() if root is None else root
@@ -463,9 +414,8 @@ def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike 
 
 
 def config_of_run(run: dict | None, path: str | os.PathLike = SWEEP_RUNS) -> tuple[CNNConfig, TrainConfig, str]:
-    """(CNNConfig, TrainConfig, where it came from) of a sweep run, e.g. `best_finished_run`'s or the run
-    `best_saved_model` returns; None (no usable run in the table at `path`): the documented default, with one
-    printed line."""
+    """(CNNConfig, TrainConfig, where it came from) of a sweep run; None (no usable run in the table at `path`):
+    the documented default, with one printed line."""
     if run is None:
         print(f"No finished sweep runs on this data ({path}); using the documented default config "
               f"(shared.sweep.DEFAULT_CNN / DEFAULT_TRAIN).")
@@ -475,18 +425,18 @@ def config_of_run(run: dict | None, path: str | os.PathLike = SWEEP_RUNS) -> tup
 
 
 def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS):
-    """(model, run, checkpoint, one line on what was found): the sweep's own best model, as its best run saved it.
-
-    Question 4 asks for the best model *from the sweep*. The run is `best_finished_run`'s; the model and checkpoint
-    are None when that run's sweep saved no weights, the file cannot be read, or it holds another run (the line
-    says which). Introduced in Part-A/03, which tests it; Part-A/04 looks inside the same model.
+    """(model, run, checkpoint, one line on what was found): `best_finished_run`'s model as its sweep saved it
+    (Question 4 asks for the best model *from the sweep*). The model and checkpoint are None when no weights
+    were saved, the file cannot be read, or it holds another run. Introduced in Part-A/03; Part-A/04 uses it too.
     """
     best = best_finished_run(root, sweep_id, path)
     if best is None:
         return None, None, None, "No finished sweep run on this data and in this mode, so no saved sweep model."
-    checkpoint = best_run_checkpoint(best["sweep_id"], path) or best_run_checkpoint(best["sweep_id"], tracking.handoff(
-        sweep_checkpoint_path(best["sweep_id"], SWEEP_RUNS).relative_to(SWEEP_RUNS.parent).as_posix(), best["mode"]))
-    if checkpoint is None:
+    checkpoint = best_run_checkpoint(best["sweep_id"], path)
+    if checkpoint is None:  # an earlier session's copy: an attached input's, or W&B's (`tracking.handoff`)
+        name = sweep_checkpoint_path(best["sweep_id"]).relative_to(SWEEP_RUNS.parent).as_posix()
+        checkpoint = tracking.handoff(name, best["mode"])
+    if not checkpoint.is_file():
         return None, best, None, f"The sweep's best run {best.get('name')} saved no weights."
     try:
         model, saved = load_checkpoint(checkpoint)

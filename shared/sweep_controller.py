@@ -1,11 +1,8 @@
 """The sweep controller: which sweep runs, which config comes next, and when a run stops.
 
-Introduced in Part-A/02 (split out of shared/sweep.py). Online the W&B
-server does this job; offline W&B's own open-source engine (the `sweeps` package) does it here: it draws
-the next config (bayes, random, grid) from a sweep's runs so far, decides hyperband's early stops after
-every epoch, and holds W&B's schema of a sweep config. This file adapts runs-table records to it, seeds
-its draws, refuses in one line a config it or a run could not use, and finds the sweep to run: one to
-continue by id, an unfinished one of the same config, data and mode, or a new one.
+Introduced in Part-A/02. Online the W&B server does this job; offline W&B's open-source engine (the `sweeps`
+package) does it here, fed with runs-table records: it draws the next config (bayes, random, grid), decides
+hyperband's stops after every epoch, and holds W&B's schema, against which configs are refused in one line.
 """
 from __future__ import annotations
 
@@ -84,10 +81,11 @@ def check_sweep_config(config, where: str, remedy: str) -> None:
 # The engine: drawing configs and hyperband
 # --------------------------------------------------------------------------------------------
 def _engine():
-    """W&B's open-source sweep engine (imported late: it is slow to import)."""
+    """W&B's open-source sweep engine, imported late (it is slow to import) and without its pydantic-1
+    warnings (harmless under pydantic 2)."""
     import warnings
 
-    with warnings.catch_warnings():  # sweeps 0.2.0 still uses pydantic-1 style config; harmless under 2
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sweeps
     return sweeps
@@ -110,11 +108,8 @@ def _as_sweep_run(record: dict, config: dict, running: bool = False):
 
 
 def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]) -> str | None:
-    """Ask the `sweeps` engine's hyperband whether the run with this `history` should stop now.
-
-    `earlier`: the sweep's other runs (records). Returns why it stops, or None (also when the sweep
-    has no early_terminate). The same rule the W&B server applies online. Introduced in Part-A/02.
-    """
+    """Why the engine's hyperband (the W&B server's rule) stops the run with this `history` now, or None;
+    `earlier` holds the sweep's other runs (records). Introduced in Part-A/02."""
     if not config.get("early_terminate"):
         return None
     engine = _engine()
@@ -136,11 +131,10 @@ def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]
 
 @contextlib.contextmanager
 def _seeded(*keys):
-    """Seed `random` and numpy (what the engine draws from) from `keys`; restore them afterwards.
+    """Seed `random` and numpy (what the engine draws from) from `keys`, and restore them afterwards.
 
-    Seeding from the sweep id and the draw's number (`runs_table.claim_next` never hands one out twice)
-    makes a sweep reproducible, a new sweep different from the last one, and a continued sweep, or a
-    second agent, draw new configs instead of repeating one.
+    Keyed by the sweep id and the draw's number (never handed out twice), a sweep is reproducible, and a new
+    sweep, a continued one or a second agent draws new configs instead of repeating one.
     """
     seed = int(hashlib.sha1("/".join(map(str, keys)).encode()).hexdigest()[:8], 16)
     python_state, numpy_state = random.getstate(), np.random.get_state()
@@ -165,19 +159,12 @@ def draw_config(config: dict, sweep_id: str, earlier: list[dict], running: list[
 # --------------------------------------------------------------------------------------------
 # Which sweep: continued by id, an unfinished one, or a new one
 # --------------------------------------------------------------------------------------------
-def create_sweep(config: dict) -> str:
-    """Register `config` with the W&B server (online mode) and return the sweep id."""
-    import wandb
-
-    return wandb.sweep(config, project=tracking.PROJECT, entity=tracking.ENTITY)
-
-
 def new_local_id() -> str:
     """An offline sweep's id: `local-` + time + a random suffix (two sweeps in one second differ)."""
     return f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _check_same_settings(sweep: dict, config: dict | None, input_size, epochs) -> None:
+def _check_same_settings(sweep: dict, method, config: dict | None, input_size, epochs) -> None:
     """Continuing a sweep: its stored config wins, and asking for other settings is an error, not a mix."""
     stored = sweep.get("config") or {}
     params = stored.get("parameters", {})
@@ -188,6 +175,8 @@ def _check_same_settings(sweep: dict, config: dict | None, input_size, epochs) -
     if config is not None and stored and _plain(config) != stored:
         raise UserError(f"sweep {sweep['sweep_id']} was made with another sweep config: leave out config to "
                         f"continue it, or leave out the sweep id to start a new sweep")
+    if method and sweep.get("method") not in (method, "server"):
+        raise UserError(f"sweep {sweep['sweep_id']} uses method {sweep.get('method')}, not {method}")
 
 
 def _continued_sweep(sweep_id: str, path, online: bool, wandb_mode: str, fingerprint: dict, mode: str) -> dict:
@@ -223,13 +212,18 @@ def _plain(config: dict) -> dict:
 def _new_or_unfinished(config: dict, count: int, path, online: bool, wandb_mode: str, fingerprint: dict,
                        mode: str, new: bool) -> tuple[dict, int]:
     """A sweep asked for without an id: an unfinished one of the same config, data and mode (and W&B mode) gets
-    `count` more runs, never past its own count, so a rerun after a lost session finishes it and `--count 2`
-    never runs 28; continuing it by id adds runs past its count. `new` (sweep_id="new") always starts a new one."""
+    `count` more runs, never past its own count (a rerun after a lost session finishes it); else, or when `new`,
+    a new sweep: created on the W&B server online, a local id offline."""
     found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, online)
     if found is None:
-        return {"sweep_id": create_sweep(config) if online else new_local_id(), "method": config["method"],
-                "wandb_mode": wandb_mode, "config": config, "created": runs_table.now(), "data": fingerprint,
-                "mode": mode, "count": count}, count
+        if online:
+            import wandb
+
+            sweep_id = wandb.sweep(config, project=tracking.PROJECT, entity=tracking.ENTITY)
+        else:
+            sweep_id = new_local_id()
+        return {"sweep_id": sweep_id, "method": config["method"], "wandb_mode": wandb_mode, "config": config,
+                "created": runs_table.now(), "data": fingerprint, "mode": mode, "count": count}, count
     sweep, done = found
     more = min(count, sweep["count"] - done)
     print(f"Continuing the unfinished sweep {sweep['sweep_id']} (same config, data and mode; {done} of its "
@@ -247,9 +241,7 @@ def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config
     fingerprint, mode = data_lib.data_fingerprint(root), run_mode(data_lib.is_demo(root))
     if sweep_id:
         sweep = _continued_sweep(sweep_id, path, online, wandb_mode, fingerprint, mode)
-        _check_same_settings(sweep, config, input_size, epochs)
-        if method and sweep.get("method") not in (method, "server"):
-            raise UserError(f"sweep {sweep_id} uses method {sweep.get('method')}, not {method}")
+        _check_same_settings(sweep, method, config, input_size, epochs)
     else:
         config = _plain(config)
         check_sweep_config(config, "the sweep config", "fix it before starting the sweep")
@@ -261,9 +253,8 @@ def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config
 def early_termination_summary(runs: list[dict]) -> dict:
     """What hyperband saved (Question 2): epochs run vs asked, runs stopped, seconds spent and saved.
 
-    `seconds_saved` is an estimate: for each stopped run, its epochs not run x its mean epoch time.
-    Epochs a run skipped through its own patience are not counted as saved by the sweep.
-    Introduced in Part-A/02.
+    `seconds_saved` estimates each stopped run's epochs not run at its mean epoch time; epochs skipped by a
+    run's own patience are not counted. Introduced in Part-A/02.
     """
     counted = [r for r in runs if r.get("epochs_asked")]
     stopped = [r for r in counted if r.get("state") == "stopped"]

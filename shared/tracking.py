@@ -1,11 +1,11 @@
 """Weights & Biases: online when a key is found, offline otherwise, never a crash or a hang.
 
-Introduced in Part-A/02. We never pass `mode=` to `wandb.init`: that would override the
-WANDB_MODE environment variable that users and tests set.
+Introduced in Part-A/02. `wandb.init` never gets `mode=`: it would override the WANDB_MODE that users and tests set.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -22,9 +22,8 @@ from .runtime import OUTPUT_DIR, attached
 
 PROJECT = os.environ.get("WANDB_PROJECT", "da6401-assignment2")
 ENTITY = os.environ.get("WANDB_ENTITY") or None
-# A key is checked against the server once, within this many seconds, before anything goes online: a dummy
-# key or a machine without network then costs seconds and one printed line, not wandb.init's 30 s of retries
-# and an AuthenticationError.
+# A key is checked against the server once, within this many seconds, before anything goes online: a dummy key
+# or no network then costs seconds and one printed line, not wandb.init's 30 s of retries and an error.
 VERIFY_SECONDS = 5
 
 
@@ -33,18 +32,15 @@ def base_url() -> str:
 
 
 def _find_key() -> str | None:
+    """WANDB_API_KEY from the environment, or Kaggle's or Colab's secrets."""
     if os.environ.get("WANDB_API_KEY"):
         return os.environ["WANDB_API_KEY"]
-    try:  # Kaggle: Add-ons -> Secrets -> WANDB_API_KEY
+    with contextlib.suppress(Exception):  # Kaggle: Add-ons -> Secrets -> WANDB_API_KEY
         from kaggle_secrets import UserSecretsClient
         return UserSecretsClient().get_secret("WANDB_API_KEY")
-    except Exception:
-        pass
-    try:  # Colab: the key icon in the sidebar -> WANDB_API_KEY
+    with contextlib.suppress(Exception):  # Colab: the key icon in the sidebar -> WANDB_API_KEY
         from google.colab import userdata
         return userdata.get("WANDB_API_KEY")
-    except Exception:
-        pass
     return None
 
 
@@ -58,10 +54,9 @@ def _netrc_key() -> str | None:
 
 
 def key_problem(key: str, timeout: float = VERIFY_SECONDS) -> str | None:
-    """None when the W&B server accepts `key`; otherwise why not, in a few words. Never waits longer
-    than `timeout` seconds in all (one request, no retries): urllib's timeout bounds each read, so a server
-    that trickles its answer byte by byte would hold it far longer; the request runs in a thread that is
-    left behind when the time is up."""
+    """None when the W&B server accepts `key`; otherwise why not, in a few words. Never waits more than `timeout`
+    seconds in all: urllib's timeout bounds each read (a trickling server would hold it far longer), so the one
+    request runs in a thread that is left behind when the time is up."""
     answer = []
     asking = threading.Thread(target=lambda: answer.append(_ask(key, timeout)), daemon=True)
     asking.start()
@@ -89,10 +84,8 @@ _VERIFIED = False  # True once setup_wandb has checked a key in this process
 
 
 def setup_wandb(verbose: bool = True) -> str:
-    """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'.
-
-    Online only with a key the server accepts: an explicit WANDB_MODE=online is checked as well, because
-    wandb.init with an unusable key retries for minutes and then raises."""
+    """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'. Online only with a
+    key the server accepts, even under WANDB_MODE=online: wandb.init with a bad key retries for minutes, then raises."""
     global _VERIFIED
     os.environ.setdefault("WANDB_DIR", str(OUTPUT_DIR))
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -114,9 +107,8 @@ def setup_wandb(verbose: bool = True) -> str:
 
 
 def init_run(**kwargs):
-    """`wandb.init` with this project's defaults. The mode comes from WANDB_MODE (set by
-    `setup_wandb`), and the folder is passed explicitly: wandb reads WANDB_DIR only once per
-    process, so a later change of it would otherwise be ignored."""
+    """`wandb.init` with this project's defaults, in the mode `setup_wandb` set. The folder is passed explicitly:
+    wandb reads WANDB_DIR only once per process."""
     import wandb
 
     setup_wandb()
@@ -200,11 +192,9 @@ def _from_wandb(name: str, mode: str) -> Path | None:
 def handoff(name: str, mode: str) -> Path:
     """Where an earlier notebook's file `name` (its path in the outputs folder, e.g. "sweep_runs.json") is.
 
-    The outputs folder's own file first; else the newest copy in an attached input (`runtime.attached`: on
-    Kaggle, an earlier notebook's output added with Add Input); else, with a W&B key, the artifact
-    `log_handoff` logged for this mode; else the outputs folder's path (missing: the reader falls back to its
-    default). One line says where a file not in the outputs folder came from; the reader still checks that
-    it belongs to this data and mode. New results are written to the outputs folder, never here.
+    The outputs folder's own file; else the newest copy in an attached input (`runtime.attached`, e.g. Kaggle's
+    Add Input); else, with a W&B key, the artifact `log_handoff` logged for this mode; else the outputs folder's
+    (missing) path. One line says where a file from elsewhere came from; the reader still checks its data and mode.
     """
     local = OUTPUT_DIR / name
     if local.is_file():

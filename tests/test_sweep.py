@@ -546,6 +546,7 @@ def test_best_saved_model_is_the_best_runs_own_weights_or_none_with_a_reason(roo
     assert run["val_acc"] == 0.8 and checkpoint == sweep.best_run_checkpoint(result["sweep_id"], path)
     assert all((parameter == 3e-3).all() for parameter in model.parameters()) and str(checkpoint) in found
     assert sweep.config_of_run(run, path) == sweep.best_config(root, path=path)  # Part-A/03 reads the runs once
+    good = checkpoint.read_bytes()
     saved = torch.load(checkpoint, weights_only=True)
     torch.save({**saved, "run_name": "someone-else"}, checkpoint)  # a file that holds another run
     model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
@@ -554,6 +555,15 @@ def test_best_saved_model_is_the_best_runs_own_weights_or_none_with_a_reason(roo
     checkpoint.write_bytes(b"damaged")
     model, _, _, found = sweep.best_saved_model(root, path=path)
     assert model is None and found.startswith("Could not read")
+    # No weights beside the table: an earlier session's, where `tracking.handoff` finds them (here the outputs
+    # folder's), are used. They were looked for in sweep_checkpoints/sweep_checkpoints/, so never found.
+    checkpoint.unlink()
+    elsewhere = tmp_path / "outputs" / "sweep_checkpoints" / checkpoint.name
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(good)
+    monkeypatch.setattr(sweep.tracking, "OUTPUT_DIR", tmp_path / "outputs")
+    model, run, checkpoint, found = sweep.best_saved_model(root, path=path)
+    assert checkpoint == elsewhere and run["val_acc"] == 0.8 and model is not None
 
 
 @pytest.mark.parametrize("message", ["DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes",
