@@ -34,11 +34,11 @@ import numpy as np
 from scipy import stats
 
 from . import evidence
+from .runs_frame import MISSING
 
 PERMUTATIONS = 2_000   # resolves p-values down to 1/2001, below the strictest threshold (0.05/13)
 LARGE_SAMPLE = 500     # residual degrees of freedom from which the F distribution replaces permutations
 NO_SPREAD = 1e-9         # a residual standard deviation below this is float rounding of identical accuracies
-MISSING = "not recorded"  # the label of runs whose record lacks the parameter: kept in the model, never compared
 
 
 @dataclass
@@ -323,14 +323,19 @@ def fixed_reason(fixers: list[str]) -> str:
             f"runs, so its effect cannot be separated from theirs.")
 
 
-def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], notes: dict[str, dict[str, str]],
+def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[str, str]],
                        ends: dict[str, tuple[str, str]], floor: float, order=str,
                        permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, evidence.Finding]:
-    """Every term's finding from one forward selection. `aligned` terms (perfectly aligned with another
-    parameter) stay in the model untested, and the caller refuses them. `notes`: per term and value,
-    remarks on the runs left out; `ends`: a line's lowest and highest value as printed; `floor`: the
-    smallest difference that matters (a fraction)."""
+    """Every term's finding from one forward selection. A testable term perfectly aligned with another
+    stays in the model untested and is refused, naming the other (with too few runs per value, "too few
+    runs" is the reason given instead). `notes`: per term and value, remarks on the runs left out; `ends`:
+    a line's lowest and highest value as printed; `floor`: the smallest difference that matters."""
     accuracy = np.asarray(accuracy, dtype=float)
+    partners = {name: [] for name in terms}
+    for a, b in evidence.confounded_pairs({name: term.labels for name, term in terms.items()}):
+        partners[a].append(b)
+        partners[b].append(a)
+    aligned = {name for name, term in terms.items() if partners[name] and term.testable}
     core = np.hstack([np.ones((len(accuracy), 1))] + [t.rare for t in terms.values()])
     base = np.hstack([core] + [terms[name].columns for name in terms if name in aligned])
     candidates = {name: t.columns for name, t in terms.items() if t.testable and name not in aligned}
@@ -339,10 +344,15 @@ def joint_observations(accuracy, terms: dict[str, Term], aligned: set[str], note
     fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
     for name, term in terms.items():
-        if name in aligned:
-            continue
         groups = raw_groups(term, accuracy, notes.get(name, {}), order)
-        if name in fixed:
+        if name in aligned:
+            other = next((n for n in partners[name] if n in aligned), partners[name][0])
+            alignment = evidence.describe_alignment(name, term.labels, other, terms[other].labels)
+            findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
+                                              f"it cannot be separated from {other} ({alignment} in the finished "
+                                              f"runs), so any difference belongs to either. "
+                                              + "; ".join(g.describe() for g in groups) + ".", "confounded", groups)
+        elif name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
                                               f"{fixed_reason(fixed[name])} " + describe_groups(groups),
                                               "confounded", groups)
