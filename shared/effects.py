@@ -263,44 +263,37 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     name, test = term.name, entry.test
     kind = "permutation p" if test.residual < LARGE_SAMPLE else "F-test p"
     held = f"; the model also holds {', '.join(others)}" if others else "; no other parameter in the model"
-    evidence_text = (f"joint model of {effect.runs} finished runs{held}; d = {effect.cohens_d:.2f} against the "
-                     f"residual spread of {100 * effect.spread:.1f} pp; {kind} = {test.p_value:.4f}, "
-                     f"Benjamini-Hochberg threshold {entry.threshold:.4f} at rank {entry.rank} of {entry.family} "
-                     f"parameter(s)")
-    finding = evidence.Finding(name, False, "", None, groups, effect.difference, effect.cohens_d, test.p_value)
-    refusal = f"The runs do not support a conclusion about {name}: "
+    measured = (f"(joint model of {effect.runs} finished runs{held}; d = {effect.cohens_d:.2f} against the residual "
+                f"spread of {100 * effect.spread:.1f} pp; {kind} = {test.p_value:.4f}, Benjamini-Hochberg threshold "
+                f"{entry.threshold:.4f} at rank {entry.rank} of {entry.family} parameter(s))")
     lead = f"{effect.top} leads {effect.bottom} by {evidence.pp(effect.difference)} in the joint model"
-    listed = describe_groups(groups)
     if test.residual < 1:
-        finding.reason = "too few runs"
-        finding.text = refusal + f"too few runs for a model of every parameter. {listed}"
+        reason, why = "too few runs", "too few runs for a model of every parameter"
     elif not all(map(math.isfinite, (effect.cohens_d, effect.difference, test.p_value))):
-        finding.reason = "no spread"
-        finding.text = refusal + f"the runs have no spread left to measure noise by ({lead}). {listed}"
+        reason, why = "no spread", f"the runs have no spread left to measure noise by ({lead})"
     elif not entry.rejected:
-        finding.reason = "could be chance"
-        finding.text = refusal + (f"{lead}, but a difference this large arises by chance too often ({evidence_text}). "
-                                  f"{listed}")
+        reason, why = "could be chance", f"{lead}, but a difference this large arises by chance too often {measured}"
     elif effect.cohens_d < evidence.MIN_COHENS_D:
-        finding.reason = "spreads overlap"
-        finding.text = refusal + (f"{lead}, less than {evidence.MIN_COHENS_D:g}x the residual spread "
-                                  f"({evidence_text}). {listed}")
+        reason, why = "spreads overlap", f"{lead}, less than {evidence.MIN_COHENS_D:g}x the residual spread {measured}"
     elif effect.difference < floor:
-        finding.reason = "below the floor"
-        finding.text = refusal + (f"{lead}, less than the {evidence.pp(floor)} a difference must reach to matter "
-                                  f"({evidence_text}). {listed}")
+        reason = "below the floor"
+        why = f"{lead}, less than the {evidence.pp(floor)} a difference must reach to matter {measured}"
     else:
-        finding.supported = True
-        finding.text = (f"{name}: {effect.top} beats {effect.bottom} by {evidence.pp(effect.difference)} of validation "
-                        f"accuracy, adjusted for the parameters in the model ({evidence_text}). {listed}")
-    return finding
+        reason = None
+    text = (f"The runs do not support a conclusion about {name}: {why}" if reason else
+            f"{name}: {effect.top} beats {effect.bottom} by {evidence.pp(effect.difference)} of validation accuracy, "
+            f"adjusted for the parameters in the model {measured}")
+    return evidence.Finding(name, reason is None, f"{text}. {describe_groups(groups)}", reason, groups,
+                            effect.difference, effect.cohens_d, test.p_value)
 
 
 def fixed_by_model(base: np.ndarray, terms: dict[str, np.ndarray], model: list[str]) -> dict[str, list[str]]:
     """Terms outside `model` that add no column of their own to it (e.g. activation=mish exactly when
     kernel_size=5 or dropout=0.3), each with the model terms that fix it, and those model terms with
     the terms they fix: the model cannot tell their effects apart."""
-    rank = lambda names, extra=(): basis(np.hstack([base] + [terms[n] for n in names] + list(extra))).shape[1]
+    def rank(names, extra=()):
+        return basis(np.hstack([base] + [terms[n] for n in names] + list(extra))).shape[1]
+
     full, fixed = rank(model), {}
     for name in (n for n in terms if n not in model):
         if rank(model, [terms[name]]) > full:

@@ -181,33 +181,28 @@ def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] 
     difference, spread = top.mean - bottom.mean, pooled_std(enough)
     d = difference / spread if spread > 0 else math.nan
     p, floor = permutation_p_value(enough), difference_floor(images)
-    evidence = f"d = {d:.2f}, permutation p = {p:.3f}"
+    measured = f"d = {d:.2f}, permutation p = {p:.3f}"
     listed = describe_groups(enough, [g for g in all_groups if g.n < MIN_RUNS_PER_GROUP])
-    refusal = f"The runs do not support a conclusion about {subject}: "
-    finding = Finding(subject, False, "", None, all_groups, difference, d, p)
     if not math.isfinite(d):
-        finding.reason = "no spread"
-        finding.text = refusal + ("the runs of each value have no spread, so noise cannot be measured (identical runs "
-                                  f"are one measurement, not several). {listed}")
+        reason, why = "no spread", ("the runs of each value have no spread, so noise cannot be measured (identical "
+                                    "runs are one measurement, not several)")
     elif d < MIN_COHENS_D:
-        finding.reason = "spreads overlap"
-        finding.text = refusal + (f"spreads overlap. The best and worst values differ by {pp(difference)}, less than "
-                                  f"{MIN_COHENS_D:g}x the pooled spread of {100 * spread:.1f} pp ({evidence}). "
-                                  f"{listed}")
+        reason, why = "spreads overlap", (f"spreads overlap. The best and worst values differ by {pp(difference)}, "
+                                          f"less than {MIN_COHENS_D:g}x the pooled spread of {100 * spread:.1f} pp "
+                                          f"({measured})")
     elif p > MAX_P_VALUE:
-        finding.reason = "could be chance"
-        finding.text = refusal + (f"{top.label} leads {bottom.label} by {pp(difference)}, but a difference this large "
-                                  f"arises by chance too often ({evidence} > {MAX_P_VALUE}). {listed}")
+        reason, why = "could be chance", (f"{top.label} leads {bottom.label} by {pp(difference)}, but a difference "
+                                          f"this large arises by chance too often ({measured} > {MAX_P_VALUE})")
     elif difference < floor:
-        finding.reason = "below the floor"
         unknown = "" if images else " in 1,000; the image count is unknown"
-        finding.text = refusal + (f"the best and worst values differ by {pp(difference)}, less than the {pp(floor)} a "
-                                  f"difference must reach to matter (one validation image{unknown}). {listed}")
+        reason, why = "below the floor", (f"the best and worst values differ by {pp(difference)}, less than the "
+                                          f"{pp(floor)} a difference must reach to matter (one validation "
+                                          f"image{unknown})")
     else:
-        finding.supported = True
-        finding.text = (f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy "
-                        f"({evidence}). {listed}")
-    return finding
+        reason = None
+    text = (f"The runs do not support a conclusion about {subject}: {why}" if reason else
+            f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy ({measured})")
+    return Finding(subject, reason is None, f"{text}. {listed}", reason, all_groups, difference, d, p)
 
 
 def aligned(first: list, second: list) -> bool:
