@@ -1,29 +1,26 @@
 """Question 3's joint model: each swept parameter's effect on validation accuracy, adjusted for the others.
 
-Introduced in Part-A/02, through `sweep_plots.observations`. One parameter at a time leaves the others'
-effects in its spread, and in 30 random runs two parameters often go together by chance, so one is
-credited with the other's effect. Here one linear model of val_acc holds every swept parameter: a
-categorical (or few-valued) one as a column per value against the most common value, a continuous one
-(lr) as a straight line (in log10 for lr). An effect is the difference a parameter makes, the others fixed.
+Introduced in Part-A/02, through `sweep_plots.observations`. Compared one at a time, a parameter's groups
+carry the others' effects, and in 30 random runs two parameters often go together by chance, so one is
+credited with the other's effect. Here one linear model of val_acc holds them all: a categorical (or
+few-valued) parameter as a column per value against its most common value, a continuous one (lr) as a line.
 
-Two stages, because 30 runs leave too few residual degrees of freedom for a model of every parameter.
-`forward_selection` lets in, one at a time, the parameter with the smallest drop-one F p-value while it
-is at most alpha / (parameters still out), Holm's threshold (a looser one lets null parameters shrink the
-residual and inflate the next). `family_tests` then tests every parameter once against that model
-without it, and Benjamini-Hochberg's step-up claims the k smallest p-values for the largest k with
-p_(k) <= k alpha / m. It controls the false discovery rate, which bounds each no-effect parameter's claim
-rate and, when nothing matters, the chance of any claim, both at alpha; it does not bound one false claim
-among many null parameters beside real effects (docs/tests.md gives the measured rates).
-
-p-values are Freedman-Lane permutation tests (Freedman & Lane 1983; Anderson & Legendre 1999): accuracies
-are bounded and a diverged run is an outlier, so the F test's normal errors are doubtful in 30 runs. From
-LARGE_SAMPLE residual degrees of freedom the F distribution is accurate and used instead.
+30 runs leave too few degrees of freedom for every parameter at once, so `forward_selection` lets in the
+parameter with the smallest drop-one F p-value while it is at most alpha / (parameters still out), Holm's
+threshold (a looser one lets null parameters shrink the residual and make the next look stronger). Then
+`family_tests` tests every parameter once against that model without it, and Benjamini-Hochberg's step-up
+claims the k smallest p-values for the largest k with p_(k) <= k alpha / m. That bounds at alpha each
+no-effect parameter's claim rate and, when nothing matters, the chance of any claim; not the chance of one
+false claim beside real effects (docs/tests.md gives the measured rates). p-values are Freedman-Lane
+permutation tests (Freedman & Lane 1983; Anderson & Legendre 1999): accuracies are bounded and a diverged
+run is an outlier, so the F test's normal errors are doubtful in 30 runs; from LARGE_SAMPLE residual
+degrees of freedom the F distribution is accurate and used instead.
 
 Assumptions: effects add up (no interactions); lr acts on a straight line in log10 (a peak inside the range
-shows as a weak slope); a run's noise depends neither on its config nor on which configs were drawn. A
-Bayes sweep bends the last: its draws are unbalanced and follow lucky runs. Values with fewer than
-MIN_RUNS_PER_GROUP runs keep a column of their own (so they bias nothing) and are not compared, but rare
-values cost power, and a parameter copied along with a real effect's values can stand in for it.
+shows as a weak slope); a run's noise depends neither on its config nor on which configs were drawn, which a
+Bayes sweep bends (its draws are unbalanced and follow lucky runs). Values with fewer than MIN_RUNS_PER_GROUP
+runs keep a column of their own (so they bias nothing) and are not compared; rare values cost power, and a
+parameter copied along with a real effect's values can stand in for it.
 """
 from __future__ import annotations
 

@@ -179,7 +179,7 @@ def _count(group: evidence.Group) -> str:
 
 
 def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: pd.Series) -> str:
-    """'True averaged 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True higher by +13.8 pp, ...'."""
+    """'mean validation accuracy True 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True highest, ...'."""
     present = [g for g in groups if g.n]
     listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in present)
     if len(present) < 2:
