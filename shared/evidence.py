@@ -101,12 +101,6 @@ def binomial_interval(accuracy: float, images: int, z: float = Z_95) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def interval_half_width(accuracy: float, images: int) -> float:
-    """Half the width of `binomial_interval`: the '±' of an accuracy measured on `images` images."""
-    low, high = binomial_interval(accuracy, images)
-    return (high - low) / 2
-
-
 def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
     """How often shuffling the runs between the groups gives a spread of group means (max - min) at least
     as large as the observed one. Shuffles PERMUTATION_CHUNK labels at a time, so memory stays bounded."""
@@ -248,8 +242,8 @@ def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_im
     if missing or test_images <= 0:
         return Finding("test vs validation", False, "No comparison of test and validation accuracy: "
                        + (missing or "no test images were evaluated") + ".", "not finite")
-    half = interval_half_width(test_acc, test_images)
     low, high = binomial_interval(test_acc, test_images)
+    half = (high - low) / 2
     report = (f"Report the TEST accuracy, {test_acc:.2%} (95% interval {low:.1%} to {high:.1%}, ±{100 * half:.1f} pp "
               f"from {test_images:,} test images): validation accuracy ({val_acc:.2%}) chose the epoch and the "
               f"config, so it can be optimistic; the test set was used once.")
