@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from . import evidence
-from .runs_frame import MISSING
+from .runs_frame import MISSING, natural_order
 
 PERMUTATIONS = 2_000   # resolves p-values down to 1/2001, below the strictest threshold (0.05/13)
 LARGE_SAMPLE = 500     # residual degrees of freedom from which the F distribution replaces permutations
@@ -239,11 +239,11 @@ def adjusted_effect(accuracy: np.ndarray, model: np.ndarray, term: Term, ends: t
     return Effect(top, bottom, levels[top] - levels[bottom], spread, len(accuracy))
 
 
-def raw_groups(term: Term, accuracy: np.ndarray, notes: dict[str, str], order) -> list[evidence.Group]:
+def raw_groups(term: Term, accuracy: np.ndarray, notes: dict[str, str]) -> list[evidence.Group]:
     """The runs of each value (raw means, not adjusted), for the printed evidence."""
     labels = np.asarray(term.labels, dtype=str)
     return [evidence.Group(label, accuracy[labels == label].tolist(), notes.get(label, ""))
-            for label in sorted(set(term.labels), key=order)]
+            for label in sorted(set(term.labels), key=natural_order)]
 
 
 def describe_groups(groups: list[evidence.Group]) -> str:
@@ -314,8 +314,8 @@ def fixed_reason(fixers: list[str]) -> str:
 
 
 def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[str, str]],
-                       ends: dict[str, tuple[str, str]], floor: float, order=str,
-                       permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, evidence.Finding]:
+                       ends: dict[str, tuple[str, str]], floor: float, permutations: int = PERMUTATIONS,
+                       seed: int = 0) -> dict[str, evidence.Finding]:
     """Every term's finding from one forward selection. A testable term perfectly aligned with another
     stays in the model untested and is refused, naming the other (with too few runs per value, "too few
     runs" is the reason given instead). `notes`: per term and value, remarks on the runs left out; `ends`:
@@ -334,7 +334,7 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
     fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
     for name, term in terms.items():
-        groups = raw_groups(term, accuracy, notes.get(name, {}), order)
+        groups = raw_groups(term, accuracy, notes.get(name, {}))
         if name in aligned:
             other = next((n for n in partners[name] if n in aligned), partners[name][0])
             alignment = evidence.describe_alignment(name, term.labels, other, terms[other].labels)

@@ -90,7 +90,7 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
             terms[k] = effects.categorical_term(k, finished_labels)
     notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
     found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, notes, ends,
-                                       evidence.difference_floor(val_images), natural_order, permutations)
+                                       evidence.difference_floor(val_images), permutations)
     findings = [found[k] for k in keys]
     claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
     if duplicates.any():
@@ -228,7 +228,6 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     finished runs coloured by accuracy, stopped-early runs as grey triangles, failed runs as crosses below."""
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from matplotlib import colors
 
     ax = ax or plt.subplots(figsize=(8.5, 4.2))[1]
     masks = state_masks(df)
@@ -238,9 +237,8 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     margin = max(0.02, 0.08 * (high - low))
     floor = low - 2 * margin  # where failed runs sit: below every accuracy, inside the axes
     if len(finished):
-        norm = colors.Normalize(finished["val_acc"].min(), finished["val_acc"].max())
         points = ax.scatter(finished["created"], finished["val_acc"], c=finished["val_acc"], cmap="viridis",
-                            norm=norm, edgecolor="k", s=45, zorder=3, label=f"finished ({len(finished)})")
+                            edgecolor="k", s=45, zorder=3, label=f"finished ({len(finished)})")
         ax.figure.colorbar(points, ax=ax, label="validation accuracy (finished runs)", pad=0.01)
         ax.step(finished["created"], finished["val_acc"].cummax(), where="post", color="#0072b2", lw=1.5,
                 label="best finished so far")
