@@ -291,8 +291,8 @@ def test_question_three_is_defined_where_its_contract_name_is_and_loads_no_plott
 
     assert sweep_plots.observations.__module__ == "shared.sweep_plots"
     assert importlib.util.find_spec("shared.observations") is None
-    runs = [{"config": {"batch_norm": bool(i % 2), "dropout": [0.2, 0.3][i // 2 % 2]}, "val_acc": 0.5 + i % 2 / 10 + i / 1000,
-             "name": f"r{i}"} for i in range(8)]
+    runs = [{"config": {"batch_norm": bool(i % 2), "dropout": [0.2, 0.3][i // 2 % 2]},
+             "val_acc": 0.5 + (i % 2) / 10 + i / 1000, "name": f"r{i}"} for i in range(8)]
     loaded = subprocess.run([sys.executable, "-c", f"import sys; from shared import sweep_plots; runs = {runs!r}; "
                              "sweep_plots.observations(runs); sweep_plots.seen_in_runs(runs); "
                              "print(sorted({'matplotlib', 'sklearn'} & set(sys.modules)))"],
