@@ -1,12 +1,9 @@
 """Statements computed from the numbers, each naming its evidence, and refusals where the evidence is thin.
 
-Introduced in Part-A/02 (Question 3's observations, through `sweep_plots.observations`) and reused by
-Part-A/03 (test vs validation), Part-B/01 (strategies) and Part-B/02 (scratch vs fine-tuned). Prose
-written before the runs can contradict them; these functions write the sentence from the numbers.
-
-Every function returns `Finding`s. `.supported` is True only when the evidence clears the thresholds
-below; otherwise `.text` says which part is missing ("too few runs", "spreads overlap", ...). Units:
-"pp" (percentage points) for accuracy differences, "x" for ratios. Accuracies are fractions in [0, 1].
+Introduced in Part-A/02 and reused by Part-A/03 (test vs validation), Part-B/01 (strategies) and Part-B/02
+(scratch vs fine-tuned). Every function returns `Finding`s: `.supported` is True only when the evidence
+clears the thresholds below, otherwise `.text` says which part is missing. Accuracies are fractions in
+[0, 1]; differences print in "pp" (percentage points), ratios in "x".
 """
 from __future__ import annotations
 
@@ -20,12 +17,9 @@ MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
 MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
 MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
 PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
-PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB): memory stays bounded for any group size
-                               # (labels here, a model's residuals in `shared.effects`)
-# The smallest accuracy difference that matters: one image's worth of the validation set, the least
-# one model's accuracy can differ from another's on it. When the image count is unknown: 0.1 pp, one
-# image in 1,000 (the iNaturalist validation split has about 2,000, so this is never looser than two
-# images), which is also the resolution of the printed "+x.x pp".
+PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB), here and in `shared.effects`
+# The smallest difference that matters: one validation image. When the image count is unknown, 0.1 pp
+# (one image in 1,000; iNaturalist's validation split has about 2,000), the resolution of "+x.x pp".
 DEFAULT_DIFFERENCE_FLOOR = 0.001
 Z_95 = 1.96             # two-sided 95% normal quantile, for binomial intervals
 
@@ -80,9 +74,6 @@ class Finding:
         return self.text
 
 
-# --------------------------------------------------------------------------------------------
-# Formatting: one spelling of each unit
-# --------------------------------------------------------------------------------------------
 def pp(difference: float) -> str:
     """A difference of two accuracies (fractions) in signed percentage points: 0.0123 -> '+1.2 pp'."""
     return f"{100 * difference:+.1f} pp"
@@ -110,19 +101,9 @@ def binomial_interval(accuracy: float, images: int, z: float = Z_95) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def interval_half_width(accuracy: float, images: int) -> float:
-    """Half the width of `binomial_interval`: the '±' of an accuracy measured on `images` images."""
-    low, high = binomial_interval(accuracy, images)
-    return (high - low) / 2
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing groups of runs
-# --------------------------------------------------------------------------------------------
 def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
-    """How often shuffling the runs between the groups gives a spread of group means (max - min) at
-    least as large as the observed one. Makes no assumption about the shape of the distributions.
-    Shuffles in chunks of PERMUTATION_CHUNK labels, so 20,000 runs need no more memory than 30."""
+    """How often shuffling the runs between the groups gives a spread of group means (max - min) at least
+    as large as the observed one. Shuffles PERMUTATION_CHUNK labels at a time, so memory stays bounded."""
     values = np.concatenate([np.asarray(g.values, dtype=float) for g in groups])
     labels = np.repeat(np.arange(len(groups)), [g.n for g in groups])
     sizes = np.array([g.n for g in groups], dtype=float)
@@ -143,8 +124,7 @@ def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, s
 
 
 def difference_floor(images: int | None) -> float:
-    """The smallest accuracy difference a claim may rest on: one image of `images`, or
-    DEFAULT_DIFFERENCE_FLOOR when the count is unknown."""
+    """The smallest accuracy difference a claim may rest on: one image of `images`, else the default."""
     return 1 / images if images else DEFAULT_DIFFERENCE_FLOOR
 
 
@@ -156,75 +136,72 @@ def pooled_std(groups: list[Group]) -> float:
     return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees)
 
 
+def describe_groups(compared: list[Group], left_out: list[Group], why: str = "") -> str:
+    """'a: 60.1% ± 1.2 pp (n=4); b: ... . Left out (fewer than 3 finished runs): c: 90.0% (n=1).'"""
+    text = "; ".join(g.describe() for g in compared) + "."
+    if left_out:
+        text += (f" Left out (fewer than {MIN_RUNS_PER_GROUP} finished runs{why}): "
+                 + "; ".join(g.describe() for g in left_out) + ".")
+    return text
+
+
+def too_few_runs(subject: str, groups: list[Group]) -> Finding:
+    counts = ", ".join(f"{g.label} n={g.n}" for g in groups)
+    return Finding(subject, False, f"The runs do not support a conclusion about {subject}: too few runs ({counts}; "
+                   f"a comparison needs >= {MIN_RUNS_PER_GROUP} finished runs for at least two values).",
+                   "too few runs", groups)
+
+
 def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] | None = None,
             images: int | None = None) -> Finding:
     """Does `subject` (a parameter) change accuracy? `groups` maps each value to the accuracies of its runs.
 
-    One parameter alone (Question 3's observations use the joint model of `shared.effects` instead).
-    The groups with at least MIN_RUNS_PER_GROUP runs are compared: highest vs lowest mean, Cohen's d
-    against the pooled spread, and a permutation p-value for the spread of all their means. A claim is
-    made only when d is finite and >= MIN_COHENS_D, the difference is at least `difference_floor(images)`
-    (`images`: the validation images each accuracy was measured on) and p <= MAX_P_VALUE; otherwise
-    the text says which test failed. Groups without spread give no finite d: they are refused. NaN or
-    infinite accuracies are left out and counted. `notes` adds per-value remarks to the printed groups.
+    One parameter alone (Question 3 uses the joint model of `shared.effects`). The values with at least
+    MIN_RUNS_PER_GROUP runs are compared, highest mean against lowest. A claim needs a finite Cohen's d
+    >= MIN_COHENS_D (pooled spread), a permutation p <= MAX_P_VALUE and a difference of at least
+    `difference_floor(images)`. NaN or infinite accuracies are left out and counted; `notes` adds remarks.
     """
     notes = notes or {}
     all_groups = []
     for label, values in groups.items():
         values = [float(v) for v in values]
         finite = [v for v in values if math.isfinite(v)]
-        note = ", ".join(part for part in (notes.get(label, ""), f"+{len(values) - len(finite)} not finite, left out"
-                                           if len(finite) < len(values) else "") if part)
-        all_groups.append(Group(str(label), finite, note))
-    enough = [g for g in all_groups if g.n >= MIN_RUNS_PER_GROUP]
-    too_few = [g for g in all_groups if g.n < MIN_RUNS_PER_GROUP]
-    counts = ", ".join(f"{g.label} n={g.n}" for g in all_groups)
+        dropped = f"+{len(values) - len(finite)} not finite, left out" if len(finite) < len(values) else ""
+        all_groups.append(Group(str(label), finite, ", ".join(filter(None, (notes.get(label, ""), dropped)))))
+    enough = sorted((g for g in all_groups if g.n >= MIN_RUNS_PER_GROUP), key=lambda g: g.mean, reverse=True)
     if len(enough) < 2:
-        return Finding(subject, False, f"The runs do not support a conclusion about {subject}: too few runs "
-                       f"({counts}; a comparison needs >= {MIN_RUNS_PER_GROUP} finished runs for at least two values).",
-                       "too few runs", all_groups)
-    enough.sort(key=lambda g: g.mean, reverse=True)
+        return too_few_runs(subject, all_groups)
     top, bottom = enough[0], enough[-1]
-    difference = top.mean - bottom.mean
-    spread = pooled_std(enough)
+    difference, spread = top.mean - bottom.mean, pooled_std(enough)
     d = difference / spread if spread > 0 else math.nan
-    p = permutation_p_value(enough)
-    floor = difference_floor(images)
-    evidence = f"d = {d:.2f}, permutation p = {p:.3f}"
-    listed = "; ".join(g.describe() for g in enough)
-    left_out = (f" Left out (fewer than {MIN_RUNS_PER_GROUP} finished runs): "
-                + "; ".join(g.describe() for g in too_few) + ".") if too_few else ""
-    finding = Finding(subject, False, "", None, all_groups, difference, d, p)
+    p, floor = permutation_p_value(enough), difference_floor(images)
+    measured = f"d = {d:.2f}, permutation p = {p:.3f}"
+    listed = describe_groups(enough, [g for g in all_groups if g.n < MIN_RUNS_PER_GROUP])
     if not math.isfinite(d):
-        finding.reason = "no spread"
-        finding.text = (f"The runs do not support a conclusion about {subject}: the runs of each value have no "
-                        f"spread, so noise cannot be measured (identical runs are one measurement, not several). "
-                        f"{listed}.{left_out}")
+        reason, why = "no spread", ("the runs of each value have no spread, so noise cannot be measured (identical "
+                                    "runs are one measurement, not several)")
     elif d < MIN_COHENS_D:
-        finding.reason = "spreads overlap"
-        finding.text = (f"The runs do not support a conclusion about {subject}: spreads overlap. The best and worst "
-                        f"values differ by {pp(difference)}, less than {MIN_COHENS_D:g}x the pooled spread of "
-                        f"{100 * spread:.1f} pp ({evidence}). {listed}.{left_out}")
+        reason, why = "spreads overlap", (f"spreads overlap. The best and worst values differ by {pp(difference)}, "
+                                          f"less than {MIN_COHENS_D:g}x the pooled spread of {100 * spread:.1f} pp "
+                                          f"({measured})")
     elif p > MAX_P_VALUE:
-        finding.reason = "could be chance"
-        finding.text = (f"The runs do not support a conclusion about {subject}: {top.label} leads {bottom.label} by "
-                        f"{pp(difference)}, but a difference this large arises by chance too often "
-                        f"({evidence} > {MAX_P_VALUE}). {listed}.{left_out}")
+        reason, why = "could be chance", (f"{top.label} leads {bottom.label} by {pp(difference)}, but a difference "
+                                          f"this large arises by chance too often ({measured} > {MAX_P_VALUE})")
     elif difference < floor:
-        finding.reason = "below the floor"
-        finding.text = (f"The runs do not support a conclusion about {subject}: the best and worst values differ by "
-                        f"{pp(difference)}, less than the {pp(floor)} a difference must reach to matter (one "
-                        f"validation image{'' if images else ' in 1,000; the image count is unknown'}). {listed}.{left_out}")
+        unknown = "" if images else " in 1,000; the image count is unknown"
+        reason, why = "below the floor", (f"the best and worst values differ by {pp(difference)}, less than the "
+                                          f"{pp(floor)} a difference must reach to matter (one validation "
+                                          f"image{unknown})")
     else:
-        finding.supported = True
-        finding.text = (f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy "
-                        f"({evidence}). {listed}.{left_out}")
-    return finding
+        reason = None
+    text = (f"The runs do not support a conclusion about {subject}: {why}" if reason else
+            f"{subject}: {top.label} beats {bottom.label} by {pp(difference)} of validation accuracy ({measured})")
+    return Finding(subject, reason is None, f"{text}. {listed}", reason, all_groups, difference, d, p)
 
 
 def aligned(first: list, second: list) -> bool:
-    """True when two varied columns pair their values one to one across the runs (e.g. every
-    augment=True run has batch_norm=False and vice versa): their effects cannot be told apart."""
+    """True when two varied columns pair their values one to one across the runs (e.g. every augment=True
+    run has batch_norm=False and vice versa): their effects cannot be told apart."""
     pairs = set(zip(map(str, first), map(str, second)))
     a_values, b_values = {a for a, _ in pairs}, {b for _, b in pairs}
     return len(a_values) > 1 and len(pairs) == len(a_values) == len(b_values)
@@ -242,19 +219,15 @@ def describe_alignment(first_name: str, first: list, second_name: str, second: l
     return ", ".join(f"{first_name}={a} always with {second_name}={b}" for a, b in pairs)
 
 
-# --------------------------------------------------------------------------------------------
-# Two accuracies on image sets of known size
-# --------------------------------------------------------------------------------------------
 def accuracy_gap(first: float, second: float, first_images: int, second_images: int) -> tuple[float, float]:
-    """(first - second, the 95% noise bound on that difference) for accuracies on independent image sets.
-
-    For two models on the *same* images this bound is conservative (their errors are correlated)."""
+    """(first - second, the 95% noise bound on that difference) for accuracies on independent image sets
+    (for two models on the *same* images the bound is conservative: their errors are correlated)."""
     variance = first * (1 - first) / max(first_images, 1) + second * (1 - second) / max(second_images, 1)
     return first - second, Z_95 * math.sqrt(variance)
 
 
 def unusable_accuracies(**accuracies: float | None) -> str:
-    """'test_accuracy is not a number; ...' for each accuracy that cannot enter a statement; '' if none."""
+    """'test accuracy is missing (not a number); ...' for each accuracy that cannot enter a statement; '' if none."""
     def problem(value):
         if value is None or math.isnan(value):
             return "is missing (not a number)"
@@ -263,18 +236,14 @@ def unusable_accuracies(**accuracies: float | None) -> str:
 
 
 def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_images: int | None = None) -> Finding:
-    """Part-A/03: which number to report, and what the validation-test gap means.
-
-    Validation accuracy chose the best epoch (early stopping) and the best config (the sweep), so it
-    is biased upwards; the test set was used once, so its accuracy is the unbiased estimate.
-    A NaN or infinite accuracy (e.g. no readable test image) gives a refusal that names it, never a number.
-    """
+    """Part-A/03: which number to report, and what the validation-test gap means. Validation accuracy chose
+    the epoch and the config, so it is biased upwards; the test set, used once, is the unbiased estimate."""
     missing = unusable_accuracies(test_accuracy=test_acc, validation_accuracy=val_acc)
     if missing or test_images <= 0:
         return Finding("test vs validation", False, "No comparison of test and validation accuracy: "
                        + (missing or "no test images were evaluated") + ".", "not finite")
-    half = interval_half_width(test_acc, test_images)
     low, high = binomial_interval(test_acc, test_images)
+    half = (high - low) / 2
     report = (f"Report the TEST accuracy, {test_acc:.2%} (95% interval {low:.1%} to {high:.1%}, ±{100 * half:.1f} pp "
               f"from {test_images:,} test images): validation accuracy ({val_acc:.2%}) chose the epoch and the "
               f"config, so it can be optimistic; the test set was used once.")
@@ -294,9 +263,6 @@ def test_vs_validation(test_acc: float, val_acc: float, test_images: int, val_im
                    f"±{100 * noise:.1f} pp chance difference{assumed}: {meaning}.", difference=gap)
 
 
-# --------------------------------------------------------------------------------------------
-# Part B: strategies, and scratch vs fine-tuned
-# --------------------------------------------------------------------------------------------
 def _accuracy_ranking(subject: str, name: str, accuracy: float, best_name: str, best_accuracy: float,
                       images: int | None, split: str) -> Finding:
     """`name` against the best one on the same `images`: a ranking only when the gap is beyond chance."""
@@ -314,12 +280,10 @@ def _accuracy_ranking(subject: str, name: str, accuracy: float, best_name: str, 
 
 
 def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_images: int | None = None) -> list[Finding]:
-    """Part-B/01: every fine-tuning strategy against `reference` and against the most accurate one.
+    """Part-B/01: every fine-tuning strategy's cost against `reference`, and its accuracy against the best.
 
-    `rows` maps a strategy label to its measurements: val_acc, epoch_seconds (mean per epoch; for head
-    its whole run), train_seconds, trainable_params, total_params (a DataFrame's `.to_dict("index")`).
-    Ratios are computed from the rows, never assumed; an accuracy ranking is claimed only when the gap
-    is beyond the chance difference on `val_images` validation images.
+    `rows` maps a strategy to val_acc, epoch_seconds (for head: its whole run), train_seconds,
+    trainable_params and total_params (a DataFrame's `.to_dict("index")`).
     """
     base = rows[reference]
     findings = []
@@ -328,12 +292,12 @@ def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_imag
             continue
         unit = "its whole run (features once, then the head)" if label.startswith("head") else "its epoch time"
         share = row["trainable_params"] / row["total_params"]
+        epoch, train, params = (ratio(row[k] / base[k]) for k in ("epoch_seconds", "train_seconds", "trainable_params"))
         findings.append(Finding(f"{label} cost", True,
-                                f"{label}: {unit} is {ratio(row['epoch_seconds'] / base['epoch_seconds'])} "
-                                f"{reference}'s epoch time ({row['epoch_seconds']:.1f} s vs {base['epoch_seconds']:.1f} s); total "
-                                f"training time {ratio(row['train_seconds'] / base['train_seconds'])} {reference}'s; "
-                                f"trains {share:.2%} of the weights ({row['trainable_params']:,} parameters, "
-                                f"{ratio(row['trainable_params'] / base['trainable_params'])} {reference}'s)."))
+                                f"{label}: {unit} is {epoch} {reference}'s epoch time ({row['epoch_seconds']:.1f} s vs "
+                                f"{base['epoch_seconds']:.1f} s); total training time {train} {reference}'s; trains "
+                                f"{share:.2%} of the weights ({row['trainable_params']:,} parameters, {params} "
+                                f"{reference}'s)."))
     best = max(rows, key=lambda label: rows[label]["val_acc"])
     findings += [_accuracy_ranking(f"{label} accuracy", label, row["val_acc"], best, rows[best]["val_acc"],
                                    val_images, "validation")
@@ -342,13 +306,10 @@ def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_imag
 
 
 def overfitting(history: list[dict], name: str = "the model") -> Finding:
-    """Judge overfitting from per-epoch train and validation curves, only when they exist and are long enough.
-
-    Overfitting: at the last epoch train accuracy exceeds validation accuracy by >= OVERFIT_GAP AND the
-    validation loss has risen >= OVERFIT_LOSS_RISE above its minimum while the training loss kept falling.
-    Train accuracy is measured on augmented batches with dropout on, so it understates the fit: a large
-    gap despite that is a real signal.
-    """
+    """Overfitting from per-epoch curves: at the last epoch train accuracy exceeds validation accuracy by
+    >= OVERFIT_GAP AND the validation loss has risen >= OVERFIT_LOSS_RISE above its minimum while the
+    training loss kept falling. (Train accuracy is measured with augmentation and dropout on, so it
+    understates the fit: a large gap despite that is a real signal.)"""
     needed = ("train_acc", "val_acc", "train_loss", "val_loss")
     rows = [row for row in history or [] if "epoch" in row and all(row.get(k) is not None for k in needed)]
     if len(rows) < MIN_EPOCHS_FOR_CURVES:  # none at all: the head strategy's Linear steps, a run's summary only
@@ -379,11 +340,10 @@ def overfitting(history: list[dict], name: str = "the model") -> Finding:
 
 
 def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int) -> list[Finding]:
-    """Part-B/02's inferences, computed: test-accuracy gap, trainable parameters, time to best, overfitting.
+    """Part-B/02's inferences: test-accuracy gap, trainable parameters, time to best, overfitting.
 
-    `scratch`: one model's record (name, test_acc, params, seconds_to_best, history: Part-A/03's entry for it).
-    `tuned`: test_acc, trainable_params, total_params, seconds_to_best, optional history. Every number in a
-    line is the named model's own.
+    `scratch`: name, test_acc, params, seconds_to_best, history (Part-A/03's entry for it). `tuned`:
+    test_acc, trainable_params, total_params, seconds_to_best, optional history.
     """
     scratch_name = f"the scratch CNN ({scratch['name']})" if scratch.get("name") else "the scratch CNN"
     tuned_name = "the fine-tuned model"

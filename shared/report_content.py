@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import evidence, formulas, observations, runs_frame, runtime, sweep_plots
+from . import evidence, formulas, runs_frame, runtime, sweep_plots
 from .plots import class_extremes_sentence, confusion_sentence
 from .runs_table import best_of, read_table, runs_of
 from .runtime import UserError
@@ -190,7 +190,7 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
     failed = [run for run in runs if run.get("state") == "failed"]
     items = [
         Item("text", f"Sweep {sweep_id} ({config.get('method', '?')}, W&B {sweep.get('wandb_mode', '?')}, "
-                     f"{sweep.get('mode', '?')} mode): {observations.runs_summary(table)}"),
+                     f"{sweep.get('mode', '?')} mode): {sweep_plots.runs_summary(table)}"),
         Item("bullets", lines=[
             f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
             f"combinations of the swept space (the learning rate is continuous on top).",
@@ -226,12 +226,12 @@ def question_a3(runs: list[dict], table) -> Question:
     return Question("Question 3", NOTEBOOKS["A2"], [
         Item("text", "Seen in these runs: what the plots show, described from the runs (directions and sizes in "
                      "these runs, not conclusions):"),
-        Item("bullets", lines=observations.seen_in_runs(table, findings)),
+        Item("bullets", lines=sweep_plots.seen_in_runs(table, findings)),
         Item("text", "Supported by the evidence: each computed from the sweep's runs (a conclusion only where the "
                      "evidence clears the thresholds; otherwise the line says why not):"),
         Item("bullets", lines=[str(f) for f in findings]),
         Item("text", "Expectations from the literature, not measured here:"),
-        Item("bullets", lines=list(observations.expectations(runs_frame.varied_keys(table))))])
+        Item("bullets", lines=list(sweep_plots.expectations(runs_frame.varied_keys(table))))])
 
 
 A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's retraining (its own run)"),

@@ -1,12 +1,7 @@
-"""The three sweep plots of Question 2, from the runs table alone.
+"""Question 2's sweep plots and Question 3's observations, from the runs table of `shared.runs_frame` alone.
 
-Introduced in Part-A/02. The plots, `parameter_importance` and `mean_accuracy_by` read only the runs
-table of `shared.runs_frame`, so a grader sees the same figures offline as online; they take 20,000 runs
-in seconds. Finished, stopped-early and failed runs are drawn apart. `observations` reads the
-same table for Question 3: it keeps the finished runs (each identical duplicate once; stopped-early and
-failed runs counted per value, never averaged with finished ones), refuses perfectly aligned parameters
-(each naming the other) and hands the rest to the joint model of `shared.effects`; its pieces are in
-`shared.observations`.
+Introduced in Part-A/02; 20,000 runs take seconds. Finished, stopped-early and failed runs are drawn apart and
+never averaged together. matplotlib and sklearn load only when a plot is drawn.
 """
 from __future__ import annotations
 
@@ -16,31 +11,223 @@ import numpy as np
 import pandas as pd
 
 from . import effects, evidence
-from .observations import (duplicate_runs, duplicates_note, group_labels, is_continuous, left_out_note,
-                           natural_order)
-from .runs_frame import LOG_SCALE, MAX_GROUPS, constant_keys, format_value, runs_table, state_masks, varied_keys
+from .runs_frame import (LOG_SCALE, MAX_GROUPS, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
+                         is_continuous, natural_order, runs_table, state_masks, varied_keys)
 
-# Below this many finished runs a random forest's importances mostly reflect noise: the plot says so.
-FEW_RUNS_FOR_IMPORTANCE = 20
+FEW_RUNS_FOR_IMPORTANCE = 20  # below this many finished runs a random forest's importances mostly reflect noise
 IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
-# How each run state is drawn. Colour-blind safe: finished runs carry the accuracy colour map;
-# the others differ in line style and marker as well as colour.
+# Colour-blind safe: finished runs carry the accuracy colour map; the others differ in line style and marker too.
 STATE_STYLE = {
     "finished": dict(label="finished", ls="-", marker="o"),
     "stopped": dict(label="stopped early (fewer epochs)", ls=":", marker="v", color="#7f7f7f"),
     "failed": dict(label="failed (no accuracy)", ls="--", marker="X", color="#d55e00"),
 }
+LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)
+LABEL_GAP = 0.42  # right of each axis, in axis spacings: no run line is drawn there, so its value labels sit clear
 
 
-def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
-    """Validation accuracy of each run against its creation time, with the running best of finished runs.
+# --------------------------------------------------------------------------------------------
+# Question 3: what the runs support, what they show, what the literature expects
+# --------------------------------------------------------------------------------------------
+def runs_summary(df: pd.DataFrame) -> str:
+    """How many runs finished, stopped early or failed, and which of them the observations compare."""
+    counts = {state: int(mask.sum()) for state, mask in state_masks(df).items()}
+    return (f"{len(df)} runs: {counts['finished']} finished, {counts['stopped']} stopped early by the sweep, "
+            f"{counts['failed']} failed. Observations compare the {counts['finished']} finished runs: a stopped run's "
+            f"accuracy comes from fewer epochs, so averaging it in would mix the parameter's effect with the "
+            f"budget's (they are counted per value instead).")
 
-    Finished runs are coloured by accuracy (with a colourbar); stopped-early runs are grey triangles at the
-    accuracy they reached in fewer epochs; failed runs are crosses on a strip below the axis.
+
+def duplicate_runs(df: pd.DataFrame, finished: pd.Series) -> pd.Series:
+    """Finished runs that repeat an earlier finished run's config AND accuracy exactly (two agents that drew
+    the same config: training is deterministic). They are one measurement, not two."""
+    keys = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
+    return df.loc[finished, keys].astype(str).duplicated().reindex(df.index, fill_value=False)
+
+
+def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
+    """'+2 stopped early, 1 failed, not averaged' for the runs of one value that are not compared."""
+    mine = labels == label
+    parts = [f"{int((mask & mine).sum())} {word}"
+             for mask, word in ((masks["stopped"], "stopped early"), (masks["failed"], "failed"),
+                                (duplicates, "identical duplicate"))
+             if (mask & mine).any()]
+    return f"+{', '.join(parts)}, not averaged" if parts else ""
+
+
+def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
+                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
+    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
+
+    One joint model of all swept parameters (`shared.effects`) measures each effect with the others removed.
+    Only finished runs enter, each identical duplicate once; stopped-early and failed runs are counted per
+    value. Two parameters perfectly aligned across those runs are both refused, each naming the other. A
+    claim needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first, the
+    largest first; a last finding says when duplicates were counted once.
     """
+    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    if not len(df):
+        return [evidence.Finding("observations", False, "No observations: the table has no runs.",
+                                 "nothing to compare")]
+    masks = state_masks(df)
+    duplicates = duplicate_runs(df, masks["finished"])
+    compared = masks["finished"] & ~duplicates
+    finished = df[compared]
+    keys = keys or varied_keys(finished)
+    if not keys:
+        why = (f"none of the {len(df)} runs finished" if not len(finished)
+               else f"the {len(finished)} finished run(s) share one config, so no parameter varied")
+        return [evidence.Finding("observations", False, f"No observations: {why}.", "nothing to compare")]
+    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
+    terms, ends = {}, {}
+    for k in keys:
+        finished_labels = labels[k][compared].tolist()
+        if is_continuous(finished[k]):
+            values = finished[k].astype(float)
+            terms[k] = effects.continuous_term(k, finished_labels, np.log10(values) if k in LOG_SCALE else values)
+            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
+        else:
+            terms[k] = effects.categorical_term(k, finished_labels)
+    notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
+    found = effects.joint_observations(finished["val_acc"].to_numpy(float), terms, notes, ends,
+                                       evidence.difference_floor(val_images), permutations)
+    findings = [found[k] for k in keys]
+    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
+    if duplicates.any():
+        names = ", ".join(map(str, df.loc[duplicates, "name"].head(5))) + (", ..." if duplicates.sum() > 5 else "")
+        findings.append(evidence.Finding("duplicate runs", False, f"{int(duplicates.sum())} finished run(s) ({names}) "
+                                         f"repeat an earlier run's config and accuracy exactly (e.g. two agents drew "
+                                         f"the same config): each is counted once, not as independent evidence.",
+                                         "duplicates"))
+    return claims + [f for f in findings if not f.supported]
+
+
+# Expectations from the literature: a separate, labelled list, never mixed into the observations above.
+EXPECTATIONS = {
+    "batch_norm": ("BatchNorm lets a network train stably at higher learning rates and usually speeds up "
+                   "convergence.", "Ioffe & Szegedy 2015, arXiv:1502.03167"),
+    "augment": ("Augmentation fights overfitting: it tends to cost accuracy in very short runs and pay off "
+                "in longer ones.", "Shorten & Khoshgoftaar 2019, J. Big Data 6:60"),
+    "dropout": ("Dropout reduces overfitting of large dense layers; too much slows learning.",
+                "Srivastava et al. 2014, JMLR 15"),
+    "activation": ("Smooth activations (GELU, SiLU/Swish, Mish) often match or slightly beat ReLU; the "
+                   "reported gains are small.", "Hendrycks & Gimpel 2016; Ramachandran et al. 2017; Misra 2019"),
+    "lr": ("The learning rate is usually the most important single hyperparameter.",
+           "Bengio 2012, arXiv:1206.5533"),
+    "batch_size": ("A larger batch needs a proportionally larger learning rate to train as well.",
+                   "Goyal et al. 2017, arXiv:1706.02677"),
+    "weight_decay": ("With Adam, decoupled weight decay (AdamW) regularises as L2 does for SGD.",
+                     "Loshchilov & Hutter 2019, arXiv:1711.05101"),
+    "kernel_size": ("Stacks of 3x3 kernels cover the field of larger kernels with fewer parameters.",
+                    "Simonyan & Zisserman 2015, arXiv:1409.1556"),
+    "organisation": ("Doubling the filters each time the resolution halves keeps the cost per layer even "
+                     "and puts capacity where features are abstract.", "Simonyan & Zisserman 2015, arXiv:1409.1556"),
+    "base_filters": ("Wider layers (more filters) tend to raise accuracy until data or budget limit it.",
+                     "Zagoruyko & Komodakis 2016, arXiv:1605.07146"),
+}
+
+
+def expectations(keys: list[str] | None = None) -> list[str]:
+    """'Expected from the literature (not measured here)' lines for `keys` (default: all), with sources."""
+    keys = [k for k in (keys or EXPECTATIONS) if k in EXPECTATIONS]
+    return [f"Expected from the literature (not measured here) for {k}: {EXPECTATIONS[k][0]} ({EXPECTATIONS[k][1]})"
+            for k in keys]
+
+
+def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> list[str]:
+    """Descriptions of what the plots show, marked "seen in these runs", never conclusions: the best and worst
+    runs, each varied parameter's raw means per value, then the question's own examples as far as these runs
+    go. `findings` (from `observations`) adds whether the evidence supports each."""
+    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
+    if not len(df):
+        return []
+    masks = state_masks(df)
+    finished = df[masks["finished"]]
+    lines = _extremes(df, masks)
+    verdicts = {f.subject: " Evidence: " + ("supported (see below)." if f.supported else f"not supported ({f.reason}).")
+                for f in findings or []}
+    described, by_key = {}, {}
+    for key in varied_keys(finished):
+        labels = group_labels(finished[key], key)
+        by_key[key] = [evidence.Group(label, finished.loc[labels == label, "val_acc"].tolist(),
+                                      ", ".join(finished.loc[labels == label, "name"].astype(str))
+                                      if (labels == label).sum() <= 3 else "")
+                       for label in sorted(set(labels) - {MISSING}, key=natural_order)]
+        described[key] = _seen(key, by_key[key], finished[key], finished["val_acc"])
+        lines.append(f"{key}, seen in these runs: {described[key]}{verdicts.get(key, '')}")
+    for key, question, values in (("organisation", "More filters early (halving: widest layer first) or late "
+                                   "(doubling: widest layer last)?", ("halving", "doubling")),
+                                  ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
+                                   "size for all five layers, so it does not test that shape; kernel size in every "
+                                   "layer:", ())):
+        pair = [g for value in values for g in by_key.get(key, []) if g.label == value and g.n]
+        if len(pair) == 2:  # the question's own pair, before the parameter's whole description
+            first, second = sorted(pair, key=lambda g: -g.mean)
+            question += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
+                         f"({_count(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+        if key in described:
+            lines.append(f"{question} Seen in these runs: {described[key]}{verdicts.get(key, '')}")
+        else:
+            shared = ", ".join(sorted(map(str, finished[key].dropna().unique()))) if key in finished else ""
+            lines.append(f"{question} These runs cannot say: " + (f"{key} was not varied among the finished runs "
+                         f"({shared})." if shared else f"{key} is not in the finished runs' configs."))
+    return lines
+
+
+def _count(group: evidence.Group) -> str:
+    return f"{group.n} run{'s' * (group.n > 1)}"
+
+
+def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: pd.Series) -> str:
+    """'mean validation accuracy True 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True highest, ...'."""
+    present = [g for g in groups if g.n]
+    listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in present)
+    if len(present) < 2:
+        return f"only one value has finished runs: {listed}; nothing to compare."
+    top, bottom = max(present, key=lambda g: g.mean), min(present, key=lambda g: g.mean)
+    gap, spread = top.mean - bottom.mean, evidence.pooled_std(present)
+    text = f"mean validation accuracy {listed}: {top.label} highest, {evidence.pp(gap)} above {bottom.label}"
+    text += (f", {gap / spread:.1f}x the {100 * spread:.1f} pp spread within a value" if spread > 0 else
+             ", with no spread within a value to compare it to")
+    every = "every" if min(top.values) > max(bottom.values) else "not every"
+    text += f"; {every} {top.label} run beat every {bottom.label} run"
+    if pd.api.types.is_numeric_dtype(column) and column.nunique() > 1:  # as the importance panel's correlation
+        values = np.log10(column.astype(float)) if key in LOG_SCALE else column.astype(float)
+        known = values.notna()
+        r = np.corrcoef(values[known], accuracy[known])[0, 1] if accuracy[known].nunique() > 1 else math.nan
+        if math.isfinite(r):
+            text += f"; correlation with val_acc {r:+.2f}{' (log10 lr)' if key in LOG_SCALE else ''}"
+    few = min(g.n for g in present) < evidence.MIN_RUNS_PER_GROUP
+    return text + "." + (" Few runs: a description of these runs only." if few else "")
+
+
+def _extremes(df: pd.DataFrame, masks: dict) -> list[str]:
+    """The best and worst finished runs, and the lowest accuracy of any run when a stopped run is below them."""
+    finished, measured = df[masks["finished"]], df[masks["finished"] | masks["stopped"]]
+    lines = []
+    if len(finished):
+        best, worst = finished.loc[finished["val_acc"].idxmax()], finished.loc[finished["val_acc"].idxmin()]
+        lines.append(f"Best finished run: {best['name']}, {best['val_acc']:.2%}; worst finished run: {worst['name']}, "
+                     f"{worst['val_acc']:.2%} ({len(finished)} finished).")
+    if len(measured) and (not len(finished) or measured["val_acc"].min() < finished["val_acc"].min()):
+        lowest = measured.loc[measured["val_acc"].idxmin()]
+        epochs = (f" after {int(lowest['epochs_run'])} of {int(lowest['epochs_asked'])} epochs"
+                  if pd.notna(lowest.get("epochs_run")) and pd.notna(lowest.get("epochs_asked")) else "")
+        lines.append(f"Lowest accuracy of any run: {lowest['name']}, {lowest['val_acc']:.2%}, stopped early by the "
+                     f"sweep{epochs} (fewer epochs, so not compared with finished runs).")
+    if masks["failed"].any():
+        lines.append(f"{int(masks['failed'].sum())} run(s) failed and have no accuracy.")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Question 2: the three plots
+# --------------------------------------------------------------------------------------------
+def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
+    """Validation accuracy of each run against its creation time, with the running best of finished runs:
+    finished runs coloured by accuracy, stopped-early runs as grey triangles, failed runs as crosses below."""
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from matplotlib import colors
 
     ax = ax or plt.subplots(figsize=(8.5, 4.2))[1]
     masks = state_masks(df)
@@ -49,10 +236,9 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     low, high = (known.min(), known.max()) if len(known) else (0.0, 1.0)
     margin = max(0.02, 0.08 * (high - low))
     floor = low - 2 * margin  # where failed runs sit: below every accuracy, inside the axes
-    norm = colors.Normalize(finished["val_acc"].min(), finished["val_acc"].max()) if len(finished) else None
     if len(finished):
         points = ax.scatter(finished["created"], finished["val_acc"], c=finished["val_acc"], cmap="viridis",
-                            norm=norm, edgecolor="k", s=45, zorder=3, label=f"finished ({len(finished)})")
+                            edgecolor="k", s=45, zorder=3, label=f"finished ({len(finished)})")
         ax.figure.colorbar(points, ax=ax, label="validation accuracy (finished runs)", pad=0.01)
         ax.step(finished["created"], finished["val_acc"].cummax(), where="post", color="#0072b2", lw=1.5,
                 label="best finished so far")
@@ -69,91 +255,51 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     created = df["created"].dropna()
     span = created.max() - created.min() if len(created) else pd.Timedelta(0)
     one_day = len(created) and created.min().date() == created.max().date()
-    # One format for every tick (matplotlib's concise one mixed seconds, '30', with minutes, '17:08'), and the
-    # date in the axis label instead of an offset label that crowds it.
+    # One format for every tick, and the date in the axis label instead of an offset label that crowds it.
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7))
     ax.xaxis.set_major_formatter(mdates.DateFormatter(("%H:%M:%S" if span < pd.Timedelta(minutes=10) else "%H:%M")
                                                       if one_day else "%m-%d %H:%M", tz="UTC"))
     ax.set(xlabel=f"run created (UTC{', ' + str(created.min().date()) if one_day else ''})",
            ylabel="validation accuracy", title=f"Validation accuracy vs. creation time: {len(df)} runs")
-    # Below the axes: a legend inside would hide runs.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)  # hides no run
     ax.grid(alpha=0.3)
     return ax.figure
 
 
 def _axis_values(column: pd.Series, key: str, seed: int = 0):
-    """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter).
-
-    Categorical axes, and numeric ones with few distinct values, get a little seeded vertical jitter
-    so that identical runs show as a band of lines instead of one line.
-    """
-    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    if numeric:
-        values = column.astype(float)
-        values = np.log10(values) if key in LOG_SCALE else values
+    """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter). Categorical and
+    few-valued axes get a little seeded jitter, so that identical runs show as a band, not one line."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = np.log10(column.astype(float)) if key in LOG_SCALE else column.astype(float)
         low, high = values.min(), values.max()
         span = (high - low) or 1.0
         positions = (values - low) / span
         distinct = sorted(values.dropna().unique())
+        label = lambda v: format_value(10**v if key in LOG_SCALE else v, key)
         if len(distinct) > MAX_GROUPS:  # continuous: three evenly spaced ticks
             ticks = list(np.linspace(0, 1, 3))
-            return positions, ticks, [format_value(10**v if key in LOG_SCALE else v, key)
-                                      for v in low + np.array(ticks) * span], 0.0
-        ticks = [(v - low) / span for v in distinct]
-        labels = [format_value(10**v if key in LOG_SCALE else v, key) for v in distinct]
+            return positions, ticks, [label(v) for v in low + np.array(ticks) * span], 0.0
+        ticks, labels = [(v - low) / span for v in distinct], [label(v) for v in distinct]
     else:
         labels = sorted(column.astype(str).unique())
-        index = {c: i for i, c in enumerate(labels)}
         step = 1 / max(1, len(labels) - 1)
-        positions = column.astype(str).map(index) * step
+        positions = column.astype(str).map({c: i for i, c in enumerate(labels)}) * step
         ticks = [i * step for i in range(len(labels))]
-    gap = min(np.diff(ticks)) if len(ticks) > 1 else 1.0
-    jitter = min(0.03, gap / 5)
+    jitter = min(0.03, (min(np.diff(ticks)) if len(ticks) > 1 else 1.0) / 5)
     positions = positions + np.random.default_rng(seed).uniform(-jitter, jitter, len(positions))
     return positions, ticks, labels, jitter
-
-
-LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)
-LABEL_GAP = 0.42  # right of each axis, in axis spacings: no run line is drawn there, so its value labels sit clear
-
-
-def _label_axes(ax, positions: dict[str, float], columns: dict) -> None:
-    """Each parameter's vertical axis: a tick at each value and its label in the line-free gap right of it."""
-    for k, x in positions.items():
-        ax.axvline(x, color="k", lw=0.8, zorder=3)
-        _, ticks, labels, _ = columns[k]
-        ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
-        for t, label in zip(ticks, labels):
-            ax.text(x + 0.03, t, label, ha="left", va="center", fontsize=8, color="#222222", zorder=5)
-
-
-def _state_handles(masks: dict) -> list:
-    """Legend entries for the run states present, with their counts."""
-    from matplotlib.lines import Line2D
-
-    counts = {state: int(mask.sum()) for state, mask in masks.items()}
-    # Grey, not a colour of the map: a finished run's colour is its val_acc, read on the colourbar.
-    handles = [Line2D([], [], color="#555555", lw=1.8,
-                      label=f"finished ({counts['finished']}; colour = val_acc, see colourbar)")]
-    for state in ("stopped", "failed"):
-        if counts[state]:
-            style = STATE_STYLE[state]
-            handles.append(Line2D([], [], color=style["color"], ls=style["ls"], lw=1.3,
-                                  label=f"{style['label']} ({counts[state]})"))
-    return handles
 
 
 def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     """One line per run across the varied hyperparameters, coloured by validation accuracy.
 
-    Constant parameters get no axis: one line under the title names them with their value. Stopped-early
-    runs are grey dotted lines at the accuracy they reached; failed runs are dashed and end on a 'failed'
-    mark below the accuracy axis. Value labels sit in a gap right of each axis where no line is drawn. The
-    val_acc axis and the colour bar span the same range (the finished and stopped runs' accuracies).
+    Constant parameters get no axis, only a line under the title. Stopped-early runs are grey dotted lines;
+    failed runs are dashed and end on a 'failed' mark below the accuracy axis. Value labels sit in a gap
+    right of each axis where no line is drawn; the val_acc axis and the colour bar span the same range.
     """
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
+    from matplotlib.lines import Line2D
 
     keys = (keys or varied_keys(df)) + ["val_acc"]
     constants = [k for k in constant_keys(df) if k not in keys]
@@ -168,7 +314,12 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     ys = np.column_stack([np.asarray(columns[k][0], dtype=float) for k in keys])
     ys[~known.to_numpy(), -1] = failed_position
     _draw_run_lines(ax, xs, ys, accuracy, masks, norm)
-    _label_axes(ax, dict(zip(keys, xs)), columns)
+    for k, x in zip(keys, xs):  # each axis: a tick at each value, its label in the line-free gap right of it
+        ax.axvline(x, color="k", lw=0.8, zorder=3)
+        _, ticks, labels, _ = columns[k]
+        ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
+        for t, label in zip(ticks, labels):
+            ax.text(x + 0.03, t, label, ha="left", va="center", fontsize=8, color="#222222", zorder=5)
     if (~known).any():
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
                 color=STATE_STYLE["failed"]["color"], bbox=LABEL_BOX)
@@ -180,8 +331,14 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.01,
                  label="validation accuracy (= the val_acc axis)")
-    ax.legend(handles=_state_handles(masks), loc="upper left", bbox_to_anchor=(0, -0.17), ncol=3, fontsize=8,
-              frameon=False)
+    counts = {state: int(mask.sum()) for state, mask in masks.items()}
+    # Grey, not a colour of the map: a finished run's colour is its val_acc, read on the colourbar.
+    handles = [Line2D([], [], color="#555555", lw=1.8,
+                      label=f"finished ({counts['finished']}; colour = val_acc, see colourbar)")]
+    handles += [Line2D([], [], color=STATE_STYLE[state]["color"], ls=STATE_STYLE[state]["ls"], lw=1.3,
+                       label=f"{STATE_STYLE[state]['label']} ({counts[state]})")
+                for state in ("stopped", "failed") if counts[state]]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.17), ncol=3, fontsize=8, frameon=False)
     constant_line = ("\nConstant in this sweep, not drawn: " + ", ".join(
         f"{k} = {format_value(df[k].dropna().iloc[0], k)}" for k in constants)) if constants else ""
     ax.set_title(f"Parallel coordinates: one line per run ({len(df)} runs; jittered within each value)"
@@ -192,8 +349,8 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
 
 def _draw_run_lines(ax, xs, ys: np.ndarray, accuracy: pd.Series, masks: dict, norm) -> None:
     """Each run as one segment per pair of neighbouring axes, leaving LABEL_GAP clear right of each axis;
-    one collection per state (20,000 runs draw in seconds); within finished runs the best are drawn last,
-    on top. Many runs get thinner, fainter lines so that density shows."""
+    one collection per state (20,000 runs draw in seconds), the best finished runs drawn last, on top.
+    Many runs get thinner, fainter lines so that density shows."""
     from matplotlib import cm
     from matplotlib.collections import LineCollection
 
@@ -215,12 +372,16 @@ def _draw_run_lines(ax, xs, ys: np.ndarray, accuracy: pd.Series, masks: dict, no
                                          alpha=(0.3 if thin else 0.9), zorder=zorder, label=f"runs: {state}"))
 
 
-def feature_matrix(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
-    """Numeric features per finished run: numbers as they are (lr as log10), categories one-hot."""
-    keys = keys or varied_keys(df)
+def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """W&B's parameter-importance panel, fitted on finished runs (their number in `table.attrs["runs"]`):
+    random-forest importance (how much a parameter helps predict val_acc, any shape of effect) and the
+    correlation with val_acc (its sign: whether larger values, or this category, go with higher accuracy).
+    Features: numbers as they are (lr as log10), categories one-hot."""
+    from sklearn.ensemble import RandomForestRegressor
+
     finished = df[state_masks(df)["finished"]]  # a NaN accuracy cannot be fitted: such runs are skipped
     parts = []
-    for k in keys:
+    for k in varied_keys(df):
         column = finished[k]
         if pd.api.types.is_bool_dtype(column) or column.dropna().isin([True, False]).all():
             parts.append(column.astype(float).rename(k))
@@ -229,20 +390,8 @@ def feature_matrix(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFr
                          .rename(f"log10 {k}" if k in LOG_SCALE else k))
         else:
             parts.append(pd.get_dummies(column.astype(str), prefix=k, prefix_sep="=").astype(float))
-    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=finished.index)
-
-
-def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """W&B's parameter-importance panel: random-forest importance and correlation with val_acc.
-
-    Importance says how much a parameter helps predict val_acc (any shape of effect); the sign of
-    the correlation says whether larger values (or this category) go with higher accuracy. Fitted on
-    finished runs only; their number is in `table.attrs["runs"]`.
-    """
-    from sklearn.ensemble import RandomForestRegressor
-
-    X = feature_matrix(df)
-    y = df.loc[X.index, "val_acc"].astype(float)
+    X = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=finished.index)
+    y = finished["val_acc"].astype(float)
     X = X.loc[:, X.nunique() > 1]
     if X.shape[1] == 0 or len(y) < 2:
         table = pd.DataFrame(columns=["importance", "correlation"])
@@ -293,57 +442,3 @@ def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
     return (pd.DataFrame({"mean_val_acc": grouped.mean(), "max_val_acc": grouped.max(), "runs": grouped.size()})
             .sort_values("mean_val_acc", ascending=False))
-
-
-def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
-                 permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
-    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
-
-    All swept parameters are analysed in one model (`shared.effects`: a linear model, forward selection
-    with Freedman-Lane permutation tests, claims by Benjamini-Hochberg), so each effect is measured with the
-    others' effects removed. Only finished runs enter (stopped-early and failed runs are counted per
-    value, not averaged), each identical duplicate once. Two parameters whose values are perfectly
-    aligned across those runs cannot be separated: both are refused and each names the other. A claim
-    also needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first,
-    the largest difference first; a last finding says when duplicates were counted once.
-    """
-    df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
-    masks = state_masks(df) if len(df) else {}
-    duplicates = duplicate_runs(df, masks["finished"]) if len(df) else pd.Series(dtype=bool)
-    compared = masks["finished"] & ~duplicates if len(df) else duplicates
-    finished = df[compared]
-    keys = keys or varied_keys(finished)
-    if not keys:
-        why = ("the table has no runs" if not len(df) else f"none of the {len(df)} runs finished" if not len(finished)
-               else f"the {len(finished)} finished run(s) share one config, so no parameter varied")
-        return [evidence.Finding("observations", False, f"No observations: {why}.", "nothing to compare")]
-    labels = {k: group_labels(df[k], k, reference=finished[k]) for k in keys}
-    finished_labels = {k: labels[k][compared].tolist() for k in keys}
-    partners = {k: [] for k in keys}
-    for a, b in evidence.confounded_pairs(finished_labels):
-        partners[a].append(b), partners[b].append(a)
-    terms, ends = {}, {}
-    for k in keys:
-        if is_continuous(finished[k]):
-            values = finished[k].astype(float)
-            terms[k] = effects.continuous_term(k, finished_labels[k], np.log10(values) if k in LOG_SCALE else values)
-            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
-        else:
-            terms[k] = effects.categorical_term(k, finished_labels[k])
-    notes = {k: {label: left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
-    # With too few runs per value, "too few runs" is the reason to give, whatever else is aligned.
-    aligned = {k for k in keys if partners[k] and terms[k].testable}
-    accuracy = finished["val_acc"].to_numpy(float)
-    found = effects.joint_observations(accuracy, terms, aligned, notes, ends, evidence.difference_floor(val_images),
-                                       natural_order, permutations)
-    for key in aligned:
-        other = next((k for k in partners[key] if k in aligned), partners[key][0])
-        groups = effects.raw_groups(terms[key], accuracy, notes[key], natural_order)
-        alignment = evidence.describe_alignment(key, finished_labels[key], other, finished_labels[other])
-        found[key] = evidence.Finding(key, False, f"The runs do not support a conclusion about {key} alone: it cannot "
-                                      f"be separated from {other} ({alignment} in the finished runs), so any difference "
-                                      f"belongs to either. " + "; ".join(g.describe() for g in groups) + ".",
-                                      "confounded", groups)
-    findings = [found[k] for k in keys]
-    claims = sorted((f for f in findings if f.supported), key=lambda f: -abs(f.difference))
-    return claims + [f for f in findings if not f.supported] + duplicates_note(df, duplicates)

@@ -41,7 +41,7 @@ def test_planted_effects_enter_and_a_null_parameter_does_not():
     terms = {name: effects.categorical_term(name, values) for name, values in labels.items()}
     accuracy = (0.5 + 0.08 * (np.asarray(labels["big"]) == "v1") + 0.05 * (np.asarray(labels["moderate"]) == "v1")
                 + rng.normal(0, 0.01, 30))
-    found = effects.joint_observations(accuracy, terms, set(), {}, {}, evidence.DEFAULT_DIFFERENCE_FLOOR)
+    found = effects.joint_observations(accuracy, terms, {}, {}, evidence.DEFAULT_DIFFERENCE_FLOOR)
     assert found["big"].supported and found["big"].text.startswith("big: v1 beats v0 by +8.")
     assert found["moderate"].supported and "the model also holds big" in found["moderate"].text
     assert not found["none"].supported and found["none"].reason == "could be chance"
@@ -67,7 +67,7 @@ def test_a_parameter_fixed_by_others_is_refused_without_nan():
               "e": ["y" if x else "z" if y else "x" for x, y in cells]}
     terms = {name: effects.categorical_term(name, values) for name, values in labels.items()}
     accuracy = 0.5 + 0.1 * a + 0.1 * b + rng.normal(0, 0.01, 30)
-    found = effects.joint_observations(accuracy, terms, set(), {}, {}, evidence.DEFAULT_DIFFERENCE_FLOOR)
+    found = effects.joint_observations(accuracy, terms, {}, {}, evidence.DEFAULT_DIFFERENCE_FLOOR)
     for finding in found.values():
         assert "nan" not in finding.text.lower() and "inf" not in finding.text
     for name, others in (("e", "a, b together"), ("a", "e in"), ("b", "e in")):

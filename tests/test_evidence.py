@@ -18,7 +18,7 @@ def test_binomial_interval_of_2000_images():
     low, high = evidence.binomial_interval(0.5, 2000)
     assert low < 0.5 < high
     # Wilson's interval is close to the normal one at p = 0.5: 1.96 * sqrt(0.25 / 2000) = 2.19 pp.
-    assert evidence.interval_half_width(0.5, 2000) == pytest.approx(1.96 * math.sqrt(0.25 / 2000), rel=1e-3)
+    assert (high - low) / 2 == pytest.approx(1.96 * math.sqrt(0.25 / 2000), rel=1e-3)
     assert evidence.binomial_interval(1.0, 50)[1] == 1.0 and evidence.binomial_interval(0.0, 50)[0] == 0.0
 
 
@@ -111,7 +111,8 @@ def test_test_vs_validation_reports_the_test_accuracy_and_its_interval():
     within = evidence.test_vs_validation(0.43, 0.44, 2000, 2000)
     assert not within.supported and within.reason == "within noise"
     assert "Report the TEST accuracy, 43.00%" in within.text and "2,000 test images" in within.text
-    assert f"±{100 * evidence.interval_half_width(0.43, 2000):.1f} pp" in within.text
+    low, high = evidence.binomial_interval(0.43, 2000)
+    assert f"±{100 * (high - low) / 2:.1f} pp" in within.text
     beyond = evidence.test_vs_validation(0.40, 0.48, 2000, 2000)
     assert beyond.supported and "8.0 pp above test" in beyond.text and "inflated" in beyond.text
 

@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shared import observations, runs_frame, sweep_plots  # noqa: E402
+from shared import runs_frame, sweep_plots  # noqa: E402
 
 BASE = dict(base_filters=32, organisation="same", kernel_size=3, activation="silu", batch_norm=True, augment=True,
             dropout=0.2, dense_neurons=256, lr=1e-3, batch_size=64, weight_decay=0.0, epochs=10, input_size=224)
@@ -141,16 +141,16 @@ def test_identical_duplicate_runs_count_once():
 def test_claims_come_first_and_summary_counts_states(findings):
     ordered = sweep_plots.observations(planted_runs())
     assert ordered[0].subject == "batch_norm" and not any(f.supported for f in ordered[1:])
-    summary = observations.runs_summary(runs_frame.runs_table(planted_runs()))
+    summary = sweep_plots.runs_summary(runs_frame.runs_table(planted_runs()))
     assert summary.startswith("18 runs: 16 finished, 1 stopped early by the sweep, 1 failed")
 
 
 def test_expectations_are_separate_and_sourced(findings):
-    lines = observations.expectations(["batch_norm", "augment", "unknown"])
+    lines = sweep_plots.expectations(["batch_norm", "augment", "unknown"])
     assert len(lines) == 2 and all(line.startswith("Expected from the literature (not measured here) for ") for line in lines)
     assert "Ioffe & Szegedy 2015" in lines[0]
     observed = " ".join(f.text for f in findings.values())
-    assert not any(statement in observed for statement, _ in observations.EXPECTATIONS.values())
+    assert not any(statement in observed for statement, _ in sweep_plots.EXPECTATIONS.values())
 
 
 def test_runs_table_is_tolerant_of_new_and_missing_keys():
@@ -232,7 +232,7 @@ def test_killed_runs_count_as_stopped_and_an_empty_table_says_nothing():
     masks = runs_frame.state_masks(runs_frame.runs_table(runs))
     assert int(masks["stopped"].sum()) == 1 and int(masks["failed"].sum()) == 1
     assert [f.text for f in sweep_plots.observations([])] == ["No observations: the table has no runs."]
-    assert observations.runs_summary(runs_frame.runs_table([])).startswith("0 runs")
+    assert sweep_plots.runs_summary(runs_frame.runs_table([])).startswith("0 runs")
 
 
 def test_nan_accuracies_are_skipped_by_importance_and_means():
@@ -282,18 +282,22 @@ def test_runs_without_spread_claim_nothing_and_print_no_nan():
         assert not any("nan" in f.text.lower() or "e+" in f.text for f in findings.values())
 
 
-def test_question_three_is_defined_where_its_contract_name_is_without_a_cycle():
-    """`sweep_plots.observations` is defined in sweep_plots (no re-export shim, issue 22); its pieces and
-    Question 3's other names live in shared.observations only, which never imports the plots."""
+def test_question_three_is_defined_where_its_contract_name_is_and_loads_no_plotting_library():
+    """`sweep_plots.observations` is defined in sweep_plots (no re-export shim, issue 22) and Question 3's
+    sentences live there only; computing them (issue 15) loads neither matplotlib nor sklearn."""
+    import importlib.util
     import subprocess
     import sys
 
-    from shared import observations as pieces
-    assert sweep_plots.observations.__module__ == "shared.sweep_plots" and not hasattr(pieces, "observations")
-    assert not any(hasattr(sweep_plots, name) for name in ("expectations", "runs_summary", "seen_in_runs"))
-    loaded = subprocess.run([sys.executable, "-c", "import sys, shared.observations; "
-                             "print('shared.sweep_plots' in sys.modules)"], capture_output=True, text=True, timeout=120)
-    assert loaded.stdout.strip() == "False", loaded.stderr
+    assert sweep_plots.observations.__module__ == "shared.sweep_plots"
+    assert importlib.util.find_spec("shared.observations") is None
+    runs = [{"config": {"batch_norm": bool(i % 2), "dropout": [0.2, 0.3][i // 2 % 2]},
+             "val_acc": 0.5 + (i % 2) / 10 + i / 1000, "name": f"r{i}"} for i in range(8)]
+    loaded = subprocess.run([sys.executable, "-c", f"import sys; from shared import sweep_plots; runs = {runs!r}; "
+                             "sweep_plots.observations(runs); sweep_plots.seen_in_runs(runs); "
+                             "print(sorted({'matplotlib', 'sklearn'} & set(sys.modules)))"],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip() == "[]", loaded.stderr
 
 
 def test_a_claim_names_the_false_discovery_rate_procedure():
@@ -367,7 +371,7 @@ def test_a_created_time_that_is_not_a_time_is_one_line():
 
 def test_seen_in_these_runs_describes_every_parameter_and_the_questions_examples():
     """Issue 21: Question 3 read as ten refusals; what the plots show is described, marked apart from claims."""
-    from shared.observations import seen_in_runs
+    from shared.sweep_plots import seen_in_runs
 
     runs = planted_runs()
     runs[0]["config"]["organisation"] = "halving"
