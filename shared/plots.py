@@ -1,15 +1,11 @@
-"""General plotting helpers that several notebooks share: test-set metrics and their figures, learning
-curves, the per-layer cost bars, the preprocessing comparison, grid layout and saving.
+"""Figures several notebooks share: test-set metrics, learning curves, per-layer costs, the preprocessing
+comparison, and saving. The figures that look inside the Part A model (Question 4) live in `viz.py`.
 
-Introduced in Part-A/03 (test metrics, learning curves); Part-A/01 borrows `plot_layer_costs`, Part-A/02
-`save_figures`, Part-B/01 `plot_preprocessing_comparison` and Part-B/02 the test metrics. The figures that
-look inside the Part A model (Question 4: filters, guided backprop, the prediction grid) live in `viz.py`.
 Every plotting function returns a matplotlib figure and draws nothing else; the notebooks show, save
 (`save_figures`) and log (`tracking.log_figures`) them.
 """
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 
@@ -22,24 +18,13 @@ from matplotlib.patches import Rectangle
 from . import decode
 from .runtime import OUTPUT_DIR
 
-# Okabe-Ito blue and vermillion: told apart with every common colour-vision deficiency.
-CORRECT, WRONG, NEUTRAL = "#0072b2", "#d55e00", "#9e9e9e"
-
-# --------------------------------------------------------------------------------------------
-# Test-set metrics (Part-A/03)
-# --------------------------------------------------------------------------------------------
-def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
-    """Counts [true, predicted]; row i sums to the number of test images of class i."""
-    labels = torch.as_tensor(labels).cpu().long()
-    predictions = torch.as_tensor(predictions).cpu().long()
-    flat = torch.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
-    return flat.view(num_classes, num_classes).numpy()
-
 
 def test_metrics(probs: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
-    """Accuracy, cross-entropy, per-class accuracy and the confusion matrix from ONE pass of predictions."""
-    labels = labels.cpu().long()
-    matrix = confusion_matrix(labels, probs.argmax(1), len(classes))
+    """Accuracy, cross-entropy, per-class accuracy and the confusion matrix [true, predicted] from ONE pass
+    of predictions. Introduced in Part-A/03."""
+    labels, count = labels.cpu().long(), len(classes)
+    flat = torch.bincount(labels * count + probs.argmax(1).cpu(), minlength=count * count)
+    matrix = flat.view(count, count).numpy()
     per_class = {name: (float(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None)
                  for i, name in enumerate(classes)}
     return {"test_acc": float(np.trace(matrix) / max(matrix.sum(), 1)),
@@ -68,9 +53,7 @@ def plot_per_class_accuracy(per_class_acc: dict, overall: float, title: str = "P
     ax.set(xlabel="true class", ylabel="test accuracy (share of the class right)")
     ax.set_title(f"{title} (orange: below the overall accuracy)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.tick_params(axis="x", rotation=35)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     fig.tight_layout()
     return fig
 
@@ -89,9 +72,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], title: str = "
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"{title}: {matrix.sum()} images, counts in cells")
-    ax.tick_params(axis="x", rotation=35)
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig
@@ -99,8 +80,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], title: str = "
 
 def most_confused(matrix: np.ndarray, classes: list[str]) -> tuple[int, list[tuple[str, str]]]:
     """(count, [(true class, predicted class), ...]): every off-diagonal cell that holds the largest count,
-    so a tie is reported as a tie, not as whichever cell argmax meets first. (0, []) when nothing is wrong.
-    Introduced in Part-A/03; Part-B/02 uses it too."""
+    so a tie is reported as a tie, not as whichever cell argmax meets first. (0, []) when nothing is wrong."""
     wrong = np.array(matrix, copy=True)
     np.fill_diagonal(wrong, 0)
     count = int(wrong.max()) if wrong.size else 0
@@ -128,9 +108,7 @@ def confusion_sentence(matrix: np.ndarray, classes: list[str]) -> str:
 
 def class_extremes_sentence(per_class_acc: dict) -> str:
     """One printed line on the easiest and hardest class, naming every class tied at the top or the bottom.
-
-    Introduced in Part-A/03; Part-B/02 and the report print the same line. Classes with no test image (None) are left out.
-    """
+    Classes with no test image (None) are left out."""
     per_class = {name: acc for name, acc in per_class_acc.items() if acc is not None}
     if not per_class:
         return "No class has a test image: no easiest or hardest class."
@@ -143,37 +121,6 @@ def class_extremes_sentence(per_class_acc: dict) -> str:
             f"hardest: {', '.join(hardest)} ({bottom:.0%}).")
 
 
-# --------------------------------------------------------------------------------------------
-# Layout: grids of small panels, axes placed in inches
-# --------------------------------------------------------------------------------------------
-def grid_shape(count: int) -> tuple[int, int]:
-    """(rows, columns) for `count` small panels: 8x8 for 64, 4x8 for 32; else the squarest grid that holds them."""
-    for rows in range(math.isqrt(count), 0, -1):
-        if count % rows == 0 and count // rows <= 2.5 * rows:  # an exact, not too elongated grid
-            return rows, count // rows
-    columns = math.ceil(math.sqrt(count))
-    return math.ceil(count / columns), columns
-
-
-def fit_title(text: str, fig, fontsize: float = 11) -> str:
-    """`text` broken into lines that fit the figure's width: a long run name never runs off the edge.
-    DejaVu Sans averages about 0.55 em per character; 0.6 leaves a margin."""
-    characters = int(fig.get_figwidth() * 72 / (0.6 * fontsize))
-    return "\n".join(textwrap.fill(line, characters) for line in text.split("\n"))
-
-
-def axes_at(fig, left: float, bottom: float, width: float, height: float | None = None):
-    """An axes placed in inches from the figure's bottom-left corner (square when `height` is None):
-    layouts without the gaps that automatic spacing leaves around images."""
-    fig_width, fig_height = fig.get_size_inches()
-    height = width if height is None else height
-    return fig.add_axes((left / fig_width, bottom / fig_height, width / fig_width, height / fig_height))
-
-
-
-# --------------------------------------------------------------------------------------------
-# Learning curves (Part-A/03, Part-B/02), preprocessing (Part-B/01), per-layer costs (Part-A/01)
-# --------------------------------------------------------------------------------------------
 def train_label(config: dict | None) -> str:
     """'train (augmented, dropout 0.3 on)' from the run's config: what its training batches really had."""
     config = config or {}
@@ -184,12 +131,11 @@ def train_label(config: dict | None) -> str:
 
 
 def plot_learning_curves(history: list[dict], title: str = "Learning curves", config: dict | None = None):
-    """Train and validation loss (left) and accuracy (right) per epoch from a run's `history` (the
-    per-epoch dicts of `train.fit`), the best epoch (highest validation accuracy) marked.
+    """Train and validation loss (left) and accuracy (right) per epoch of `train.fit`'s history, the best
+    epoch (highest validation accuracy) marked. Introduced in Part-A/03.
 
-    Introduced in Part-A/03. Train numbers are measured on the training batches as trained (with
-    augmentation and dropout when the run's `config` had them: the legend says which), so they can sit
-    below what the same weights score on clean training images.
+    Train numbers come from the training batches as trained (augmented, with dropout, when the run's
+    `config` had them: the legend says which), so they can sit below the clean training accuracy.
     """
     rows = [row for row in history or [] if "epoch" in row]
     if not rows:
@@ -215,8 +161,10 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves", co
                     ls="none", label=f"best val acc {best['val_acc']:.1%}")
     loss_ax.legend(fontsize=8)
     acc_ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(fit_title(f"{title}: {len(rows)} epoch{'s' * (len(rows) != 1)}, best validation accuracy at epoch {best['epoch']}",
-                           fig, fontsize=11), fontsize=11)
+    title = f"{title}: {len(rows)} epoch{'s' * (len(rows) != 1)}, best validation accuracy at epoch {best['epoch']}"
+    # Wrapped to the figure's width, so a long run name never runs off the edge: DejaVu Sans at 11 pt averages
+    # about 0.55 em per character, 0.6 leaves a margin.
+    fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 72 / (0.6 * 11))), fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -226,9 +174,7 @@ def plot_preprocessing_comparison(image_path, size: int, resize_to: int, scratch
     """One photo three ways (Part-B Q1(a)): the original with the centre crop's region drawn on it, Part A's
     squash to `scratch_size` (default `size`) square, and Part B's resize of the shorter side to
     `resize_to` followed by the centre `size` x `size` crop. Both use `decode.resize_uint8`, the function
-    the caches are built with, so the panels show exactly what each model sees.
-
-    Introduced in Part-B/01.
+    the caches are built with, so the panels show exactly what each model sees. Introduced in Part-B/01.
     """
     # The whole photo at full resolution (the cache decoders may decode JPEGs at a reduced scale).
     original = decode.read_rgb(image_path)
@@ -260,9 +206,7 @@ def plot_preprocessing_comparison(image_path, size: int, resize_to: int, scratch
 
 def plot_layer_costs(names: list[str], parameters: list[int], macs: list[int], subtitle: str = ""):
     """Parameters and multiply-accumulates per layer, on log axes, each bar labelled with its share.
-
-    Introduced in Part-A/01 (the per-layer split of the example network).
-    """
+    Introduced in Part-A/01."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     colours = ["#0072b2" if name.startswith("conv") else "#e69f00" for name in names]
     for ax, values, what in ((axes[0], parameters, "parameters"), (axes[1], macs, "MACs (multiply-accumulates)")):
@@ -281,18 +225,11 @@ def plot_layer_costs(names: list[str], parameters: list[int], macs: list[int], s
     return fig
 
 
-# --------------------------------------------------------------------------------------------
-# Saving
-# --------------------------------------------------------------------------------------------
 def save_figures(figures: dict, folder: str | Path | None = None, dpi: int = 110) -> list[Path]:
     """Write each figure as <folder>/<name>.png (default: runtime.OUTPUT_DIR) and return the paths."""
     folder = Path(folder or OUTPUT_DIR)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in figures.items():
-        path = folder / f"{name}.png"
+    paths = [folder / f"{name}.png" for name in figures]
+    for path, fig in zip(paths, figures.values()):
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        paths.append(path)
     return paths
-
-

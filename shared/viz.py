@@ -1,9 +1,5 @@
-"""Looking inside the best Part A model (Question 4): the prediction grid, first-layer filters and feature
-maps, and guided backprop on CONV5 neurons with their receptive fields.
-
-Introduced in Part-A/03 (the 10x3 prediction grid) and Part-A/04 (filters, feature maps, guided backprop).
-The general plotting helpers (test metrics, learning curves, layer costs, saving) live in `plots.py`; the
-names are imported from there.
+"""Looking inside the best Part A model (Question 4): the prediction grid (Part-A/03), first-layer filters
+and feature maps, and guided backprop on CONV5 neurons with their receptive fields (Part-A/04).
 Every plotting function returns a matplotlib figure and draws nothing else.
 """
 from __future__ import annotations
@@ -16,33 +12,41 @@ import torch
 from matplotlib.patches import Rectangle
 
 from . import data as data_lib
-from .plots import CORRECT, NEUTRAL, WRONG, axes_at, grid_shape
 
-# The grid adds a check or a cross to the colour (plots.CORRECT, plots.WRONG), so colour is never the only cue.
+# Okabe-Ito blue and vermillion: told apart with every common colour-vision deficiency. The prediction grid
+# adds a check or a cross, so colour is never the only cue.
+CORRECT, WRONG, NEUTRAL = "#0072b2", "#d55e00", "#9e9e9e"
 RIGHT_MARK, WRONG_MARK = "\u2713", "\u2717"  # check mark and ballot X; DejaVu Sans (matplotlib's default) has both
 
 
-# --------------------------------------------------------------------------------------------
+def grid_shape(count: int) -> tuple[int, int]:
+    """(rows, columns) for `count` small panels: 8x8 for 64, 4x8 for 32; else the squarest grid that holds them."""
+    for rows in range(math.isqrt(count), 0, -1):
+        if count % rows == 0 and count // rows <= 2.5 * rows:  # an exact, not too elongated grid
+            return rows, count // rows
+    columns = math.ceil(math.sqrt(count))
+    return math.ceil(count / columns), columns
+
+
+def axes_at(fig, left: float, bottom: float, width: float, height: float | None = None):
+    """An axes placed in inches from the figure's bottom-left corner (square when `height` is None):
+    layouts without the gaps that automatic spacing leaves around images."""
+    fig_width, fig_height = fig.get_size_inches()
+    height = width if height is None else height
+    return fig.add_axes((left / fig_width, bottom / fig_height, width / fig_width, height / fig_height))
+
+
 # The 10x3 prediction grid (Part-A/03, Question 4b)
-# --------------------------------------------------------------------------------------------
-def pick_per_class(labels: torch.Tensor, num_classes: int, per_class: int = 3, seed: int = 0) -> list[list[int]]:
-    """`per_class` random (seeded) test indices of every class: an honest sample, not the best-looking one."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = labels.cpu()
-    rows = []
-    for c in range(num_classes):
-        index = torch.nonzero(labels == c).flatten()
-        rows.append(index[torch.randperm(len(index), generator=generator)[:per_class]].tolist())
-    return rows
-
-
 def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class: int = 3, seed: int = 0,
                          top_k: int = 3):
     """The 10x3 grid: one row per true class; each image framed and titled in blue with a check mark (right)
     or orange with a cross (wrong), with the predicted class and its confidence, and beside it a bar chart
     of the top-k probabilities (the true class's bar blue, a wrong winner's orange)."""
     classes, num_classes = test.classes, len(test.classes)
-    rows = pick_per_class(test.labels, num_classes, per_class, seed)
+    generator, rows = torch.Generator().manual_seed(seed), []
+    for c in range(num_classes):  # `per_class` random (seeded) images per class: honest, not the best-looking
+        index = torch.nonzero(test.labels.cpu() == c).flatten()
+        rows.append(index[torch.randperm(len(index), generator=generator)[:per_class]].tolist())
     fig = plt.figure(figsize=(per_class * 3.5 + 0.6, num_classes * 1.55 + 1.0))
     grid = fig.add_gridspec(num_classes, 2 * per_class, width_ratios=[1.0, 1.25] * per_class,
                             wspace=0.12, hspace=0.55, left=0.05, right=0.985, top=1 - 0.95 / fig.get_figheight(),
@@ -92,7 +96,6 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
     return fig
 
 
-# --------------------------------------------------------------------------------------------
 # First layer: filters and feature maps (Part-A/04)
 def plot_filters(model, title: str = "First-layer filters"):
     """Every first-layer kernel as an RGB patch, min-max scaled per filter (over its three channels)."""
@@ -132,12 +135,8 @@ def block_output(model, images: torch.Tensor, block: int = 1) -> torch.Tensor:
 
 
 def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float = 1.0):
-    """The first block's activation maps for one uint8 image [3, H, W], beside the image itself.
-
-    Laid out in inches: the image is a square as tall as the grid of maps (`cell` inches per map), so the
-    figure has no blank band, and the title is centred over the whole figure. Each map's channel number
-    sits in its corner.
-    """
+    """The first block's activation maps for one uint8 image [3, H, W], beside the image itself, each map's
+    channel number in its corner. Laid out in inches (`cell` per map), the title centred over the figure."""
     maps = block_output(model, image[None], block=1)[0].cpu().numpy()
     rows, columns = grid_shape(len(maps))
     pad, gap, margin, title, caption_band = 0.05, 0.25, 0.1, 0.45, 0.3  # inches
@@ -158,24 +157,19 @@ def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float
                 bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
         ax.axis("off")
     fig.suptitle(f"First-layer feature maps: {len(maps)} channels after the activation, "
-                 f"{maps.shape[1]}x{maps.shape[2]} px each (own colour scale; number = channel)", fontsize=10, y=1 - 0.08 / height, va="top")
+                 f"{maps.shape[1]}x{maps.shape[2]} px each (own colour scale; number = channel)", fontsize=10,
+                 y=1 - 0.08 / height, va="top")
     return fig
 
 
-# --------------------------------------------------------------------------------------------
 # Guided backpropagation (Springenberg et al. 2015), Part-A/04
-# --------------------------------------------------------------------------------------------
 def guided_backprop(model, image: torch.Tensor, channel: int, block: int = 5) -> torch.Tensor:
     """Guided-backprop gradient [3, H, W] of ONE unit w.r.t. the input image [1, 3, H, W] (normalised).
 
-    The unit is the largest activation of `channel` in conv block `block`'s activation output
-    (after the activation, before the max-pool). At every activation on the way back the
-    gradient becomes (forward input > 0) * clamp(gradient, min=0). For ReLU that is Springenberg
-    et al.'s rule; for GELU/SiLU/Mish/... we apply the same rule at those activations.
-
-    Forward hooks remember where each activation's input was positive; full backward hooks
-    replace the activation's own input-gradient. The model comes back as it was: training flag,
-    requires_grad, no hooks (even if this raises) and no parameter gradients.
+    The unit is the largest activation of `channel` in conv block `block`'s activation output (before the
+    max-pool). At every activation on the way back the gradient becomes (forward input > 0) * clamp(gradient,
+    min=0): Springenberg et al.'s rule for ReLU, applied as it is to GELU/SiLU/Mish/... too. The model comes
+    back as it was: training flag, requires_grad, no hooks (even if this raises), no parameter gradients.
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be [1, 3, H, W], got {tuple(image.shape)}")
@@ -222,13 +216,14 @@ def guided_backprop(model, image: torch.Tensor, channel: int, block: int = 5) ->
 def strongest_units(model, images: torch.Tensor, block: int = 5, batch_size: int = 128):
     """For every uint8 image and every channel of block `block`'s activation output: the largest
     activation and its (row, col). Returns (values [N, C], rows [N, C], cols [N, C]) on the CPU."""
-    values, rows, cols = [], [], []
+    values, positions = [], []
     for start in range(0, len(images), batch_size):
         maps = block_output(model, images[start:start + batch_size], block)  # [B, C, h, w]
-        flat = maps.flatten(2)
-        best, where = flat.max(dim=2)
-        values.append(best.cpu()), rows.append((where // maps.shape[3]).cpu()), cols.append((where % maps.shape[3]).cpu())
-    return torch.cat(values), torch.cat(rows), torch.cat(cols)
+        best, where = maps.flatten(2).max(dim=2)
+        values.append(best.cpu())
+        positions.append(where.cpu())
+    where, width = torch.cat(positions), maps.shape[3]
+    return torch.cat(values), where // width, where % width
 
 
 def choose_channels(values: torch.Tensor, count: int = 10) -> list[tuple[int, int]]:
@@ -236,19 +231,14 @@ def choose_channels(values: torch.Tensor, count: int = 10) -> list[tuple[int, in
     image's largest activation), preferring channels whose most exciting image is not already shown."""
     order = values.mean(dim=0).argsort(descending=True).tolist()
     best_image = values.argmax(dim=0).tolist()
-    chosen, used = [], set()
+    fresh, repeats, used = [], [], set()  # repeats fill in when there are fewer distinct images than `count`
     for channel in order:
-        if best_image[channel] not in used:
-            chosen.append((channel, best_image[channel]))
+        if best_image[channel] in used:
+            repeats.append(channel)
+        else:
+            fresh.append(channel)
             used.add(best_image[channel])
-        if len(chosen) == count:
-            return chosen
-    for channel in order:  # fewer distinct images than `count`: allow repeats
-        if len(chosen) == count:
-            break
-        if all(channel != c for c, _ in chosen):
-            chosen.append((channel, best_image[channel]))
-    return chosen
+    return [(channel, best_image[channel]) for channel in (fresh + repeats)[:count]]
 
 
 def receptive_field(cfg, block: int = 5) -> tuple[int, int, float]:
@@ -284,7 +274,7 @@ def receptive_field_box(cfg, row: int, col: int, block: int = 5) -> tuple[int, i
 
 
 def gradient_to_image(gradient: torch.Tensor) -> np.ndarray:
-    """[3, H, W] gradient -> [H, W, 3] floats in [0, 1] around mid-grey; the 99.5th percentile of |g| reaches the ends."""
+    """[3, H, W] gradient -> [H, W, 3] floats in [0, 1] around mid-grey; |g|'s 99.5th percentile reaches the ends."""
     g = gradient.float().permute(1, 2, 0).numpy()
     scale = np.quantile(np.abs(g), 0.995)
     if scale <= 0:
@@ -365,15 +355,15 @@ def filter_structure(weights: torch.Tensor) -> float:
 
 
 # Margin the trained score must clear above the largest shuffled score before structure is claimed: about
-# what separates i.i.d. noise (0) from mildly smooth kernels, so a difference that barely clears chance is
-# not read as learned blobs and edges.
+# what separates i.i.d. noise (0) from mildly smooth kernels, so barely beating chance is not read as edges.
 STRUCTURE_MARGIN = 0.1
 
 
-def shuffled_structure(weights: torch.Tensor, draws: int = 200, seed: int = 0) -> torch.Tensor:
-    """`filter_structure` of `draws` copies of `weights` with each kernel's k x k positions shuffled (per
-    filter and input channel): the same weights without their spatial arrangement, i.e. what the score
-    reaches by chance for these very values. Introduced in Part-A/04."""
+def structure_evidence(weights: torch.Tensor, draws: int = 200, margin: float = STRUCTURE_MARGIN,
+                       seed: int = 0) -> dict:
+    """The kernels' `filter_structure` against its null: `draws` copies with each kernel's k x k positions
+    shuffled (the same values without their arrangement). Structure is `supported` only when the score beats
+    the largest shuffled score by `margin`. Introduced in Part-A/04."""
     w = weights.detach().float().cpu()
     flat = w.flatten(2)  # [F, C, k*k]
     # numpy's PCG64, not torch's generator: weights torch initialised from the same seed would otherwise
@@ -383,14 +373,7 @@ def shuffled_structure(weights: torch.Tensor, draws: int = 200, seed: int = 0) -
     for _ in range(draws):
         order = torch.from_numpy(generator.random(tuple(flat.shape)).argsort(axis=2))
         scores.append(filter_structure(flat.gather(2, order).view_as(w)))
-    return torch.tensor(scores)
-
-
-def structure_evidence(weights: torch.Tensor, draws: int = 200, margin: float = STRUCTURE_MARGIN,
-                       seed: int = 0) -> dict:
-    """The trained kernels' smoothness against its shuffled null: structure is `supported` only when the
-    score beats the largest of `draws` shuffles by `margin`. Introduced in Part-A/04."""
-    null = shuffled_structure(weights, draws, seed)
+    null = torch.tensor(scores)
     score = filter_structure(weights)
     return {"score": score, "null_max": float(null.max()), "null_mean": float(null.mean()), "draws": draws,
             "margin": margin, "supported": weights.shape[-1] >= 2 and score >= float(null.max()) + margin}

@@ -117,11 +117,6 @@ def test_most_confused_reports_every_tied_pair():
     assert "every test image was classified correctly" in plots.confusion_sentence(np.diag([3, 4, 5]), classes)
 
 
-def test_grid_shape():
-    assert plots.grid_shape(64) == (8, 8) and plots.grid_shape(32) == (4, 8) and plots.grid_shape(10) == (2, 5)
-    assert plots.grid_shape(7) == (3, 3)
-
-
 def test_plots_stands_alone_and_its_names_live_there_only():
     """plots never imports viz, and viz no longer re-exports plots' names (issue 22): each has one home."""
     import ast

@@ -11,7 +11,7 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shared import data, decode, plots, sources, viz  # noqa: E402
+from shared import data, decode, sources, viz  # noqa: E402
 from shared.model import CNN, CNNConfig  # noqa: E402
 
 
@@ -222,6 +222,11 @@ def test_guided_backprop_figure():
 
 
 # ------------------------------------------------------------------ figures that read at a glance
+def test_grid_shape():
+    assert viz.grid_shape(64) == (8, 8) and viz.grid_shape(32) == (4, 8) and viz.grid_shape(10) == (2, 5)
+    assert viz.grid_shape(7) == (3, 3)
+
+
 def test_prediction_grid_marks_are_colour_blind_safe(demo_test_set):
     from matplotlib import font_manager, ft2font
 
@@ -233,7 +238,7 @@ def test_prediction_grid_marks_are_colour_blind_safe(demo_test_set):
     marks = {t.get_text()[0] for t in titles}
     assert marks <= {viz.RIGHT_MARK, viz.WRONG_MARK} and viz.WRONG_MARK in marks  # random probabilities: some wrong
     colours = {matplotlib.colors.to_hex(t.get_color()) for t in titles}
-    assert colours <= {plots.CORRECT, plots.WRONG} and plots.CORRECT == "#0072b2" and plots.WRONG == "#d55e00"
+    assert colours <= {viz.CORRECT, viz.WRONG} and viz.CORRECT == "#0072b2" and viz.WRONG == "#d55e00"
     plt.close(fig)
 
 
