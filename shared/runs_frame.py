@@ -78,6 +78,12 @@ def format_value(value, key: str) -> str:
     return f"{value:.1e}" if key in LOG_SCALE else f"{value:.3g}"
 
 
+def on_model_scale(column: pd.Series, key: str) -> pd.Series:
+    """A numeric column as floats on the scale the model and the plots use: log10 for LOG_SCALE keys (lr)."""
+    values = column.astype(float)
+    return np.log10(values) if key in LOG_SCALE else values
+
+
 def is_continuous(column: pd.Series) -> bool:
     """A number with more than MAX_GROUPS distinct values (lr): a line in the model, halves when printed."""
     return (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import effects, evidence
 from .runs_frame import (LOG_SCALE, MAX_GROUPS, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
-                         is_continuous, natural_order, runs_table, state_masks, varied_keys)
+                         is_continuous, natural_order, on_model_scale, runs_table, state_masks, varied_keys)
 
 FEW_RUNS_FOR_IMPORTANCE = 20  # below this many finished runs a random forest's importances mostly reflect noise
 IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
@@ -26,9 +26,7 @@ LABEL_BOX = dict(boxstyle="round,pad=0.15", fc="white", ec="#cccccc", lw=0.5)
 LABEL_GAP = 0.42  # right of each axis, in axis spacings: no run line is drawn there, so its value labels sit clear
 
 
-# --------------------------------------------------------------------------------------------
 # Question 3: what the runs support, what they show, what the literature expects
-# --------------------------------------------------------------------------------------------
 def runs_summary(df: pd.DataFrame) -> str:
     """How many runs finished, stopped early or failed, and which of them the observations compare."""
     counts = {state: int(mask.sum()) for state, mask in state_masks(df).items()}
@@ -36,13 +34,6 @@ def runs_summary(df: pd.DataFrame) -> str:
             f"{counts['failed']} failed. Observations compare the {counts['finished']} finished runs: a stopped run's "
             f"accuracy comes from fewer epochs, so averaging it in would mix the parameter's effect with the "
             f"budget's (they are counted per value instead).")
-
-
-def duplicate_runs(df: pd.DataFrame, finished: pd.Series) -> pd.Series:
-    """Finished runs that repeat an earlier finished run's config AND accuracy exactly (two agents that drew
-    the same config: training is deterministic). They are one measurement, not two."""
-    keys = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
-    return df.loc[finished, keys].astype(str).duplicated().reindex(df.index, fill_value=False)
 
 
 def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Series) -> str:
@@ -70,7 +61,11 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
         return [evidence.Finding("observations", False, "No observations: the table has no runs.",
                                  "nothing to compare")]
     masks = state_masks(df)
-    duplicates = duplicate_runs(df, masks["finished"])
+    # A finished run that repeats an earlier one's config AND accuracy exactly (two agents drew the same config:
+    # training is deterministic) is one measurement, not two.
+    config_and_accuracy = [k for k in SWEEP_KEYS if k in df] + ["val_acc"]
+    duplicates = df.loc[masks["finished"], config_and_accuracy].astype(str).duplicated()
+    duplicates = duplicates.reindex(df.index, fill_value=False)
     compared = masks["finished"] & ~duplicates
     finished = df[compared]
     keys = keys or varied_keys(finished)
@@ -83,9 +78,8 @@ def observations(runs_or_df, keys: list[str] | None = None, val_images: int | No
     for k in keys:
         finished_labels = labels[k][compared].tolist()
         if is_continuous(finished[k]):
-            values = finished[k].astype(float)
-            terms[k] = effects.continuous_term(k, finished_labels, np.log10(values) if k in LOG_SCALE else values)
-            ends[k] = (format_value(values.min(), k), format_value(values.max(), k))
+            terms[k] = effects.continuous_term(k, finished_labels, on_model_scale(finished[k], k))
+            ends[k] = (format_value(float(finished[k].min()), k), format_value(float(finished[k].max()), k))
         else:
             terms[k] = effects.categorical_term(k, finished_labels)
     notes = {k: {label: _left_out_note(labels[k], masks, label, duplicates) for label in set(labels[k])} for k in keys}
@@ -192,7 +186,7 @@ def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: p
     every = "every" if min(top.values) > max(bottom.values) else "not every"
     text += f"; {every} {top.label} run beat every {bottom.label} run"
     if pd.api.types.is_numeric_dtype(column) and column.nunique() > 1:  # as the importance panel's correlation
-        values = np.log10(column.astype(float)) if key in LOG_SCALE else column.astype(float)
+        values = on_model_scale(column, key)
         known = values.notna()
         r = np.corrcoef(values[known], accuracy[known])[0, 1] if accuracy[known].nunique() > 1 else math.nan
         if math.isfinite(r):
@@ -220,9 +214,7 @@ def _extremes(df: pd.DataFrame, masks: dict) -> list[str]:
     return lines
 
 
-# --------------------------------------------------------------------------------------------
 # Question 2: the three plots
-# --------------------------------------------------------------------------------------------
 def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
     """Validation accuracy of each run against its creation time, with the running best of finished runs:
     finished runs coloured by accuracy, stopped-early runs as grey triangles, failed runs as crosses below."""
@@ -270,7 +262,7 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
     """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter). Categorical and
     few-valued axes get a little seeded jitter, so that identical runs show as a band, not one line."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        values = np.log10(column.astype(float)) if key in LOG_SCALE else column.astype(float)
+        values = on_model_scale(column, key)
         low, high = values.min(), values.max()
         span = (high - low) or 1.0
         positions = (values - low) / span
@@ -386,8 +378,7 @@ def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(column) or column.dropna().isin([True, False]).all():
             parts.append(column.astype(float).rename(k))
         elif pd.api.types.is_numeric_dtype(column):
-            parts.append((np.log10(column.astype(float)) if k in LOG_SCALE else column.astype(float))
-                         .rename(f"log10 {k}" if k in LOG_SCALE else k))
+            parts.append(on_model_scale(column, k).rename(f"log10 {k}" if k in LOG_SCALE else k))
         else:
             parts.append(pd.get_dummies(column.astype(str), prefix=k, prefix_sep="=").astype(float))
     X = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=finished.index)

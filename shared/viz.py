@@ -242,11 +242,9 @@ def choose_channels(values: torch.Tensor, count: int = 10) -> list[tuple[int, in
 
 
 def receptive_field(cfg, block: int = 5) -> tuple[int, int, float]:
-    """(size, jump, centre of unit 0) in input pixels for block `block`'s activation output.
-
-    Each k x k 'same' conv grows the field by (k - 1) * jump; each 2x2 pool by one jump and doubles
-    the jump. PyTorch's 'same' pads (k - 1) // 2 on the top/left, which shifts even kernels by half a pixel.
-    """
+    """(size, jump, centre of unit 0) in input pixels for block `block`'s activation output. Each k x k 'same'
+    conv grows the field by (k - 1) * jump; each 2x2 pool by one jump and doubles the jump. PyTorch's 'same'
+    pads (k - 1) // 2 on the top/left, which shifts even kernels by half a pixel."""
     size, jump, centre = 1, 1, 0.0
     for i in range(block):
         k = cfg.kernel_sizes[i]
@@ -285,11 +283,9 @@ def gradient_to_image(gradient: torch.Tensor) -> np.ndarray:
 def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], boxes: list[tuple],
                          titles: list[str], block: int = 5, columns: int = 2, panel: float = 1.9):
     """Per neuron three panels: the test image that excites it most, the guided-backprop map, and the
-    map's magnitude over the image inside the unit's receptive field. Neurons run in `columns` columns;
-    the three panel headers are written once per column, and each neuron gets one title line.
-
-    The receptive-field box is drawn only where the field is smaller than the image; when it covers
-    the whole image, the title says so instead of drawing an invisible box along the border.
+    map's magnitude over the image inside the unit's receptive field. Neurons run in `columns` columns, the
+    panel headers once per column. The receptive-field box is drawn only where the field is smaller than the
+    image; where it covers the whole image, the title says so instead of retracing the border.
     """
     count = len(gradients)
     columns = max(1, min(columns, count))
