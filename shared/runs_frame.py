@@ -1,10 +1,9 @@
 """The sweep's runs as a table, one row per run, with the run states and the values as printed.
 
-Introduced in Part-A/02. `runs_table` turns the records of `shared.sweep` into a DataFrame; Question 2's
-plots and Question 3's sentences (`shared.sweep_plots`) read only that, so a grader sees the same offline as
-online. Run states: "finished" runs ran their whole budget (or their own patience); "stopped" runs were ended
-early by the sweep's hyperband (W&B: "killed"), so their accuracy comes from fewer epochs; "failed" runs (out
-of memory, diverged, crashed) have none.
+Introduced in Part-A/02; Question 2's plots and Question 3's sentences (`shared.sweep_plots`) read only this
+table, so a grader sees the same offline as online. Run states: "finished" runs ran their whole budget (or
+their own patience); "stopped" runs were ended early by the sweep's hyperband (W&B: "killed"), so their
+accuracy comes from fewer epochs; "failed" runs (out of memory, diverged, crashed) have none.
 """
 from __future__ import annotations
 

@@ -319,8 +319,7 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     ax.set_yticks([])
     ax.set_xlim(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2)
     ax.set_ylim(failed_position - 0.06 if (~known).any() else -0.06, 1.06)
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    ax.spines[["left", "right", "top"]].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.01,
                  label="validation accuracy (= the val_acc axis)")
     counts = {state: int(mask.sum()) for state, mask in masks.items()}

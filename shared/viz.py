@@ -66,8 +66,7 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
             colour = CORRECT if predicted == true else WRONG
             ax_img.imshow(test.images[i].cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
             ax_img.set_xticks([]), ax_img.set_yticks([])
-            for spine in ax_img.spines.values():
-                spine.set_edgecolor(colour), spine.set_linewidth(3)
+            plt.setp(ax_img.spines.values(), edgecolor=colour, linewidth=3)
             mark = RIGHT_MARK if predicted == true else WRONG_MARK
             ax_img.set_title(f"{mark} {classes[predicted]} {float(top.values[0]):.0%}", color=colour, fontsize=9,
                              fontweight="bold", pad=3)
