@@ -24,6 +24,19 @@ class ConfigError(UserError, ValueError):
     """A setting out of range (CNNConfig, TrainConfig, a CLI flag): refused before any work starts."""
 
 
+class Settings:
+    """A flat dict out and in, for the settings dataclasses (CNNConfig, TrainConfig)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Pick this class's fields out of a flat dict (e.g. a sweep run's config); ignore the rest."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
     """Filter counts per block. `base` is the narrowest layer's width; every organisation draws its
     widths from the one range base .. base * 2**(blocks - 1), e.g. for base 32:
@@ -54,7 +67,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(Settings):
     filters: tuple[int, ...] = (32, 64, 128, 256, 512)
     kernel_sizes: tuple[int, ...] = (3, 3, 3, 3, 3)
     activation: str = "silu"
@@ -92,14 +105,6 @@ class CNNConfig:
     def feature_sizes(self) -> list[int]:
         """Spatial size entering each block, then after the last pool: [S, S//2, ..., S//32] (each pool floors)."""
         return [self.input_size // 2**i for i in range(len(self.filters) + 1)]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNNConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class ConvBlock(nn.Module):

@@ -41,6 +41,7 @@ SEARCH_DEPTH = 4
 SEARCH_MAX_FOLDERS = 2000
 SPLITS = ("train", "val", "test")
 DOWNLOAD_PREFIX = ".download-"  # the work folder of a download in progress, beside its destination
+PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
 _POINT_AT_IT = ("Point INAT_DATA, --data or the 'data' setting at the unzipped inaturalist_12K folder "
                 f"from {DATASET_URL}, or at any folder above it")
 _IN_A_NOTEBOOK = ("in a notebook, run `%env INAT_DATA=/kaggle/input/<dataset>/<folders>/inaturalist_12K` (or "
@@ -76,9 +77,7 @@ def is_junk_folder(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-# --------------------------------------------------------------------------------------------
-# Finding the dataset
-# --------------------------------------------------------------------------------------------
+# Finding the dataset -------------------------------------------------------------------------------------------
 def _has_splits(folder: Path) -> bool:
     return (folder / "train").is_dir() and (folder / "val").is_dir()
 
@@ -234,9 +233,7 @@ def is_demo(root: str | os.PathLike) -> bool:
     return (Path(root) / DEMO_MARKER).exists()
 
 
-# --------------------------------------------------------------------------------------------
-# Downloading
-# --------------------------------------------------------------------------------------------
+# Downloading ---------------------------------------------------------------------------------------------------
 def _count_images(folder: Path) -> int:
     """Image files in the class folders of `folder` (0 if it is missing). Names only."""
     return sum(1 for p in folder.glob("*/*") if is_image_name(p)) if folder.is_dir() else 0
@@ -290,9 +287,6 @@ def _unpack(zip_path: Path, url: str) -> Path:
     return found[0]
 
 
-PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
-
-
 def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_URL, timeout: float = 60) -> Path:
     """Download and unzip nature_12K into `dest` (DATA_DIR) atomically: nothing appears at dest/inaturalist_12K
     unless complete. One there already is returned when complete, else reported before any download.
@@ -326,9 +320,7 @@ def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_U
     return final
 
 
-# --------------------------------------------------------------------------------------------
-# The embedded demo dataset
-# --------------------------------------------------------------------------------------------
+# The embedded demo dataset -------------------------------------------------------------------------------------
 def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int = 20, seed: int = 0) -> Path:
     """Write scikit-learn's 1,797 bundled 8x8 digits (no network needed) as a nature_12K-shaped ImageFolder of
     JPEGs, upscaled to varied non-square sizes, tinted, a few in grayscale: the decode paths of real photos."""
