@@ -292,11 +292,8 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
 # Train / validation split and the test set ---------------------------------------------------------------------
 def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 42,
                   classes: list[str] | None = None):
-    """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation.
-
-    With `classes`, every one of them is checked, including one with no images left. A class that would get
-    no validation or no training image is a `DataError` naming it: training would have no epoch to pick as best.
-    """
+    """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation. A class
+    (each of `classes`, when given) left with no validation or no training image is a `DataError` naming it."""
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)

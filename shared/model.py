@@ -38,17 +38,15 @@ class Settings:
 
 
 def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
-    """Filter counts per block. `base` is the narrowest layer's width; every organisation draws its
-    widths from the one range base .. base * 2**(blocks - 1), e.g. for base 32:
+    """Filter counts per block, drawn from base .. base * 2**(blocks - 1); for base 32:
 
         same      32  32  32  32  32
         doubling  32  64 128 256 512
         halving  512 256 128  64  32   (the published winner)
 
-    Doubling and halving use the same widths in opposite orders, so their conv layers hold almost the same
-    number of weights and the sweep compares *where* the width goes, not how much there is; CONV5 keeps at
-    least `base` channels (Question 4 needs 10). Compute cannot be equal: halving puts its widest layers at
-    the highest resolution (about 17x the MACs of doubling at 224 px).
+    Doubling and halving hold almost the same conv weights, so the sweep compares *where* the width goes; CONV5
+    keeps at least `base` channels (Question 4 needs 10). Halving puts its widest layers at the highest
+    resolution (about 17x the MACs of doubling at 224 px).
     """
     if organisation not in ORGANISATIONS:
         raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")

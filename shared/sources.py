@@ -1,8 +1,7 @@
 """Where the images come from: the places `data.find_data` looks in, the download, the embedded demo set.
 
-Introduced in Part-A/01. A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test
-set in val/). A folder with train/ and test/ instead is read through a view: a folder of symlinks, train -> train
-and val -> test, made in a writable place, because /kaggle/input (where such copies usually sit) is read-only.
+Introduced in Part-A/01. A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test set
+in val/); one with train/ and test/ is read through a view of symlinks, as /kaggle/input is read-only.
 """
 from __future__ import annotations
 
@@ -289,10 +288,8 @@ def _unpack(zip_path: Path, url: str) -> Path:
 
 def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_URL, timeout: float = 60) -> Path:
     """Download and unzip nature_12K into `dest` (DATA_DIR) atomically: nothing appears at dest/inaturalist_12K
-    unless complete. One there already is returned when complete, else reported before any download.
-
-    The work happens in dest/.download-<pid>@<host>.<random>.tmp, removed at the end, or by the next download
-    when this one is killed. Every failure is a `DownloadError` of one line.
+    unless complete; one there already is returned when complete. The work folder, dest/.download-<pid>@<host>...,
+    is removed at the end, or by the next download when this one is killed. Failures are one-line `DownloadError`s.
     """
     dest = Path(dest or DATA_DIR)
     final = dest / "inaturalist_12K"
@@ -328,7 +325,6 @@ def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int 
     if (root / DEMO_MARKER).exists():
         return root
     from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes ~1 s
-
     digits = load_digits()
     rng = np.random.default_rng(seed)
     root.parent.mkdir(parents=True, exist_ok=True)

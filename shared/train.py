@@ -238,9 +238,8 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     """Train `model` in place with early stopping; it comes back with the best epoch's weights and no gradients.
 
     Returns `history` (one dict per epoch), `best_epoch`, `val_acc` (best), `epoch_seconds`, `images_per_second`,
-    `best_state` (a copy), `micro_batch` and `stopped_by`: None, "patience", or "on_epoch" when `on_epoch(row)`
-    returned True. `param_groups`: discriminative learning rates. `on_train(model)` runs after every
-    `model.train()`: fine-tuning puts frozen BatchNorm back in eval mode there.
+    `best_state` (a copy), `micro_batch` and `stopped_by` (None, "patience", or "on_epoch" when `on_epoch(row)`
+    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm).
     """
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
@@ -266,7 +265,6 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
         step_model = torch.compile(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     generator = torch.Generator().manual_seed(tcfg.seed)
-
     history, best, stopped_by = [], {"val_acc": -1.0, "epoch": 0, "state": None}, None
     bar = tqdm(range(1, tcfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=progress)
     for epoch in bar:
@@ -274,9 +272,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
         model.train()
         if on_train:
             on_train(model)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        loss_sum, correct, seen = 0.0, 0, 0  # the sums become tensors on the device: one sync per epoch
         for images, labels in data_lib.iterate_batches(train_dev, tcfg.batch_size, shuffle=True,
                                                        generator=generator, drop_last=drop_last):
             x = prepare_batch(images, device, tcfg.augment, mean, std)
@@ -292,12 +288,12 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
             _optimizer_step(model, optimizer, scaler, tcfg.max_grad_norm)
             schedule.step()
             seen += len(labels)
-        train_loss = loss_sum.item() / max(seen, 1)  # one sync per epoch
+        train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch} (lr {tcfg.lr})")
         val_loss, val_acc = evaluate(model, val_dev, 2 * tcfg.batch_size, device, mean, std)
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / max(seen, 1),
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
                "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[-1]["lr"],
                "epoch_seconds": seconds, "images_per_second": (seen + len(val_set)) / seconds}
         history.append(row)
