@@ -182,11 +182,11 @@ def _cache_path(folder: Path, files: list[Path], size: int, resize_to: int | Non
     return cache_dir / f"{tag}-{content.hexdigest()[:12]}.pt"
 
 
-def _checksum(images: torch.Tensor, labels: torch.Tensor, files: list[str], skipped: list) -> str:
-    """CRC-32 of the cached tensors and names (0.2 s for 1.5 GB): torch.load reads damaged pixels without complaint."""
-    names = "\n".join([*files, *(f"{path}|{reason}" for path, reason in skipped)])
+def _checksum(saved: dict) -> str:
+    """CRC-32 of a cache's tensors and names (0.2 s for 1.5 GB): torch.load reads damaged pixels without complaint."""
+    names = "\n".join([*saved["files"], *(f"{path}|{reason}" for path, reason in saved["skipped"])])
     crc = zlib.crc32(names.encode("utf-8", "surrogateescape"))
-    crc = zlib.crc32(labels.contiguous().numpy(), zlib.crc32(images.contiguous().numpy(), crc))
+    crc = zlib.crc32(saved["labels"].contiguous().numpy(), zlib.crc32(saved["images"].contiguous().numpy(), crc))
     return f"crc32:{crc:08x}"
 
 
@@ -255,8 +255,7 @@ def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bo
         return _MEMO[memo_key]
     try:
         saved = torch.load(cache_file, weights_only=True)
-        intact = saved.get("checksum") == _checksum(saved["images"], saved["labels"], saved["files"],
-                                                    saved["skipped"])
+        intact = saved.get("checksum") == _checksum(saved)
     except Exception as err:  # a damaged cache is rebuilt, never trusted
         print(f"Ignoring unreadable cache {cache_file.name} ({one_line(err)}); rebuilding it.")
         return None
@@ -277,10 +276,10 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
     """Write the cache and its checksum atomically, then drop older caches of the same folder and size.
     A failed write (full disk, a read-only folder) is a one-line warning: the run goes on with the images in memory."""
     try:
+        saved = {"images": data.images, "labels": data.labels, "files": data.files,
+                 "skipped": [list(s) for s in data.skipped]}
         with atomic_path(cache_file) as tmp:
-            torch.save({"images": data.images, "labels": data.labels, "files": data.files,
-                        "skipped": [list(s) for s in data.skipped],
-                        "checksum": _checksum(data.images, data.labels, data.files, data.skipped)}, tmp)
+            torch.save({**saved, "checksum": _checksum(saved)}, tmp)
         for stale in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
             if stale != cache_file:
                 stale.unlink(missing_ok=True)

@@ -126,8 +126,7 @@ def preprocessing(name: str, input_size: int | None = None) -> dict:
             raise ConfigError(f"{name} needs exactly its {crop}px crop (its position embeddings are "
                              f"learned for {crop // 16}x{crop // 16} patches); drop --input-size")
         resize, crop = round(input_size * resize / crop), input_size
-    return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean),
-            "std": tuple(transforms.std)}
+    return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean), "std": tuple(transforms.std)}
 
 
 # The head and the natural units of each architecture -----------------------------------------------------------
