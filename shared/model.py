@@ -37,8 +37,8 @@ class Settings:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
-    """Filter counts per block, drawn from base .. base * 2**(blocks - 1); for base 32:
+def make_filters(base: int, organisation: str = "same") -> tuple[int, ...]:
+    """Filter counts of the five blocks, drawn from base .. 16 * base; for base 32:
 
         same      32  32  32  32  32
         doubling  32  64 128 256 512
@@ -52,8 +52,8 @@ def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tupl
         raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
     if int(base) < 1:
         raise ConfigError(f"base must be >= 1 filter, got {base}")
-    widths = tuple(int(base) * 2**block for block in range(blocks))  # the range all three draw from
-    return {"same": (int(base),) * blocks, "doubling": widths, "halving": widths[::-1]}[organisation]
+    widths = tuple(int(base) * 2**block for block in range(5))  # the range all three draw from
+    return {"same": (int(base),) * 5, "doubling": widths, "halving": widths[::-1]}[organisation]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -144,7 +144,7 @@ class CNN(nn.Module):
         return self.out(self.dropout(self.dense_act(self.dense(x))))
 
 
-def layer_summary(model: CNN, device="cpu") -> list[tuple[str, tuple, int]]:
+def layer_summary(model: CNN) -> list[tuple[str, tuple, int]]:
     """(layer name, output shape, parameters) for every leaf layer, from one forward pass of a single image."""
     rows, hooks = [], []
     for name, module in model.named_modules():
@@ -153,7 +153,7 @@ def layer_summary(model: CNN, device="cpu") -> list[tuple[str, tuple, int]]:
                 lambda m, i, o, name=name: rows.append(
                     (name, tuple(o.shape[1:]), sum(p.numel() for p in m.parameters())))))
     try:
-        cfg = model.cfg
+        cfg, device = model.cfg, next(model.parameters()).device
         was_training = model.training
         model.eval()
         with torch.no_grad():

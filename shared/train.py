@@ -101,7 +101,7 @@ def should_compile(setting: str | bool, device: torch.device, images_to_process:
     return setting in COMPILE_ON or images_to_process * macs_per_image >= COMPILE_MIN_MACS
 
 
-def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
+def activation_bytes(model: nn.Module, input_size: int) -> tuple[int, int]:
     """(bytes autograd saves for backward, the largest saved tensor) per training image under 16-bit autocast.
     Exact: a 16-bit copy runs one image on the meta device and every distinct storage saved for backward is summed."""
     meta = copy.deepcopy(model).to("meta", torch.bfloat16).train()
@@ -112,7 +112,7 @@ def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) ->
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        meta(torch.zeros(1, in_channels, input_size, input_size, device="meta", dtype=torch.bfloat16))
+        meta(torch.zeros(1, 3, input_size, input_size, device="meta", dtype=torch.bfloat16))  # RGB images
     return sum(saved.values()), max(saved.values())
 
 
