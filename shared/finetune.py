@@ -198,12 +198,6 @@ def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
                       f"(EfficientNet, MobileNet, VGG, AlexNet, DenseNet)")
 
 
-def _set_trainable(parts, flag: bool) -> None:
-    for part in parts:
-        for p in ([part] if isinstance(part, nn.Parameter) else part.parameters()):
-            p.requires_grad_(flag)
-
-
 def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | None:
     """The k a strategy uses: for first_k/last_k `k`, or half the units when None; None for head and full.
     The one place the default lives, so a result records the k that was really used."""
@@ -221,13 +215,14 @@ def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | No
 def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> None:
     """Set `requires_grad` for a strategy. `last_k` = freeze the stem and the first n - k units."""
     k = resolve_k(model, strategy, k)
-    _set_trainable([model], strategy != "head")
-    _set_trainable([get_head(model)], True)
+    model.requires_grad_(strategy != "head")
+    get_head(model).requires_grad_(True)
     if k is not None:
         stem, units = backbone_units(model)
         frozen = k if strategy == "first_k" else len(units) - k
         # Layers after the last unit (ViT's final LayerNorm, ConvNeXt's head norm) stay trainable.
-        _set_trainable(stem + units[:frozen], False)
+        for part in stem + units[:frozen]:
+            part.requires_grad_(False)  # a module, or a parameter such as ViT's class token
 
 
 def check_distinct(name: str, strategies: list[tuple[str, int | None]]) -> None:
