@@ -14,10 +14,8 @@ from . import data as data_lib
 
 
 def augment_batch(x: torch.Tensor, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), jitter: float = 0.2) -> torch.Tensor:
-    """Random-resized-crop + horizontal flip + mild colour jitter for a float batch in [0, 1].
-
-    One `grid_sample` per batch does crop, zoom and flip with a different affine per image.
-    """
+    """Random-resized-crop + horizontal flip + mild colour jitter for a float batch in [0, 1]; one `grid_sample`
+    does crop, zoom and flip with a different affine per image."""
     b, device = x.shape[0], x.device
     area = torch.empty(b, device=device).uniform_(*scale)
     log_ratio = torch.empty(b, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))

@@ -1,9 +1,7 @@
 """Finding, scanning, decoding once, caching and serving the iNaturalist-12K images (or the embedded demo set).
 
-Introduced in Part-A/01; every notebook loads its data through this file. JPEG decoding is the slowest step
-of a typical pipeline, so every image is decoded exactly once (`shared.decode`), resized as uint8, and kept
-as one [N, 3, S, S] uint8 tensor cached on disk; epochs only index that tensor (on the GPU when it fits).
-The places the data may be, its download and the demo set are `shared.sources`.
+Introduced in Part-A/01. Every image is decoded once (`shared.decode`) into one uint8 [N, 3, S, S] tensor, cached
+on disk; epochs only index that tensor (on the GPU when it fits). Where the data may be is `shared.sources`.
 """
 from __future__ import annotations
 
@@ -29,17 +27,14 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-# --------------------------------------------------------------------------------------------
-# Finding and scanning a dataset
-# --------------------------------------------------------------------------------------------
+# Finding and scanning a dataset --------------------------------------------------------------------------------
 def find_data(path: str | os.PathLike | None = None, download: bool | None = None) -> Path:
     """Locate the dataset root (the folder with train/ and val/, or a view of one with train/ and test/).
 
     Order: `path` or $INAT_DATA (the root or any folder above it); on Kaggle a search of /kaggle/input; a
     download (automatic on Colab, or `download=True` / $INAT_DOWNLOAD=1); the repo-local data/inaturalist_12K;
-    otherwise the embedded demo set, announced by a banner. Never the demo set on Kaggle or Colab, where a
-    grader must see the real thing. A folder that is there but unusable, or one above several datasets, is a
-    `DataError` that says why, never a silent choice or fallback.
+    otherwise, never on Kaggle or Colab, the embedded demo set with a banner. An unusable folder, or one above
+    several datasets, is a `DataError` that says why, never a silent choice.
     """
     explicit = path or os.environ.get("INAT_DATA")
     if explicit:
@@ -91,11 +86,9 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
 
 @dataclass
 class DatasetInfo:
-    """What `check_dataset` found: the class names and the image counts per split."""
-    root: Path
+    """What `check_dataset` found: the class names and the training images per class."""
     classes: list[str]
     train_counts: dict[str, int]
-    val_counts: dict[str, int]
 
     @property
     def num_classes(self) -> int:
@@ -106,13 +99,12 @@ def check_dataset(root: str | os.PathLike) -> DatasetInfo:
     """Check a dataset root before any long work (file names only): train/ and val/ with the same >= 2 classes,
     every class with at least one image in each; else `DataError`."""
     root = Path(root)
-    classes, train_files, train_labels = scan_folder(root / "train")
+    classes, _, train_labels = scan_folder(root / "train")
     if len(classes) < 2:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes)}); "
                         f"a classifier needs at least 2.")
-    _, val_files, val_labels = scan_folder(root / "val", expected_classes=classes)
-    count = lambda labels: {name: labels.count(i) for i, name in enumerate(classes)}  # noqa: E731
-    return DatasetInfo(root, classes, count(train_labels), count(val_labels))
+    scan_folder(root / "val", expected_classes=classes)
+    return DatasetInfo(classes, {name: train_labels.count(i) for i, name in enumerate(classes)})
 
 
 def data_fingerprint(root: str | os.PathLike) -> dict:
@@ -150,9 +142,7 @@ def same_data(fingerprint: dict | None, other: dict | None) -> bool:
     return bool(fingerprint and other) and fingerprint.get("files") == other.get("files")
 
 
-# --------------------------------------------------------------------------------------------
-# The decode-once cache (the decoding itself is shared/decode.py)
-# --------------------------------------------------------------------------------------------
+# The decode-once cache (the decoding itself is shared/decode.py) -----------------------------------------------
 def _printable(text: str) -> str:
     """`text` safe to print: a file name that is not UTF-8 (kept by Python as surrogates) shows as U+FFFD."""
     return os.fsencode(text).decode("utf-8", "replace")
@@ -192,11 +182,11 @@ def _cache_path(folder: Path, files: list[Path], size: int, resize_to: int | Non
     return cache_dir / f"{tag}-{content.hexdigest()[:12]}.pt"
 
 
-def _checksum(images: torch.Tensor, labels: torch.Tensor, files: list[str], skipped: list) -> str:
-    """CRC-32 of the cached tensors and names (0.2 s for 1.5 GB): torch.load reads damaged pixels without complaint."""
-    names = "\n".join([*files, *(f"{path}|{reason}" for path, reason in skipped)])
+def _checksum(saved: dict) -> str:
+    """CRC-32 of a cache's tensors and names (0.2 s for 1.5 GB): torch.load reads damaged pixels without complaint."""
+    names = "\n".join([*saved["files"], *(f"{path}|{reason}" for path, reason in saved["skipped"])])
     crc = zlib.crc32(names.encode("utf-8", "surrogateescape"))
-    crc = zlib.crc32(labels.contiguous().numpy(), zlib.crc32(images.contiguous().numpy(), crc))
+    crc = zlib.crc32(saved["labels"].contiguous().numpy(), zlib.crc32(saved["images"].contiguous().numpy(), crc))
     return f"crc32:{crc:08x}"
 
 
@@ -217,23 +207,19 @@ def _find_cache(cache_file: Path) -> Path | None:
 
 
 def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = None,
-                cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                expected_classes: list[str] | None = None, progress: bool = True,
-                decoder: str = "auto") -> ImageSet:
+                cache_dir: str | os.PathLike | None = None, expected_classes: list[str] | None = None,
+                progress: bool = True, decoder: str = "auto") -> ImageSet:
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
-    The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, so it is reused across
-    runs and copies of the data, and rebuilt when any of them change or its checksum shows damage. Corrupt,
-    truncated, empty, oversized or renamed non-image files are skipped and listed in `ImageSet.skipped`. A cache
-    folder that cannot be written is a warning, before any decoding, and the run goes on without a cache.
-    decoder: "cpu" (on `workers` threads), "cuda" (nvJPEG) or "auto" (cuda when available); either builds the
-    same cache. (`python tests/test_decode.py` measures the pixels against a full-size decode.)
+    The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, and rebuilt when its
+    checksum shows damage. Unreadable or non-image files are skipped and listed in `ImageSet.skipped`. A cache
+    folder that cannot be written is a warning, and the run goes on without a cache. decoder: "cpu", "cuda"
+    (nvJPEG) or "auto" (cuda when available); both build the same cache.
     """
     folder = Path(folder)
     decoder = decode.choose_decoder(decoder)
     classes, files, labels = scan_folder(folder, expected_classes)
-    cache_file = _cache_path(folder, files, size, resize_to,
-                             Path(cache_dir or runtime_cache_dir()))
+    cache_file = _cache_path(folder, files, size, resize_to, Path(cache_dir or runtime_cache_dir()))
     if (cached := _load_cache(cache_file, folder, classes, progress)) is not None:
         return cached
     if (problem := write_problem(cache_file.parent)) is not None:
@@ -242,8 +228,13 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
         cache_file = None
     bar = functools.partial(tqdm, total=len(files), disable=not progress, unit="img",
                             desc=f"decoding {_printable(folder.name)}/ at {size}px")
-    images, keep, skipped = decode.decode_all(files, size, resize_to, decoder, workers or os.cpu_count() or 1, bar)
-    _report_skipped(folder, skipped)
+    images, keep, skipped = decode.decode_all(files, size, resize_to, decoder, os.cpu_count() or 1, bar)
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable file(s) in {_printable(str(folder))}:")
+        for path, reason in skipped[:10]:
+            print(f"  {_printable(path)}: {reason}")
+        if len(skipped) > 10:
+            print(f"  ... and {len(skipped) - 10} more (see ImageSet.skipped)")
     result = ImageSet(images, torch.tensor([labels[i] for i in keep], dtype=torch.long),
                       classes, [str(files[i].relative_to(folder)) for i in keep], skipped)
     if cache_file is not None:
@@ -251,23 +242,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     return result
 
 
-def _report_skipped(folder: Path, skipped: list[tuple[str, str]]) -> None:
-    if not skipped:
-        return
-    print(f"Skipped {len(skipped)} unreadable file(s) in {_printable(str(folder))}:")
-    for path, reason in skipped[:10]:
-        print(f"  {_printable(path)}: {reason}")
-    if len(skipped) > 10:
-        print(f"  ... and {len(skipped) - 10} more (see ImageSet.skipped)")
-
-
 _MEMO: dict = {}  # (cache file, mtime) -> ImageSet, the last two loaded (typically train/ and val/)
-
-
-def _remember(key, data: ImageSet) -> None:
-    _MEMO[key] = data
-    while len(_MEMO) > 2:
-        _MEMO.pop(next(iter(_MEMO)))
 
 
 def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bool) -> ImageSet | None:
@@ -280,8 +255,7 @@ def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bo
         return _MEMO[memo_key]
     try:
         saved = torch.load(cache_file, weights_only=True)
-        intact = saved.get("checksum") == _checksum(saved["images"], saved["labels"], saved["files"],
-                                                    saved["skipped"])
+        intact = saved.get("checksum") == _checksum(saved)
     except Exception as err:  # a damaged cache is rebuilt, never trusted
         print(f"Ignoring unreadable cache {cache_file.name} ({one_line(err)}); rebuilding it.")
         return None
@@ -292,7 +266,9 @@ def _load_cache(cache_file: Path, folder: Path, classes: list[str], progress: bo
     if result.skipped and progress:
         print(f"{len(result.skipped)} unreadable file(s) in {_printable(str(folder))} were skipped when its cache "
               f"was built (listed in ImageSet.skipped).")
-    _remember(memo_key, result)
+    _MEMO[memo_key] = result
+    while len(_MEMO) > 2:
+        _MEMO.pop(next(iter(_MEMO)))
     return result
 
 
@@ -300,10 +276,10 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
     """Write the cache and its checksum atomically, then drop older caches of the same folder and size.
     A failed write (full disk, a read-only folder) is a one-line warning: the run goes on with the images in memory."""
     try:
+        saved = {"images": data.images, "labels": data.labels, "files": data.files,
+                 "skipped": [list(s) for s in data.skipped]}
         with atomic_path(cache_file) as tmp:
-            torch.save({"images": data.images, "labels": data.labels, "files": data.files,
-                        "skipped": [list(s) for s in data.skipped],
-                        "checksum": _checksum(data.images, data.labels, data.files, data.skipped)}, tmp)
+            torch.save({**saved, "checksum": _checksum(saved)}, tmp)
         for stale in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
             if stale != cache_file:
                 stale.unlink(missing_ok=True)
@@ -312,16 +288,11 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
               f"and the next one decodes again.")
 
 
-# --------------------------------------------------------------------------------------------
-# Train / validation split and the test set
-# --------------------------------------------------------------------------------------------
+# Train / validation split and the test set ---------------------------------------------------------------------
 def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 42,
                   classes: list[str] | None = None):
-    """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation.
-
-    With `classes`, every one of them is checked, including one with no images left. A class that would get
-    no validation or no training image is a `DataError` naming it: training would have no epoch to pick as best.
-    """
+    """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation. A class
+    (each of `classes`, when given) left with no validation or no training image is a `DataError` naming it."""
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)
@@ -374,16 +345,14 @@ def split_table(train: ImageSet, val: ImageSet) -> str:
     return "\n".join(rows)
 
 
-# --------------------------------------------------------------------------------------------
-# Serving batches
-# --------------------------------------------------------------------------------------------
-def to_device(data: ImageSet, device: torch.device | str, max_fraction: float = 0.5) -> ImageSet:
-    """Move the uint8 tensor to `device` when it fits in `max_fraction` of free memory, else pin it on the CPU."""
+# Serving batches -----------------------------------------------------------------------------------------------
+def to_device(data: ImageSet, device: torch.device | str) -> ImageSet:
+    """Move the uint8 tensor to `device` when it fits in half its free memory, else pin it on the CPU."""
     device = torch.device(device)
     images = data.images
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        images = images.to(device) if images.nbytes < max_fraction * free else images.pin_memory()
+        images = images.to(device) if images.nbytes < free / 2 else images.pin_memory()
     elif device.type != "cpu":
         images = images.to(device)
     return ImageSet(images, data.labels.to(device if images.device.type != "cpu" else "cpu"),

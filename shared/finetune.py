@@ -1,9 +1,7 @@
 """Fine-tuning ImageNet-pretrained torchvision models with four freezing strategies.
 
-Introduced in Part-B/01. The weights come through torchvision's own path (the `$TORCH_HOME` hub cache, else a
-download) or fail as one `WeightsUnavailable` line; `preprocessing` is the weights' own resize / crop / mean / std;
-`build_model` replaces the 1000-way head and freezes per strategy; `fine_tune` trains a Linear on features
-computed once (`head`) or runs `shared.train.fit` with discriminative learning rates (the others).
+Introduced in Part-B/01. `build_model` replaces the 1000-way head and freezes per strategy; `fine_tune` trains a
+Linear on features computed once (`head`) or runs `shared.train.fit` with discriminative learning rates (the others).
 """
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ from .augment import prepare_batch
 from .decode import one_torch_thread
 from .model import MAX_INPUT_SIZE, MIN_INPUT_SIZE, ConfigError
 from .runtime import UserError, banner, get_device, run_mode
-from .train import (TrainConfig, amp_dtype, evaluate, fit, release_memory, require_images,
-                    require_test_images)
+from .train import TrainConfig, amp_dtype, evaluate, fit, load_data, release_memory, require_images
 
 STRATEGIES = ("head", "first_k", "last_k", "full")
 # Defaults for a real GPU run. Pretrained features need small steps: the new head gets `lr`,
@@ -45,9 +42,7 @@ class WeightsUnavailable(UserError, RuntimeError):
         self.path, self.url = path, url
 
 
-# --------------------------------------------------------------------------------------------
-# Weights and their preprocessing
-# --------------------------------------------------------------------------------------------
+# Weights and their preprocessing -------------------------------------------------------------------------------
 def get_weights(name: str):
     """The DEFAULT (best ImageNet) weights enum of a torchvision classification model."""
     try:
@@ -65,12 +60,12 @@ def weights_file(weights) -> Path:
 
 
 @contextmanager
-def _hub_errors(name: str, timeout: float = DOWNLOAD_TIMEOUT):
+def _hub_errors(name: str):
     """Turn torch hub's download/load failures into one `WeightsUnavailable` line; never hang."""
     weights = get_weights(name)
     path = weights_file(weights)
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout of its own
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # torch.hub's urlopen has no timeout of its own
     try:
         yield
     except OSError as err:  # URLError, HTTPError, timeouts and DNS failures are all OSErrors
@@ -92,7 +87,7 @@ def _hub_errors(name: str, timeout: float = DOWNLOAD_TIMEOUT):
 
 
 def ensure_weights(name: str) -> Path:
-    """The path of the DEFAULT checkpoint of `name` in the hub cache, downloaded if needed; else `WeightsUnavailable`."""
+    """The DEFAULT checkpoint of `name` in the hub cache, downloaded if needed; else `WeightsUnavailable`."""
     weights = get_weights(name)
     with _hub_errors(name):
         weights.get_state_dict(progress=True)  # torchvision's own path: cache, else download
@@ -100,12 +95,9 @@ def ensure_weights(name: str) -> Path:
 
 
 def weights_or_random(name: str, mode: str, allow_random: bool | None = None) -> bool:
-    """Whether to build `name` pretrained (True) or randomly initialised (False); the notebooks' one call.
-
-    Without the weights, random ones (a banner, then False) only when `allow_random` says so; its default, None,
-    allows them in demo and quick `mode` (`runtime.run_mode`), never in full mode, where they would publish
-    numbers that say nothing about transfer learning: `WeightsUnavailable` stops the run instead.
-    """
+    """Whether to build `name` pretrained (True) or randomly initialised (False, after a banner). Random weights
+    only when `allow_random`; None allows them in demo and quick `mode`, never in full mode, where they would
+    publish numbers that say nothing about transfer learning: `WeightsUnavailable` stops the run instead."""
     if allow_random is None:
         allow_random = mode != "full"
     try:
@@ -134,13 +126,10 @@ def preprocessing(name: str, input_size: int | None = None) -> dict:
             raise ConfigError(f"{name} needs exactly its {crop}px crop (its position embeddings are "
                              f"learned for {crop // 16}x{crop // 16} patches); drop --input-size")
         resize, crop = round(input_size * resize / crop), input_size
-    return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean),
-            "std": tuple(transforms.std)}
+    return {"crop_size": crop, "resize_size": resize, "mean": tuple(transforms.mean), "std": tuple(transforms.std)}
 
 
-# --------------------------------------------------------------------------------------------
-# The head and the natural units of each architecture
-# --------------------------------------------------------------------------------------------
+# The head and the natural units of each architecture -----------------------------------------------------------
 def head_slot(model: nn.Module) -> tuple[nn.Module, str]:
     """(parent, attribute) of the classification layer: `fc`, `classifier[-1]`, `heads.head` or `head`."""
     if isinstance(getattr(model, "fc", None), nn.Linear):                       # ResNet, RegNet, ...
@@ -209,12 +198,6 @@ def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
                       f"(EfficientNet, MobileNet, VGG, AlexNet, DenseNet)")
 
 
-def _set_trainable(parts, flag: bool) -> None:
-    for part in parts:
-        for p in ([part] if isinstance(part, nn.Parameter) else part.parameters()):
-            p.requires_grad_(flag)
-
-
 def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | None:
     """The k a strategy uses: for first_k/last_k `k`, or half the units when None; None for head and full.
     The one place the default lives, so a result records the k that was really used."""
@@ -232,13 +215,14 @@ def resolve_k(model: nn.Module, strategy: str, k: int | None = None) -> int | No
 def apply_strategy(model: nn.Module, strategy: str, k: int | None = None) -> None:
     """Set `requires_grad` for a strategy. `last_k` = freeze the stem and the first n - k units."""
     k = resolve_k(model, strategy, k)
-    _set_trainable([model], strategy != "head")
-    _set_trainable([get_head(model)], True)
+    model.requires_grad_(strategy != "head")
+    get_head(model).requires_grad_(True)
     if k is not None:
         stem, units = backbone_units(model)
         frozen = k if strategy == "first_k" else len(units) - k
         # Layers after the last unit (ViT's final LayerNorm, ConvNeXt's head norm) stay trainable.
-        _set_trainable(stem + units[:frozen], False)
+        for part in stem + units[:frozen]:
+            part.requires_grad_(False)  # a module, or a parameter such as ViT's class token
 
 
 def check_distinct(name: str, strategies: list[tuple[str, int | None]]) -> None:
@@ -274,7 +258,7 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 def build_model(name: str, strategy: str, num_classes: int = 10, k: int | None = None,
                 pretrained: bool = True) -> nn.Module:
     """A torchvision classifier with its DEFAULT ImageNet weights (random ones when not `pretrained`), a new
-    `num_classes` head, frozen per strategy. `WeightsUnavailable` when the weights are neither cached nor downloadable."""
+    `num_classes` head, frozen per strategy; `WeightsUnavailable` when the weights are not cached nor downloadable."""
     if pretrained:
         with _hub_errors(name):  # get_model -> weights.get_state_dict -> load_state_dict_from_url
             model = torchvision.models.get_model(name, weights=get_weights(name))
@@ -293,9 +277,7 @@ def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = BACKBO
     return ([{"params": backbone, "lr": lr * backbone_lr_factor}] if backbone else []) + [{"params": head, "lr": lr}]
 
 
-# --------------------------------------------------------------------------------------------
-# The head strategy: features once, then a Linear in seconds
-# --------------------------------------------------------------------------------------------
+# The head strategy: features once, then a Linear in seconds ----------------------------------------------------
 @torch.no_grad()
 def extract_features(model: nn.Module, images: data_lib.ImageSet, device, mean, std,
                      batch_size: int = 256) -> torch.Tensor:
@@ -344,9 +326,7 @@ def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 5
     return {"history": history, "val_acc": best["val_acc"], "best_step": best["step"]}
 
 
-# --------------------------------------------------------------------------------------------
-# One fine-tuning run
-# --------------------------------------------------------------------------------------------
+# One fine-tuning run -------------------------------------------------------------------------------------------
 def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet,
               tcfg: TrainConfig | None = None, mean=data_lib.MEAN, std=data_lib.STD, device=None,
               progress: bool = True) -> dict:
@@ -405,13 +385,8 @@ def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epo
     pretrained = weights_or_random(model_name, run_mode(data_lib.is_demo(root)), allow_random)
     torch.manual_seed(tcfg.seed)
     model = build_model(model_name, strategy, num_classes=info.num_classes, k=k, pretrained=pretrained)
-    start = time.perf_counter()
-    train_set, val_set = data_lib.load_split(root, prep["crop_size"], tcfg.val_fraction, tcfg.seed,
-                                             resize_to=prep["resize_size"], verbose=progress)
-    cache_seconds = time.perf_counter() - start
-    if test:  # decoded before training, so that a test set with no readable image is refused first
-        test_set = data_lib.load_test(root, prep["crop_size"], resize_to=prep["resize_size"], verbose=progress)
-        require_test_images(test_set, root)
+    train_set, val_set, test_set, cache_seconds = load_data(root, prep["crop_size"], tcfg, test,
+                                                            prep["resize_size"], progress)
     try:
         result = fine_tune(model, strategy, train_set, val_set, tcfg, prep["mean"], prep["std"], device, progress)
         result.update(model=model_name, weights=str(get_weights(model_name)) if pretrained else "random init",

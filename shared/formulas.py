@@ -23,12 +23,8 @@ import math
 from .model import CNNConfig
 
 
-def _channels(cfg: CNNConfig) -> list[int]:
-    return [cfg.in_channels, *cfg.filters]
-
-
 def count_params(cfg: CNNConfig) -> int:
-    c, s5 = _channels(cfg), cfg.feature_sizes[-1]
+    c, s5 = [cfg.in_channels, *cfg.filters], cfg.feature_sizes[-1]
     total = 0
     for i, k in enumerate(cfg.kernel_sizes):
         total += k * k * c[i] * c[i + 1] + c[i + 1]  # conv weights + bias
@@ -40,7 +36,7 @@ def count_params(cfg: CNNConfig) -> int:
 
 
 def count_macs(cfg: CNNConfig) -> int:
-    c, sizes = _channels(cfg), cfg.feature_sizes
+    c, sizes = [cfg.in_channels, *cfg.filters], cfg.feature_sizes
     total = 0
     for i, k in enumerate(cfg.kernel_sizes):
         total += k * k * c[i] * c[i + 1] * sizes[i] * sizes[i]  # one k*k*c_in dot product per output pixel
@@ -94,7 +90,6 @@ def torch_counts(model, input_size: int, in_channels: int = 3) -> tuple[int, int
     """(parameters, MACs) measured by torch itself, the ground truth the formulas are checked against."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-
     params = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()

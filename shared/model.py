@@ -24,25 +24,36 @@ class ConfigError(UserError, ValueError):
     """A setting out of range (CNNConfig, TrainConfig, a CLI flag): refused before any work starts."""
 
 
-def make_filters(base: int, organisation: str = "same", blocks: int = 5) -> tuple[int, ...]:
-    """Filter counts per block. `base` is the narrowest layer's width; every organisation draws its
-    widths from the one range base .. base * 2**(blocks - 1), e.g. for base 32:
+class Settings:
+    """A flat dict out and in, for the settings dataclasses (CNNConfig, TrainConfig)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Pick this class's fields out of a flat dict (e.g. a sweep run's config); ignore the rest."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def make_filters(base: int, organisation: str = "same") -> tuple[int, ...]:
+    """Filter counts of the five blocks, drawn from base .. 16 * base; for base 32:
 
         same      32  32  32  32  32
         doubling  32  64 128 256 512
         halving  512 256 128  64  32   (the published winner)
 
-    Doubling and halving use the same widths in opposite orders, so their conv layers hold almost the same
-    number of weights and the sweep compares *where* the width goes, not how much there is; CONV5 keeps at
-    least `base` channels (Question 4 needs 10). Compute cannot be equal: halving puts its widest layers at
-    the highest resolution (about 17x the MACs of doubling at 224 px).
+    Doubling and halving hold almost the same conv weights, so the sweep compares *where* the width goes; CONV5
+    keeps at least `base` channels (Question 4 needs 10). Halving puts its widest layers at the highest
+    resolution (about 17x the MACs of doubling at 224 px).
     """
     if organisation not in ORGANISATIONS:
         raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
     if int(base) < 1:
         raise ConfigError(f"base must be >= 1 filter, got {base}")
-    widths = tuple(int(base) * 2**block for block in range(blocks))  # the range all three draw from
-    return {"same": (int(base),) * blocks, "doubling": widths, "halving": widths[::-1]}[organisation]
+    widths = tuple(int(base) * 2**block for block in range(5))  # the range all three draw from
+    return {"same": (int(base),) * 5, "doubling": widths, "halving": widths[::-1]}[organisation]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -54,7 +65,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(Settings):
     filters: tuple[int, ...] = (32, 64, 128, 256, 512)
     kernel_sizes: tuple[int, ...] = (3, 3, 3, 3, 3)
     activation: str = "silu"
@@ -92,14 +103,6 @@ class CNNConfig:
     def feature_sizes(self) -> list[int]:
         """Spatial size entering each block, then after the last pool: [S, S//2, ..., S//32] (each pool floors)."""
         return [self.input_size // 2**i for i in range(len(self.filters) + 1)]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNNConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class ConvBlock(nn.Module):
@@ -141,7 +144,7 @@ class CNN(nn.Module):
         return self.out(self.dropout(self.dense_act(self.dense(x))))
 
 
-def layer_summary(model: CNN, device="cpu") -> list[tuple[str, tuple, int]]:
+def layer_summary(model: CNN) -> list[tuple[str, tuple, int]]:
     """(layer name, output shape, parameters) for every leaf layer, from one forward pass of a single image."""
     rows, hooks = [], []
     for name, module in model.named_modules():
@@ -150,7 +153,7 @@ def layer_summary(model: CNN, device="cpu") -> list[tuple[str, tuple, int]]:
                 lambda m, i, o, name=name: rows.append(
                     (name, tuple(o.shape[1:]), sum(p.numel() for p in m.parameters())))))
     try:
-        cfg = model.cfg
+        cfg, device = model.cfg, next(model.parameters()).device
         was_training = model.training
         model.eval()
         with torch.no_grad():

@@ -1,8 +1,7 @@
 """Where the images come from: the places `data.find_data` looks in, the download, the embedded demo set.
 
-Introduced in Part-A/01. A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test
-set in val/). A folder with train/ and test/ instead is read through a view: a folder of symlinks, train -> train
-and val -> test, made in a writable place, because /kaggle/input (where such copies usually sit) is read-only.
+Introduced in Part-A/01. A dataset is a folder with train/<class>/ and val/<class>/ (nature_12K keeps its test set
+in val/); one with train/ and test/ is read through a view of symlinks, as /kaggle/input is read-only.
 """
 from __future__ import annotations
 
@@ -41,6 +40,7 @@ SEARCH_DEPTH = 4
 SEARCH_MAX_FOLDERS = 2000
 SPLITS = ("train", "val", "test")
 DOWNLOAD_PREFIX = ".download-"  # the work folder of a download in progress, beside its destination
+PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
 _POINT_AT_IT = ("Point INAT_DATA, --data or the 'data' setting at the unzipped inaturalist_12K folder "
                 f"from {DATASET_URL}, or at any folder above it")
 _IN_A_NOTEBOOK = ("in a notebook, run `%env INAT_DATA=/kaggle/input/<dataset>/<folders>/inaturalist_12K` (or "
@@ -76,9 +76,7 @@ def is_junk_folder(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-# --------------------------------------------------------------------------------------------
-# Finding the dataset
-# --------------------------------------------------------------------------------------------
+# Finding the dataset -------------------------------------------------------------------------------------------
 def _has_splits(folder: Path) -> bool:
     return (folder / "train").is_dir() and (folder / "val").is_dir()
 
@@ -234,9 +232,7 @@ def is_demo(root: str | os.PathLike) -> bool:
     return (Path(root) / DEMO_MARKER).exists()
 
 
-# --------------------------------------------------------------------------------------------
-# Downloading
-# --------------------------------------------------------------------------------------------
+# Downloading ---------------------------------------------------------------------------------------------------
 def _count_images(folder: Path) -> int:
     """Image files in the class folders of `folder` (0 if it is missing). Names only."""
     return sum(1 for p in folder.glob("*/*") if is_image_name(p)) if folder.is_dir() else 0
@@ -290,15 +286,10 @@ def _unpack(zip_path: Path, url: str) -> Path:
     return found[0]
 
 
-PEAK_GB = 7.5  # the 3.6 GB zip and its extraction side by side, then the image caches beside the data
-
-
 def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_URL, timeout: float = 60) -> Path:
     """Download and unzip nature_12K into `dest` (DATA_DIR) atomically: nothing appears at dest/inaturalist_12K
-    unless complete. One there already is returned when complete, else reported before any download.
-
-    The work happens in dest/.download-<pid>@<host>.<random>.tmp, removed at the end, or by the next download
-    when this one is killed. Every failure is a `DownloadError` of one line.
+    unless complete; one there already is returned when complete. The work folder, dest/.download-<pid>@<host>...,
+    is removed at the end, or by the next download when this one is killed. Failures are one-line `DownloadError`s.
     """
     dest = Path(dest or DATA_DIR)
     final = dest / "inaturalist_12K"
@@ -326,9 +317,7 @@ def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_U
     return final
 
 
-# --------------------------------------------------------------------------------------------
-# The embedded demo dataset
-# --------------------------------------------------------------------------------------------
+# The embedded demo dataset -------------------------------------------------------------------------------------
 def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int = 20, seed: int = 0) -> Path:
     """Write scikit-learn's 1,797 bundled 8x8 digits (no network needed) as a nature_12K-shaped ImageFolder of
     JPEGs, upscaled to varied non-square sizes, tinted, a few in grayscale: the decode paths of real photos."""
@@ -336,7 +325,6 @@ def make_demo_dataset(root: str | os.PathLike | None = None, val_per_class: int 
     if (root / DEMO_MARKER).exists():
         return root
     from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes ~1 s
-
     digits = load_digits()
     rng = np.random.default_rng(seed)
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
-"""The training engine: one function turns a `CNNConfig` into a trained model and a result.
+"""The training engine: `fit` trains any model on decoded sets; `train` turns a `CNNConfig` into a result.
 
-Introduced in Part-A/02. Batches are index lookups into a uint8 tensor on the GPU, augmented there;
-training uses bf16/fp16 autocast, channels_last, a fused optimiser and, on big enough runs, `torch.compile`.
+Introduced in Part-A/02. Batches are index lookups into a uint8 tensor on the GPU, augmented there; training
+uses bf16/fp16 autocast, channels_last, a fused optimiser and, on big enough runs, `torch.compile`.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from tqdm.auto import tqdm
 from . import data as data_lib
 from .augment import prepare_batch
 from .formulas import count_macs, count_params, torch_counts
-from .model import CNN, CNNConfig, ConfigError
+from .model import CNN, CNNConfig, ConfigError, Settings
 from .runtime import MAX_SEED, UserError, atomic_path, get_device
 
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine")
-COMPILE_SETTINGS = ("auto", "true", "false", "1", "0", "yes", "no", "on", "off")
+COMPILE_ON, COMPILE_OFF = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+COMPILE_SETTINGS = ("auto", *COMPILE_ON, *COMPILE_OFF)
 # Upper bounds that catch typos (1e3 for 1e-3): both optimisers diverge long before lr = 10, and decoupled
 # weight decay shrinks every weight by lr * weight_decay per step, so weight_decay > 1 erases what a step learned.
 MAX_LR, MAX_WEIGHT_DECAY = 10.0, 1.0
@@ -37,7 +38,7 @@ GPU_MEMORY_RESERVE = int(1.5 * 2**30)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """Training hyperparameters. Defaults are for a real GPU run on iNaturalist-12K."""
     epochs: int = 15
     batch_size: int = 128
@@ -76,23 +77,12 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name} must be {wanted}, got {getattr(self, name)!r}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Pick this class's fields out of a flat dict (e.g. a sweep run's config); ignore the rest."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite; the run is recorded as failed."""
 
 
-# --------------------------------------------------------------------------------------------
-# Device settings and the memory plan (micro-batches when a drawn batch does not fit the GPU)
-# --------------------------------------------------------------------------------------------
+# Device settings and the memory plan (micro-batches when a drawn batch does not fit the GPU) ---------------
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 on Ampere and newer, fp16 (with a GradScaler) on T4/P100/V100, none on CPU."""
     if device.type != "cuda":
@@ -104,24 +94,14 @@ def should_compile(setting: str | bool, device: torch.device, images_to_process:
     """Compile only where Triton works (CUDA capability >= 7.0) and the run's images x MACs reach COMPILE_MIN_MACS:
     a compile costs tens of seconds, which a light config (0.2 GMAC/image) never earns back in a sweep run."""
     setting = str(setting).lower()
-    if setting in ("false", "0", "no", "off") or device.type != "cuda":
+    if setting in COMPILE_OFF or device.type != "cuda":
         return False
     if torch.cuda.get_device_capability(device) < (7, 0):
         return False  # P100: Triton does not support it
-    if setting in ("true", "1", "yes", "on"):
-        return True
-    return images_to_process * macs_per_image >= COMPILE_MIN_MACS
+    return setting in COMPILE_ON or images_to_process * macs_per_image >= COMPILE_MIN_MACS
 
 
-def _compiled_if_it_pays(model: nn.Module, tcfg: TrainConfig, device: torch.device, images: int, size: int):
-    """`torch.compile(model)` when the run's work repays the compile (`should_compile`), else `model`."""
-    if device.type != "cuda" or not should_compile(tcfg.compile, device, images, torch_counts(model, size)[1]):
-        return model
-    torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
-    return torch.compile(model)
-
-
-def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
+def activation_bytes(model: nn.Module, input_size: int) -> tuple[int, int]:
     """(bytes autograd saves for backward, the largest saved tensor) per training image under 16-bit autocast.
     Exact: a 16-bit copy runs one image on the meta device and every distinct storage saved for backward is summed."""
     meta = copy.deepcopy(model).to("meta", torch.bfloat16).train()
@@ -132,7 +112,7 @@ def activation_bytes(model: nn.Module, input_size: int, in_channels: int = 3) ->
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        meta(torch.zeros(1, in_channels, input_size, input_size, device="meta", dtype=torch.bfloat16))
+        meta(torch.zeros(1, 3, input_size, input_size, device="meta", dtype=torch.bfloat16))  # RGB images
     return sum(saved.values()), max(saved.values())
 
 
@@ -154,11 +134,10 @@ def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_byt
             return micro, peak
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
+# Evaluation ------------------------------------------------------------------------------------------------
 def _batch_logits(model: nn.Module, data: data_lib.ImageSet, batch_size: int, device, mean, std):
-    """Yield (float32 logits, labels) per batch, both on `device`, with the model in eval mode meanwhile."""
+    """Yield (float32 logits, labels) per batch, both on `device` (default: the model's), in eval mode meanwhile."""
+    device = torch.device(device or next(model.parameters()).device)
     dtype = amp_dtype(device)
     was_training = model.training
     model.eval()
@@ -175,7 +154,6 @@ def _batch_logits(model: nn.Module, data: data_lib.ImageSet, batch_size: int, de
 def predict(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, device=None,
             mean=data_lib.MEAN, std=data_lib.STD) -> torch.Tensor:
     """Class probabilities [N, C] (on the CPU) for every image of a decoded set."""
-    device = torch.device(device or next(model.parameters()).device)
     out = [logits.softmax(dim=1) for logits, _ in _batch_logits(model, data, batch_size, device, mean, std)]
     return torch.cat(out).cpu() if out else torch.empty(0, len(data.classes))
 
@@ -185,20 +163,16 @@ def evaluate(model: nn.Module, data: data_lib.ImageSet, batch_size: int = 256, d
              mean=data_lib.MEAN, std=data_lib.STD) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on a decoded set; (nan, nan) for an empty set. Summed on the
     device from the logits (log-softmax is exact where log(softmax) underflows), with one sync at the end."""
-    device = torch.device(device or next(model.parameters()).device)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    if len(data) == 0:
+        return math.nan, math.nan
+    loss_sum, correct = 0.0, 0  # tensors on the device after the first batch
     for logits, labels in _batch_logits(model, data, batch_size, device, mean, std):
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         correct += (logits.argmax(1) == labels).sum()
-    if len(data) == 0:
-        return math.nan, math.nan
     return loss_sum.item() / len(data), correct.item() / len(data)
 
 
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
+# The loop --------------------------------------------------------------------------------------------------
 def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig) -> None:
     """Refuse an empty training or validation set before the first epoch: with no validation image no
     epoch is ever "best", so there would be no weights to hand back."""
@@ -206,13 +180,6 @@ def require_images(train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcf
         raise UserError(f"nothing to {'train on' if len(train_set) == 0 else 'validate on'}: "
                         f"{len(train_set)} training and {len(val_set)} validation images; "
                         f"add images or change val_fraction ({tcfg.val_fraction})")
-
-
-def require_test_images(test_set: data_lib.ImageSet, root) -> None:
-    """Refuse, before training, a test set with no readable image: its accuracy would be NaN."""
-    if len(test_set) == 0:
-        raise UserError(f"no readable test image in {root}/val ({len(test_set.skipped)} file(s) skipped); "
-                        f"add images there or leave out --test")
 
 
 def check_rgb(cfg: CNNConfig) -> None:
@@ -271,9 +238,8 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     """Train `model` in place with early stopping; it comes back with the best epoch's weights and no gradients.
 
     Returns `history` (one dict per epoch), `best_epoch`, `val_acc` (best), `epoch_seconds`, `images_per_second`,
-    `best_state` (a copy), `micro_batch` and `stopped_by`: None, "patience", or "on_epoch" when `on_epoch(row)`
-    returned True. `param_groups`: discriminative learning rates. `on_train(model)` runs after every
-    `model.train()`: fine-tuning puts frozen BatchNorm back in eval mode there.
+    `best_state` (a copy), `micro_batch` and `stopped_by` (None, "patience", or "on_epoch" when `on_epoch(row)`
+    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm).
     """
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
@@ -292,10 +258,13 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
     if device.type == "cuda" and not tcfg.micro_batch:
         micro, _ = plan_micro_batch(model, size, tcfg.batch_size, torch.cuda.get_device_properties(device).total_memory,
                                     train_dev.images.nbytes + val_dev.images.nbytes)
-    step_model = _compiled_if_it_pays(model, tcfg, device, tcfg.epochs * len(train_dev), size)
+    step_model = model
+    if device.type == "cuda" and should_compile(tcfg.compile, device, tcfg.epochs * len(train_dev),
+                                                torch_counts(model, size)[1]):
+        torch._dynamo.reset()  # a sweep compiles many shapes in one process: start each run clean
+        step_model = torch.compile(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     generator = torch.Generator().manual_seed(tcfg.seed)
-
     history, best, stopped_by = [], {"val_acc": -1.0, "epoch": 0, "state": None}, None
     bar = tqdm(range(1, tcfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=progress)
     for epoch in bar:
@@ -303,9 +272,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
         model.train()
         if on_train:
             on_train(model)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        loss_sum, correct, seen = 0.0, 0, 0  # the sums become tensors on the device: one sync per epoch
         for images, labels in data_lib.iterate_batches(train_dev, tcfg.batch_size, shuffle=True,
                                                        generator=generator, drop_last=drop_last):
             x = prepare_batch(images, device, tcfg.augment, mean, std)
@@ -321,12 +288,12 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
             _optimizer_step(model, optimizer, scaler, tcfg.max_grad_norm)
             schedule.step()
             seen += len(labels)
-        train_loss = loss_sum.item() / max(seen, 1)  # one sync per epoch
+        train_loss = loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch} (lr {tcfg.lr})")
         val_loss, val_acc = evaluate(model, val_dev, 2 * tcfg.batch_size, device, mean, std)
         seconds = time.perf_counter() - start
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / max(seen, 1),
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / seen,
                "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[-1]["lr"],
                "epoch_seconds": seconds, "images_per_second": (seen + len(val_set)) / seconds}
         history.append(row)
@@ -365,9 +332,21 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
-# --------------------------------------------------------------------------------------------
-# One Part A run
-# --------------------------------------------------------------------------------------------
+def load_data(root, size: int, tcfg: TrainConfig, test: bool, resize_to: int | None = None, verbose: bool = True):
+    """(train, val, test or None, seconds to load the split) of a dataset root. The test set is decoded before
+    any training, so that one with no readable image (its accuracy would be NaN) is refused first."""
+    start = time.perf_counter()
+    train_set, val_set = data_lib.load_split(root, size, tcfg.val_fraction, tcfg.seed, resize_to=resize_to,
+                                             verbose=verbose)
+    cache_seconds = time.perf_counter() - start
+    test_set = data_lib.load_test(root, size, resize_to=resize_to, verbose=verbose) if test else None
+    if test and len(test_set) == 0:
+        raise UserError(f"no readable test image in {root}/val ({len(test_set.skipped)} file(s) skipped); "
+                        f"add images there or leave out --test")
+    return train_set, val_set, test_set, cache_seconds
+
+
+# One Part A run --------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
     config: dict
@@ -405,12 +384,7 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
     info = data_lib.check_dataset(root)
     cfg = dataclasses.replace(cfg, num_classes=info.num_classes)
     device = torch.device(device or get_device())
-    start = time.perf_counter()
-    train_set, val_set = data_lib.load_split(root, cfg.input_size, tcfg.val_fraction, tcfg.seed, verbose=verbose)
-    cache_seconds = time.perf_counter() - start
-    if test:  # decoded before training, so that a test set with no readable image is refused first
-        test_set = data_lib.load_test(root, cfg.input_size, verbose=verbose)
-        require_test_images(test_set, root)
+    train_set, val_set, test_set, cache_seconds = load_data(root, cfg.input_size, tcfg, test, verbose=verbose)
     torch.manual_seed(tcfg.seed)
     model = CNN(cfg)
     try:
