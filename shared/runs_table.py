@@ -181,10 +181,10 @@ def _live_claims(path) -> list[dict]:
         except Timeout:  # its agent trains that run now
             with contextlib.suppress(OSError, ValueError):
                 live.append(json.loads(file.read_text()))
-            continue
-        lock.release()
-        file.unlink(missing_ok=True)
-        Path(lock.lock_file).unlink(missing_ok=True)
+        else:
+            lock.release()
+            file.unlink(missing_ok=True)
+            Path(lock.lock_file).unlink(missing_ok=True)
     return live
 
 

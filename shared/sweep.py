@@ -30,8 +30,7 @@ from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, che
 from .sweep_controller import check_sizes, draw_config, hyperband_stop_reason, resolve_sweep
 from .train import Diverged, TrainConfig, load_checkpoint, release_memory, save_atomic, train
 
-# Used when no sweep result is available (a notebook run on its own): doubling filters from 32, 3x3 kernels,
-# BatchNorm, SiLU, augmentation on.
+# Used when no sweep result is available (a notebook run on its own).
 DEFAULT_CNN = CNNConfig(filters=make_filters(32, "doubling"), kernel_sizes=(3,) * 5, activation="silu",
                         dense_neurons=256, dropout=0.3, batch_norm=True, input_size=224)
 DEFAULT_TRAIN = TrainConfig()
