@@ -1,14 +1,11 @@
-"""The sweep runs table: every run of every sweep in one JSON file that several agents share.
+"""The sweep runs table: every run of every sweep in one JSON file that several agents share. Introduced in Part-A/02.
 
-Introduced in Part-A/02. `outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was
-made}, "runs": [record, ...]}`. A record (`sweep.train_one` makes it) is appended under a file lock, atomically,
-the moment its run ends, so a lost session or a killed agent loses only the run in progress. It holds the flat
-config (every CNNConfig and TrainConfig field plus sweep keys such as `base_filters`), val_acc, history, timings,
-sweep_id, data (`data.data_fingerprint`), mode (`runtime.run_mode`) and state: "finished" (every epoch, or its own
-patience), "stopped" (the sweep's hyperband, `stop_reason` says why) or "failed" (`error` says why).
-
-A run being trained is a *claim* (`claim_next`), so two agents of one offline sweep never draw the same config.
-Readers (`load_runs`, `matching_runs`) use only the runs made on the data and in the mode in use.
+`outputs/sweep_runs.json` (runtime.SWEEP_RUNS) is `{"sweeps": {sweep_id: how it was made}, "runs": [record, ...]}`.
+A record (`sweep.train_one` makes it) is appended under a file lock, atomically, the moment its run ends, so a
+killed agent loses only the run in progress. Its state is "finished", "stopped" (the sweep's hyperband;
+`stop_reason` says why) or "failed" (`error` says why). A run being trained is a *claim* (`claim_next`), so two
+agents of one offline sweep never draw the same config. Readers use only the runs made on the data and in the mode
+in use (`matching_runs`).
 """
 from __future__ import annotations
 
@@ -18,13 +15,14 @@ import json
 import math
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from . import data as data_lib
 from . import tracking
-from .runtime import SWEEP_RUNS, UserError, atomic_path, check_output_file, json_kind, run_mode, save_json
+from .runtime import SWEEP_RUNS, UserError, atomic_path, json_kind, run_mode, save_json
 
 # Record keys that also go to a W&B run's summary, so `load_runs` can rebuild records from the API.
 SUMMARY_KEYS = ("val_acc", "best_epoch", "state", "error", "sweep_id", "data", "mode", "input_size",
@@ -50,25 +48,15 @@ def is_result(run: dict) -> bool:
 
 def best_of(runs: list[dict]) -> dict | None:
     """The result (`is_result`) with the highest val_acc, the first of equals, or None: the one rule behind the
-    best model a sweep saves (`append_run`), reads back (`sweep.best_finished_run`) and reports."""
+    best model a sweep saves (`append_run`), reads back (`sweep.best_config`, `sweep.best_saved_model`) and reports."""
     results = [run for run in runs if is_result(run)]
     return max(results, key=lambda run: run["val_acc"]) if results else None
 
 
-# --------------------------------------------------------------------------------------------
 # Reading, with one-line refusals of what a hand edit can break
-# --------------------------------------------------------------------------------------------
-def check_table_path(path) -> None:
-    """Refuse, before any work, a runs-table path that is a folder, lies under a file, or cannot be written."""
-    check_output_file(path, "the runs table", "runs table", "sweep_runs.json")
-
-
 def read_table(path) -> dict:
-    """The runs table as {"sweeps": {...}, "runs": [...]}; a missing file is an empty table.
-
-    A table from before sweeps were kept apart ({"runs", "sweep_id", ...}) is read as that one sweep. What
-    cannot be read is never overwritten (it may hold results): it is a one-line UserError that names the file.
-    """
+    """The runs table as {"sweeps": {...}, "runs": [...]}; a missing file is an empty table. An older one-sweep
+    table is read as that sweep. What cannot be read is a one-line UserError, and never overwritten."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"the runs table {path} is a folder; give a file name, e.g. {path / 'sweep_runs.json'}")
@@ -80,12 +68,24 @@ def read_table(path) -> dict:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); {_FIX}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err}); {_FIX}") from None
+    if not isinstance(table, dict):
+        raise UserError(f"{path} holds a JSON {type(table).__name__}, not a runs table "
+                        f'({{"sweeps": {{...}}, "runs": [...]}}); {_FIX}')
     kind, words = json_kind(table)
-    if isinstance(table, dict) and kind != "runs table":  # never read as empty: the next write would replace it
+    if kind != "runs table":  # never read as empty: the next write would replace it
         raise UserError(f"{path} holds {words}, not a runs table; give the runs table's path, or {_FIX}")
-    if isinstance(table, dict) and "sweeps" not in table:
-        table = _from_legacy(table)
-    _check_table(table, path)
+    table = table if "sweeps" in table else _from_legacy(table)
+    table.setdefault("runs", [])
+    for key, kind, words in (("sweeps", dict, "an object"), ("runs", list, "a list")):
+        if not isinstance(table[key], kind):
+            raise UserError(f'{path}: "{key}" is a JSON {type(table[key]).__name__}, not {words}; {_FIX}')
+    for sweep_id, sweep in table["sweeps"].items():
+        if not isinstance(sweep, dict):
+            raise UserError(f"{path}: sweep {sweep_id} is not a JSON object; {_FIX}")
+    for number, run in enumerate(table["runs"]):
+        problem = _run_problem(run)
+        if problem:
+            raise UserError(f"{path}: run {number} {problem}; {_FIX}")
     return table
 
 
@@ -99,25 +99,6 @@ def _from_legacy(table: dict) -> dict:
         if isinstance(run, dict):
             run.setdefault("sweep_id", old_id)
     return {"sweeps": sweeps, "runs": runs}
-
-
-def _check_table(table, path) -> None:
-    """Refuse a table whose shape the readers cannot use (checked on every read: about 20 ms for 20,000 runs)."""
-    if not isinstance(table, dict):
-        raise UserError(f"{path} holds a JSON {type(table).__name__}, not a runs table "
-                        f'({{"sweeps": {{...}}, "runs": [...]}}); {_FIX}')
-    table.setdefault("runs", [])
-    for key, kind in (("sweeps", dict), ("runs", list)):
-        if not isinstance(table[key], kind):
-            raise UserError(f'{path}: "{key}" is a JSON {type(table[key]).__name__}, not a{"n" * (kind is dict)} '
-                            f"{'object' if kind is dict else 'list'}; {_FIX}")
-    bad_sweep = next((sid for sid, sweep in table["sweeps"].items() if not isinstance(sweep, dict)), None)
-    if bad_sweep is not None:
-        raise UserError(f"{path}: sweep {bad_sweep} is not a JSON object; {_FIX}")
-    for number, run in enumerate(table["runs"]):
-        problem = _run_problem(run)
-        if problem:
-            raise UserError(f"{path}: run {number} {problem}; {_FIX}")
 
 
 def _run_problem(run) -> str | None:
@@ -138,15 +119,11 @@ def runs_of(table: dict, sweep_id: str) -> list[dict]:
     return [run for run in table["runs"] if run.get("sweep_id") == sweep_id]
 
 
-# --------------------------------------------------------------------------------------------
 # Writing: under the lock, atomically, one run per line
-# --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def locked(path):
     """Hold the lock of the table at `path` (its companion .lock file): agents on one table queue here.
-
-    The OS releases a file lock when its process dies, so a killed agent never leaves a stale lock.
-    """
+    The OS releases a file lock when its process dies, so a killed agent never leaves a stale lock."""
     lock = FileLock(f"{path}.lock")
     try:
         Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
@@ -161,35 +138,24 @@ def locked(path):
 
 
 def _write_table(table: dict, path) -> None:
-    """Write atomically, one compact line per run: that is json's C encoder, about 5x faster on 20,000 runs
-    than `indent=` (pure Python), and it still reads and diffs well."""
+    """Write atomically, one compact line per run: json's fast C encoder (`indent=` is pure Python), still
+    easy to read and diff."""
     runs = ",\n".join(json.dumps(run, default=plain_value) for run in table["runs"])
     sweeps = json.dumps(table["sweeps"], indent=1, default=plain_value)
     with atomic_path(path) as tmp:
         tmp.write_text(f'{{"sweeps": {sweeps},\n"runs": [\n{runs}\n]}}\n', encoding="utf-8")
 
 
-def _change_table(path, change):
-    """Read, change and rewrite the table; the caller holds its lock, so no agent's run is ever dropped."""
-    table = read_table(path)
-    answer = change(table)
-    _write_table(table, path)
-    return answer
-
-
 def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None) -> bool:
-    """Add one finished, stopped or failed run to the table. Introduced in Part-A/02.
-
-    Returns whether it is its sweep's best result so far (`best_of`); then `on_best()` is called while the lock
-    is still held, so two agents finishing at once cannot save their best weights in the wrong order.
-    """
-    def add(table):
+    """Add one finished, stopped or failed run to the table; return whether it is its sweep's best result so far,
+    and then call `on_best()` still under the lock, so two agents cannot save their best weights in the wrong
+    order. Introduced in Part-A/02."""
+    with locked(path):
+        table = read_table(path)
         earlier = best_of(runs_of(table, record.get("sweep_id")))
         table["runs"].append(record)
-        return is_result(record) and (earlier is None or record["val_acc"] > earlier["val_acc"])
-
-    with locked(path):
-        best = _change_table(path, add)
+        _write_table(table, path)
+        best = is_result(record) and (earlier is None or record["val_acc"] > earlier["val_acc"])
         if best and on_best:
             on_best()
     return best
@@ -198,58 +164,47 @@ def append_run(record: dict, path: str | os.PathLike = SWEEP_RUNS, on_best=None)
 def register_sweep(sweep: dict, path) -> None:
     """Note how a sweep was made (config, data, mode, count) the first time one of its runs is due."""
     with locked(path):
-        _change_table(path, lambda table: table["sweeps"].setdefault(sweep["sweep_id"], sweep))
+        table = read_table(path)
+        table["sweeps"].setdefault(sweep["sweep_id"], sweep)
+        _write_table(table, path)
 
 
-# --------------------------------------------------------------------------------------------
 # Claims: the runs being trained now, so that agents of one offline sweep never draw the same config
-# --------------------------------------------------------------------------------------------
-def _claims_folder(path) -> Path:
-    return Path(f"{path}.claims")
-
-
 def _live_claims(path) -> list[dict]:
     """The claims whose agent still holds the claim's lock (call it under the table's lock). A dead agent's
     claim is removed: the OS released its lock when the agent died."""
     live = []
-    for file in sorted(_claims_folder(path).glob("*.claim")):
+    for file in sorted(Path(f"{path}.claims").glob("*.claim")):
         lock = FileLock(f"{file}.lock")
         try:
             lock.acquire(timeout=0)
         except Timeout:  # its agent trains that run now
             with contextlib.suppress(OSError, ValueError):
                 live.append(json.loads(file.read_text()))
-            continue
-        lock.release()
-        file.unlink(missing_ok=True)
-        Path(lock.lock_file).unlink(missing_ok=True)
+        else:
+            lock.release()
+            file.unlink(missing_ok=True)
+            Path(lock.lock_file).unlink(missing_ok=True)
     return live
-
-
-def _draws(path) -> dict:
-    """How many configs each sweep has handed out (a hint: the runs and live claims bound it from below)."""
-    with contextlib.suppress(OSError, ValueError):
-        draws = json.loads((_claims_folder(path) / "draws.json").read_text())
-        if isinstance(draws, dict):
-            return {key: value for key, value in draws.items() if isinstance(value, int)}
-    return {}
 
 
 @contextlib.contextmanager
 def claim_next(path, sweep_id: str, draw):
-    """Draw a sweep's next run and mark it running, in one step under the table's lock; yield the claim.
+    """Draw a sweep's next run and mark it running, in one step under the table's lock; the claim ends with the block.
 
-    `draw(earlier, running, index) -> params or None`: `earlier` holds the sweep's records, `running` the
-    params of the runs other agents train now, `index` this draw's number in the sweep, never handed out
-    twice (it seeds the draw and names the run). Yields {"index", "params", "earlier"}, or None when `draw`
-    has nothing left (an exhausted grid). The claim ends with the block; the record is appended inside it.
+    `draw(earlier, running, index) -> params or None` gets the sweep's records, the params of the runs other
+    agents train now, and this draw's number, never handed out twice (it seeds the draw and names the run).
+    Yields {"index", "params", "earlier"}, or None when `draw` has nothing left (an exhausted grid).
     """
+    folder = Path(f"{path}.claims")
     with locked(path):
-        folder = _claims_folder(path)
         folder.mkdir(exist_ok=True)
         earlier = runs_of(read_table(path), sweep_id)
         running = [claim["params"] for claim in _live_claims(path) if claim.get("sweep_id") == sweep_id]
-        draws = _draws(path)
+        draws = {}  # how many configs each sweep has handed out: a dead agent's draw is not handed out again
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            draws = {key: n for key, n in json.loads((folder / "draws.json").read_text()).items()
+                     if isinstance(n, int)}
         index = max(draws.get(sweep_id, 0), len(earlier) + len(running))
         params = draw(earlier, running, index)
         if params is not None:
@@ -270,9 +225,7 @@ def claim_next(path, sweep_id: str, draw):
         Path(lock.lock_file).unlink(missing_ok=True)
 
 
-# --------------------------------------------------------------------------------------------
 # Which runs to trust: the data and mode in use
-# --------------------------------------------------------------------------------------------
 def describe_data(fingerprint: dict) -> str:
     return "demo digits" if fingerprint.get("demo") else fingerprint.get("root", "?")
 
@@ -291,13 +244,9 @@ def _why_not_usable(run: dict, fingerprint: dict, mode: str) -> str | None:
 def matching_runs(runs: list[dict], root) -> list[dict]:
     """The runs made on `root`'s data in the current mode; the others are counted in one printed line."""
     fingerprint, mode = data_lib.data_fingerprint(root), run_mode(data_lib.is_demo(root))
-    kept, ignored = [], {}
-    for run in runs:
-        reason = _why_not_usable(run, fingerprint, mode)
-        if reason is None:
-            kept.append(run)
-        else:
-            ignored[reason] = ignored.get(reason, 0) + 1
+    reasons = [_why_not_usable(run, fingerprint, mode) for run in runs]
+    kept = [run for run, reason in zip(runs, reasons) if reason is None]
+    ignored = Counter(reason for reason in reasons if reason)
     if ignored:
         parts = [f"{n} run{'s' * (n != 1)} made {reason}" for reason, n in ignored.items()]
         print(f"Ignored {'; '.join(parts)}: using the {len(kept)} made on {describe_data(fingerprint)} "
@@ -307,28 +256,23 @@ def matching_runs(runs: list[dict], root) -> list[dict]:
 
 def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, online: bool) -> tuple[dict, int] | None:
     """(the latest sweep of this config, data and mode with fewer runs done or running than its count, how
-    many it has), or None. Online only W&B server sweeps count, offline only local ones (W&B's controller
-    does not know an offline sweep's runs); a sweep registered without a count never counts."""
+    many it has), or None. Online only W&B server sweeps count, offline only local ones."""
     table = read_table(path)
     with locked(path):
         claims = _live_claims(path)
-    done: dict[str, int] = {}
-    for run in [*table["runs"], *claims]:
-        done[run.get("sweep_id")] = done.get(run.get("sweep_id"), 0) + 1
+    done = Counter(run.get("sweep_id") for run in [*table["runs"], *claims])
     candidates = [sweep for sweep in table["sweeps"].values()
                   if sweep.get("config") == config and sweep.get("mode") == mode
                   and data_lib.same_data(sweep.get("data"), fingerprint)
-                  and isinstance(sweep.get("count"), int) and done.get(sweep.get("sweep_id"), 0) < sweep["count"]
+                  and isinstance(sweep.get("count"), int) and done[sweep.get("sweep_id")] < sweep["count"]
                   and online != str(sweep.get("sweep_id")).startswith("local-")]
     if not candidates:
         return None
     latest = max(candidates, key=lambda sweep: str(sweep.get("created", "")))
-    return latest, done.get(latest["sweep_id"], 0)
+    return latest, done[latest["sweep_id"]]
 
 
-# --------------------------------------------------------------------------------------------
 # Reading results back
-# --------------------------------------------------------------------------------------------
 def _runs_from_api(sweep_id: str) -> list[dict]:
     """A server sweep's runs from the W&B API (runs of every agent and machine), as table records."""
     import wandb
@@ -346,11 +290,9 @@ def _runs_from_api(sweep_id: str) -> list[dict]:
 
 
 def load_runs(sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS, root=None) -> list[dict]:
-    """Runs from the table at `path`, or for a W&B server sweep from the W&B API when it is reachable.
-
-    `sweep_id`: only that sweep's runs (None: every sweep's). `root`: only the runs made on that data in the
-    current mode (`matching_runs`). Introduced in Part-A/02.
-    """
+    """Runs from the table at `path`, or for a W&B server sweep from the W&B API when it is reachable: only
+    sweep `sweep_id`'s (None: every sweep's), only those made on `root`'s data in the current mode (None: all).
+    Introduced in Part-A/02."""
     runs = None
     if sweep_id and not sweep_id.startswith("local-") and tracking.setup_wandb(verbose=False) == "online":
         try:

@@ -1,17 +1,15 @@
-"""Hyperparameter sweeps (Question 2) and the sweep's best run (Questions 3 and 4).
+"""Hyperparameter sweeps (Question 2) and the sweep's best run (Questions 3 and 4). Introduced in Part-A/02.
 
-Introduced in Part-A/02. One `sweep_config` dict drives both paths: online (a W&B key was found)
-`wandb.sweep` + `wandb.agent`, where W&B's controller hands out configs and more agents join with
-`agent_command(...)`; offline, W&B's open-source engine (sweep_controller.py) draws the same bayes/random/grid
-configs and hyperband stops, and each run is logged in W&B offline mode (`wandb sync` uploads it later).
-
-Every run goes to the runs table (runs_table.py) the moment it ends, so nothing is lost: `run_sweep(...,
-sweep_id=ID)` continues a sweep, and without an id an unfinished sweep of the same config, data and mode goes on
-(`sweep_id="new"` starts a new one). The best finished run's weights are kept beside the table.
+One `sweep_config` dict drives both paths: online (a W&B key was found) `wandb.sweep` + `wandb.agent`, where W&B's
+controller hands out configs and more agents join with `agent_command(...)`; offline, W&B's open-source engine
+(sweep_controller.py) draws the same configs and hyperband stops, and each run is logged in W&B offline mode.
+Every run goes to the runs table (runs_table.py) the moment it ends, so a sweep can be continued; the best
+finished run's weights are kept beside the table.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import re
@@ -28,23 +26,19 @@ from . import runs_table, tracking
 from .formulas import count_macs, count_params
 from .model import CNNConfig, make_filters
 from .runs_table import SUMMARY_KEYS, append_run, best_of, load_runs, plain_value, read_table, runs_of
-from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, save_json
+from .runtime import REPO_ROOT, SWEEP_RUNS, UserError, check_distinct_paths, check_output_file, save_json
 from .sweep_controller import check_sizes, draw_config, hyperband_stop_reason, resolve_sweep
 from .train import Diverged, TrainConfig, load_checkpoint, release_memory, save_atomic, train
 
-# Used when no sweep result is available (a notebook run on its own): doubling filters from 32, 3x3 kernels,
-# BatchNorm, SiLU, augmentation on.
+# Used when no sweep result is available (a notebook run on its own).
 DEFAULT_CNN = CNNConfig(filters=make_filters(32, "doubling"), kernel_sizes=(3,) * 5, activation="silu",
                         dense_neurons=256, dropout=0.3, batch_norm=True, input_size=224)
 DEFAULT_TRAIN = TrainConfig()
 
-# The assignment's space plus what matters for accuracy. Every key is a CNNConfig/TrainConfig field or one that
-# `configs_from_params` turns into fields. With `make_filters` every organisation's widths run from base to 16 x
-# base (so 512 -> 32 halving, the published winner, is in); base 64 is left out: its halving would start with
-# 1,024 channels at full resolution. Sized for a T4 session: 30 runs cost 35 PFLOP on average, every epoch counted
-# (`estimate.sweep_pflop`), about a quarter of 224 px and 10-15 epochs. Hyperband compares a run's best val_acc
-# with the others' after epochs 4 and 7 (min_iter 3, 0-based) and stops it unless it is in the top 1/eta. Every
-# config fits a 16 GB GPU at its batch size, through micro-batches where needed (`train.plan_micro_batch`).
+# The assignment's space plus what matters for accuracy; every key is a CNNConfig/TrainConfig field or one that
+# `configs_from_params` turns into fields. Every organisation's widths run from base to 16 x base (512 -> 32
+# halving, the published winner, is in; base 64 would start with 1,024 channels at full resolution). Sized for a
+# T4 session (`estimate.sweep_pflop`); hyperband compares runs after epochs 4 and 7 (min_iter 3, 0-based).
 SWEEP_CONFIG = {
     "method": "bayes",
     "metric": {"name": "val_acc", "goal": "maximize"},
@@ -71,10 +65,9 @@ def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: i
                  early_terminate: dict | bool = True, **fixed_or_values) -> dict:
     """A copy of SWEEP_CONFIG with the method set and some parameters narrowed.
 
-    `input_size`/`epochs` fix those values (None keeps the space's; what `train` refuses is refused). Any other
-    keyword replaces a parameter's choices, e.g. `base_filters=[8, 16]` for a CPU demo: a list -> values, a dict
-    -> that spec, anything else -> one fixed value. `early_terminate`: True keeps SWEEP_CONFIG's hyperband, False
-    turns it off, a dict changes some of its values (`{"min_iter": 1}` for 3-epoch runs).
+    `input_size`/`epochs` fix those values (None keeps the space's). Any other keyword replaces a parameter's
+    choices (`base_filters=[8, 16]`): a list -> values, a dict -> that spec, anything else -> one fixed value.
+    `early_terminate`: True keeps the hyperband, False turns it off, a dict changes some of its values.
     """
     check_sizes(input_size, epochs)
     config = json.loads(json.dumps(SWEEP_CONFIG))  # deep copy of plain data
@@ -126,9 +119,7 @@ def run_name(index: int, cnn: CNNConfig, params: dict) -> str:
             f"-k{cnn.kernel_sizes[0]}{'-bn' if cnn.batch_norm else ''}{'-aug' if params.get('augment') else ''}")
 
 
-# --------------------------------------------------------------------------------------------
 # One run
-# --------------------------------------------------------------------------------------------
 def _stopped_by_agent(err: BaseException) -> bool:
     """True when W&B's sweep controller stopped this run (its hyperband, or Stop in the UI): on the server's
     `stop`, a function-based `wandb.agent` raises a bare `Exception()` in the run's thread."""
@@ -148,8 +139,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
     """Train one sweep run and return its record; OOM and divergence make a failed record, other errors propagate.
 
     `should_stop(history) -> reason or None` is asked after every epoch (the offline hyperband); a reason ends the
-    run as "stopped". `tags` (sweep_id, data, mode) go into the record; `wandb_run` is an open W&B run to log to.
-    `on_model(model)` gets the best epoch's model of a run with a result.
+    run as "stopped". `tags` go into the record; `on_model(model)` gets the best epoch's model of a run with a result.
     """
     cnn, tcfg, flat = configs_from_params(params)
     record = {"config": flat, "val_acc": None, "state": "failed", "error": None,
@@ -214,16 +204,14 @@ def _offline_sweep(sweep: dict, root, count: int, path, progress: bool) -> None:
             _logged_run(claim["params"], root, claim["index"], sweep, path, progress, should_stop, group=sweep_id)
 
 
-# --------------------------------------------------------------------------------------------
 # The sweep's best model
-# --------------------------------------------------------------------------------------------
 def sweep_checkpoint_path(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> Path:
     """Where sweep `sweep_id` keeps its best run's weights: sweep_checkpoints/<sweep_id>.pt beside the table."""
     return Path(path).parent / "sweep_checkpoints" / f"{re.sub(r'[^A-Za-z0-9._-]', '_', sweep_id)}.pt"
 
 
 def _save_best(record: dict, model, path) -> None:
-    """Keep a sweep's new best run: `train.load_checkpoint` reads it; the rest lets a reader check whose it is."""
+    """Keep a sweep's new best run, with what lets a reader check whose it is."""
     if model is None:
         return
     save_atomic({"config": model.cfg.to_dict(), "train_config": TrainConfig.from_dict(record["config"]).to_dict(),
@@ -234,19 +222,13 @@ def _save_best(record: dict, model, path) -> None:
 
 
 def best_run_checkpoint(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> Path | None:
-    """The checkpoint of sweep `sweep_id`'s best finished run, or None when none was saved.
-
-    Written under the table's lock each time a run beats the sweep's earlier results. Load it with
-    `train.load_checkpoint`; its `run_name`, `run_config`, `sweep_id`, `data` and `mode` say which run it holds.
-    Introduced in Part-A/02, used in Part-A/03.
-    """
+    """The checkpoint of sweep `sweep_id`'s best finished run (written under the table's lock each time a run
+    beats the earlier ones), or None when none was saved. Introduced in Part-A/02."""
     checkpoint = sweep_checkpoint_path(sweep_id, path)
     return checkpoint if checkpoint.is_file() else None
 
 
-# --------------------------------------------------------------------------------------------
 # Running a sweep
-# --------------------------------------------------------------------------------------------
 def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: bool, should_stop=None,
                 group: str | None = None) -> dict:
     """One run in its own W&B run (offline or online): its record goes to the table at once, and its weights
@@ -290,9 +272,8 @@ def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: boo
 
 def agent_command(sweep_id: str, count: int, input_size: int | None = None, epochs: int | None = None,
                   data=None, path: str | os.PathLike | None = None) -> str:
-    """The shell command that continues sweep `sweep_id` with `count` more runs: online one more agent (another
-    machine or GPU), offline the local sweep after an interruption. It starts from the repo root, so it also
-    works pasted into a Colab or Kaggle `!` cell."""
+    """The shell command that continues sweep `sweep_id` with `count` more runs (online: one more agent), from
+    the repo root, so it also works pasted into a Colab or Kaggle `!` cell."""
     extra = f" --input-size {input_size}" if input_size is not None else ""
     extra += f" --epochs {epochs}" if epochs is not None else ""
     extra += f" --data {shlex.quote(str(Path(data).resolve()))}" if data else ""
@@ -305,19 +286,20 @@ def _check_request(count: int, input_size, epochs, path, json_path) -> None:
     if count < 0:
         raise UserError(f"count must be >= 0, got {count}")
     check_sizes(input_size, epochs)
-    runs_table.check_table_path(path)
+    check_output_file(path, "the runs table", "runs table", "sweep_runs.json")
     check_distinct_paths({"--json": json_path}, {"the runs table (--runs)": path})
 
 
-def _payload(sweep: dict, path) -> dict:
-    """What run_sweep returns: the sweep's description and all its runs so far, earlier sessions' included.
+def _payload(sweep_id: str | None, path, unknown: dict | None = None) -> dict:
+    """What run_sweep returns: the sweep's description (`unknown` if the table has none) and all its runs so far.
     `mode` is the W&B mode (online/offline); `run_mode`, like each run's `mode`, is full/demo/quick."""
-    sweep_id = sweep.get("sweep_id")
+    table = read_table(path)
+    sweep = table["sweeps"].get(sweep_id, unknown or {})
     checkpoint = best_run_checkpoint(sweep_id, path) if sweep_id else None
     return {"sweep_id": sweep_id, "method": sweep.get("method"), "mode": sweep.get("wandb_mode"),
             "run_mode": sweep.get("mode"), "config": sweep.get("config"), "data": sweep.get("data"),
             "best_checkpoint": str(checkpoint) if checkpoint else None,
-            "runs": runs_of(read_table(path), sweep_id) if sweep_id else []}
+            "runs": runs_of(table, sweep_id) if sweep_id else []}
 
 
 def run_sweep(root, count: int, method: str | None = None, input_size: int | None = None,
@@ -325,16 +307,15 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
               path: str | os.PathLike = SWEEP_RUNS, progress: bool = False, json_path=None) -> dict:
     """Run `count` more runs of a sweep on `root`; return the sweep and all its runs (earlier ones too).
 
-    `sweep_id`: continue that sweep (offline as well as online) with its stored config; settings that disagree
-    with it are an error. None: continue an unfinished sweep of the same config, data and mode (one printed line
-    says so), else start one (online `wandb.sweep`, offline a `local-...` id). "new": always start a new sweep.
-    `config` defaults to `sweep_config(method or "bayes", input_size, epochs)`; every run is appended to the runs
-    table at `path` as it ends, and `json_path` also gets the result. `count=0` runs and registers nothing.
+    `sweep_id`: continue that sweep with its stored config (settings that disagree are an error). None: continue
+    an unfinished sweep of the same config, data and mode, else start one. "new": always start a new sweep.
+    `config` defaults to `sweep_config(method or "bayes", input_size, epochs)`. Every run is appended to the table
+    at `path` as it ends; `json_path` also gets the result. `count=0` runs and registers nothing.
     """
     _check_request(count, input_size, epochs, path, json_path)
     new, sweep_id = sweep_id == "new", (None if sweep_id == "new" else sweep_id)
     if count == 0:
-        payload = _payload(read_table(path)["sweeps"].get(sweep_id, {"sweep_id": sweep_id}), path)
+        payload = _payload(sweep_id, path)
     else:
         if not sweep_id:  # continuing, the stored config wins; `config` is only compared with it
             config = config or sweep_config(method or "bayes", input_size, epochs)
@@ -348,11 +329,10 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
         else:
             import wandb
 
-            first = len(runs_of(read_table(path), sweep_id))
-            counter = iter(range(first, first + 10**6))
+            counter = itertools.count(len(runs_of(read_table(path), sweep_id)))
             wandb.agent(sweep_id, project=tracking.PROJECT, entity=tracking.ENTITY, count=count,
                         function=lambda: _logged_run({}, root, next(counter), sweep, path, progress))
-        payload = _payload(sweep, path)
+        payload = _payload(sweep_id, path)
         if Path(path).resolve() == SWEEP_RUNS.resolve():  # with a W&B key: a later session can fetch them
             tracking.log_handoff(sweep["mode"], path, payload["best_checkpoint"])
     if json_path:
@@ -363,11 +343,9 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
 def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_size: int | None = None,
                        epochs: int | None = None, path: str | os.PathLike = SWEEP_RUNS,
                        config: dict | None = None) -> dict:
-    """One agent per GPU (e.g. Kaggle's 2xT4), each a subprocess with its own CUDA_VISIBLE_DEVICES.
-
-    The agents append their runs to the one table at `path` and claim their draws there, so no two train the
-    same config and a killed agent keeps its finished runs; the result holds this sweep's runs only. `sweep_id`
-    None or "new": as in `run_sweep`. One agent per *large* GPU is enough: a run already fills an H100.
+    """One agent per GPU (e.g. Kaggle's 2xT4), each a subprocess with its own CUDA_VISIBLE_DEVICES, all on the
+    table at `path` (no two train the same config; a killed agent keeps its finished runs). `sweep_id` None or
+    "new": as in `run_sweep`. The result holds this sweep's runs only.
     """
     _check_request(count, input_size, epochs, path, None)
     if sweep_id in (None, "new") and count:
@@ -390,27 +368,19 @@ def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_
         if agent.wait() != 0:
             print(f"The agent on GPU {gpu} exited with status {agent.returncode}; the runs it finished are "
                   f"kept in {path}. Continue with: {agent_command(sweep_id, count, data=root, path=path)}")
-    return _payload(read_table(path)["sweeps"].get(sweep_id, {"sweep_id": sweep_id, "method": "server",
-                                                              "wandb_mode": "online"}), path)
+    return _payload(sweep_id, path, unknown={"method": "server", "wandb_mode": "online"})
 
 
-# --------------------------------------------------------------------------------------------
 # Reading results back
-# --------------------------------------------------------------------------------------------
-def best_finished_run(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS) -> dict | None:
-    """The best result (`runs_table.best_of`) among the runs made on `root`'s data in this mode, or None; the
-    others are ignored with one printed line. The one choice behind `best_config` and `best_saved_model`."""
-    return best_of(load_runs(sweep_id, path, root=root))
-
-
 def best_config(root=None, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS,
                 ) -> tuple[CNNConfig, TrainConfig, str]:
-    """(CNNConfig, TrainConfig, where it came from) of `best_finished_run`, else the documented default.
-    `root=None` finds the data as the notebooks do (`data.find_data`). Introduced in Part-A/03."""
+    """(CNNConfig, TrainConfig, where it came from) of the best result (`runs_table.best_of`) made on `root`'s
+    data in this mode, else the documented default. `root=None` finds the data as the notebooks do (`data.find_data`).
+    Introduced in Part-A/03."""
     if root is not None and not Path(root).is_dir():
         raise UserError(f"best_config: {root!r} is not a data folder; call best_config(root, sweep_id=...)")
     root = data_lib.find_data() if root is None else root
-    return config_of_run(best_finished_run(root, sweep_id, path), path)
+    return config_of_run(best_of(load_runs(sweep_id, path, root=root)), path)
 
 
 def config_of_run(run: dict | None, path: str | os.PathLike = SWEEP_RUNS) -> tuple[CNNConfig, TrainConfig, str]:
@@ -425,11 +395,10 @@ def config_of_run(run: dict | None, path: str | os.PathLike = SWEEP_RUNS) -> tup
 
 
 def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike = SWEEP_RUNS):
-    """(model, run, checkpoint, one line on what was found): `best_finished_run`'s model as its sweep saved it
-    (Question 4 asks for the best model *from the sweep*). The model and checkpoint are None when no weights
-    were saved, the file cannot be read, or it holds another run. Introduced in Part-A/03; Part-A/04 uses it too.
-    """
-    best = best_finished_run(root, sweep_id, path)
+    """(model, run, checkpoint, one line on what was found): `best_config`'s run's model as its sweep saved it
+    (Question 4 asks for the best model *from the sweep*); model and checkpoint are None when no weights were
+    saved, the file cannot be read, or it holds another run. Introduced in Part-A/03."""
+    best = best_of(load_runs(sweep_id, path, root=root))
     if best is None:
         return None, None, None, "No finished sweep run on this data and in this mode, so no saved sweep model."
     checkpoint = best_run_checkpoint(best["sweep_id"], path)

@@ -1,12 +1,10 @@
-"""The sweep controller: which sweep runs, which config comes next, and when a run stops.
+"""The sweep controller: which sweep runs, which config comes next, and when a run stops. Introduced in Part-A/02.
 
-Introduced in Part-A/02. Online the W&B server does this job; offline W&B's open-source engine (the `sweeps`
-package) does it here, fed with runs-table records: it draws the next config (bayes, random, grid), decides
-hyperband's stops after every epoch, and holds W&B's schema, against which configs are refused in one line.
+Online the W&B server does this job; offline W&B's open-source engine (the `sweeps` package) does it here, fed
+with runs-table records: it draws the next config, decides hyperband's stops, and holds W&B's config schema.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -77,12 +75,9 @@ def check_sweep_config(config, where: str, remedy: str) -> None:
         raise UserError(f"{where}: {problem}; {remedy}")
 
 
-# --------------------------------------------------------------------------------------------
 # The engine: drawing configs and hyperband
-# --------------------------------------------------------------------------------------------
 def _engine():
-    """W&B's open-source sweep engine, imported late (it is slow to import) and without its pydantic-1
-    warnings (harmless under pydantic 2)."""
+    """W&B's open-source sweep engine, imported late (it is slow) and without its pydantic-1 warnings."""
     import warnings
 
     with warnings.catch_warnings():
@@ -109,7 +104,7 @@ def _as_sweep_run(record: dict, config: dict, running: bool = False):
 
 def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]) -> str | None:
     """Why the engine's hyperband (the W&B server's rule) stops the run with this `history` now, or None;
-    `earlier` holds the sweep's other runs (records). Introduced in Part-A/02."""
+    `earlier` holds the sweep's other records. Introduced in Part-A/02."""
     if not config.get("early_terminate"):
         return None
     engine = _engine()
@@ -129,36 +124,27 @@ def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]
             f"(threshold {sign * threshold:.4f})")
 
 
-@contextlib.contextmanager
-def _seeded(*keys):
-    """Seed `random` and numpy (what the engine draws from) from `keys`, and restore them afterwards.
+def draw_config(config: dict, sweep_id: str, earlier: list[dict], running: list[dict], index: int) -> dict | None:
+    """The engine's next config, given the sweep's runs so far and the ones other agents are training now.
 
-    Keyed by the sweep id and the draw's number (never handed out twice), a sweep is reproducible, and a new
-    sweep, a continued one or a second agent draws new configs instead of repeating one.
+    `random` and numpy (what the engine draws from) are seeded from the sweep id and the draw's number (never
+    handed out twice), so a sweep is reproducible and a second agent draws a new config; then they are restored.
     """
-    seed = int(hashlib.sha1("/".join(map(str, keys)).encode()).hexdigest()[:8], 16)
+    runs = [*(_as_sweep_run(record, config) for record in earlier),
+            *(_as_sweep_run({"config": params}, config, running=True) for params in running)]
+    seed = int(hashlib.sha1(f"{sweep_id}/{index}".encode()).hexdigest()[:8], 16)
     python_state, numpy_state = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed)
     try:
-        yield
+        suggestion = _engine().next_run(config, runs)
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-
-
-def draw_config(config: dict, sweep_id: str, earlier: list[dict], running: list[dict], index: int) -> dict | None:
-    """The engine's next config, given the sweep's runs so far and the ones other agents are training now."""
-    runs = [*(_as_sweep_run(record, config) for record in earlier),
-            *(_as_sweep_run({"config": params}, config, running=True) for params in running)]
-    with _seeded(sweep_id, index):
-        suggestion = _engine().next_run(config, runs)
     return None if suggestion is None else {k: plain_value(v["value"]) for k, v in suggestion.config.items()}
 
 
-# --------------------------------------------------------------------------------------------
 # Which sweep: continued by id, an unfinished one, or a new one
-# --------------------------------------------------------------------------------------------
 def new_local_id() -> str:
     """An offline sweep's id: `local-` + time + a random suffix (two sweeps in one second differ)."""
     return f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
@@ -209,32 +195,11 @@ def _plain(config: dict) -> dict:
     return json.loads(json.dumps(config, default=plain_value))
 
 
-def _new_or_unfinished(config: dict, count: int, path, online: bool, wandb_mode: str, fingerprint: dict,
-                       mode: str, new: bool) -> tuple[dict, int]:
-    """A sweep asked for without an id: an unfinished one of the same config, data and mode (and W&B mode) gets
-    `count` more runs, never past its own count (a rerun after a lost session finishes it); else, or when `new`,
-    a new sweep: created on the W&B server online, a local id offline."""
-    found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, online)
-    if found is None:
-        if online:
-            import wandb
-
-            sweep_id = wandb.sweep(config, project=tracking.PROJECT, entity=tracking.ENTITY)
-        else:
-            sweep_id = new_local_id()
-        return {"sweep_id": sweep_id, "method": config["method"], "wandb_mode": wandb_mode, "config": config,
-                "created": runs_table.now(), "data": fingerprint, "mode": mode, "count": count}, count
-    sweep, done = found
-    more = min(count, sweep["count"] - done)
-    print(f"Continuing the unfinished sweep {sweep['sweep_id']} (same config, data and mode; {done} of its "
-          f"{sweep['count']} runs done or running): {more} more. sweep_id=\"new\" starts a new sweep instead; "
-          f"continuing it by its id adds runs past its count.")
-    return sweep, more
-
-
 def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config: dict, path, new: bool):
     """(the sweep to run, how many runs), registered in the table: sweep `sweep_id` continued with its stored
-    config, else an unfinished sweep of `config` on this data and mode, else (or when `new`) a new sweep."""
+    config; else an unfinished sweep of `config` on this data and mode (and W&B mode) gets `count` more runs,
+    never past its own count (a rerun after a lost session finishes it); else, or when `new`, a new sweep:
+    created on the W&B server online, a local id offline."""
     data_lib.check_dataset(root)  # a bad dataset is a one-line error now, not after the first run's decode
     wandb_mode = tracking.setup_wandb()
     online = wandb_mode == "online"
@@ -245,17 +210,28 @@ def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config
     else:
         config = _plain(config)
         check_sweep_config(config, "the sweep config", "fix it before starting the sweep")
-        sweep, count = _new_or_unfinished(config, count, path, online, wandb_mode, fingerprint, mode, new)
+        found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, online)
+        if found:
+            sweep, done = found
+            count = min(count, sweep["count"] - done)
+            print(f"Continuing the unfinished sweep {sweep['sweep_id']} (same config, data and mode; {done} of "
+                  f"its {sweep['count']} runs done or running): {count} more. sweep_id=\"new\" starts a new "
+                  f"sweep instead; continuing it by its id adds runs past its count.")
+        else:
+            if online:
+                import wandb
+
+                sweep_id = wandb.sweep(config, project=tracking.PROJECT, entity=tracking.ENTITY)
+            sweep = {"sweep_id": sweep_id or new_local_id(), "method": config["method"], "wandb_mode": wandb_mode,
+                     "config": config, "created": runs_table.now(), "data": fingerprint, "mode": mode,
+                     "count": count}
     register_sweep(sweep, path)
     return sweep, count
 
 
 def early_termination_summary(runs: list[dict]) -> dict:
-    """What hyperband saved (Question 2): epochs run vs asked, runs stopped, seconds spent and saved.
-
-    `seconds_saved` estimates each stopped run's epochs not run at its mean epoch time; epochs skipped by a
-    run's own patience are not counted. Introduced in Part-A/02.
-    """
+    """What hyperband saved (Question 2): epochs run vs asked, runs stopped, seconds spent and saved (a stopped
+    run's epochs not run, at its mean epoch time; its own patience's are not counted). Introduced in Part-A/02."""
     counted = [r for r in runs if r.get("epochs_asked")]
     stopped = [r for r in counted if r.get("state") == "stopped"]
     spent = sum(sum(r.get("epoch_seconds") or []) for r in counted)

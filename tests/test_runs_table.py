@@ -73,13 +73,11 @@ def test_a_broken_table_is_one_line_that_names_the_file(root, tmp_path, broken):
 def test_a_runs_path_that_is_a_folder_or_under_a_file_is_refused(root, tmp_path):
     (tmp_path / "a_file").write_text("x")
     for path, problem in ((tmp_path, "is a folder"), (tmp_path / "a_file" / "runs.json", "cannot be written")):
-        with pytest.raises(UserError, match=problem):
-            runs_table.check_table_path(path)
         with pytest.raises(UserError):
             runs_table.append_run(record("local-a", 0.5), path)
         with pytest.raises(UserError, match=problem):  # before any work: no data check, no W&B run
             sweep.run_sweep(root, 1, path=path, config={"not": "checked yet"})
-    runs_table.check_table_path(tmp_path / "new" / "runs.json")  # a folder that does not exist yet is fine
+    assert sweep.run_sweep(root, 0, path=tmp_path / "new" / "runs.json")["runs"] == []  # a folder not there yet
 
 
 def test_concurrent_agents_never_drop_a_run(tmp_path):
@@ -113,7 +111,7 @@ def test_append_run_says_when_a_run_is_its_sweeps_best(tmp_path):
 
 
 def test_best_of_is_the_first_finished_run_with_the_highest_finite_val_acc():
-    """One rule for the best run saved (append_run), read back (sweep.best_finished_run) and reported."""
+    """One rule for the best run saved (append_run), read back (sweep.best_config, best_saved_model) and reported."""
     runs = [record("local-a", acc, name=name, state=state) for acc, name, state in
             [(float("nan"), "nan", "finished"), (0.9, "stopped", "stopped"), (0.4, "a", "finished"),
              (float("inf"), "inf", "finished"), (0.7, "b", "finished"), (0.7, "c", "finished"), (None, "none", "finished")]]

@@ -95,6 +95,18 @@ def test_two_offline_agents_of_one_sweep_draw_different_configs(root, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Which sweep runs: continued by id, an unfinished one, or a new one
 # ------------------------------------------------------------------------------------------------
+def lost_in_second_run():
+    """A planted train whose session is lost (KeyboardInterrupt) in its second run."""
+    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
+
+    def train(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fake(*args, **kwargs)
+    return train
+
+
 def test_continuing_refuses_what_would_mix_results(root, tmp_path):
     path = tmp_path / "runs.json"
     sweep_id = plant_sweep(path, root, tiny_config())
@@ -119,15 +131,7 @@ def test_continuing_refuses_what_would_mix_results(root, tmp_path):
 def test_an_unfinished_sweep_is_continued_unless_a_new_one_is_asked(root, tmp_path, monkeypatch, capsys):
     """Issue 13 section 5: SWEEP_ID = None after a lost session started a second sweep beside the unfinished one."""
     path = tmp_path / "runs.json"
-    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
-
-    def session_lost_in_second_run(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return fake(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "train", session_lost_in_second_run)
+    monkeypatch.setattr(sweep, "train", lost_in_second_run())
     config = tiny_config("random", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(root, 3, config=config, path=path)
@@ -139,8 +143,7 @@ def test_an_unfinished_sweep_is_continued_unless_a_new_one_is_asked(root, tmp_pa
     assert len(said) == 1 and first_id in said[0] and "1 of its 3 runs" in said[0] and "2 more" in said[0]
     assert len({run["config"]["lr"] for run in again["runs"]}) == 3
     assert sweep.run_sweep(root, 1, config=config, path=path)["sweep_id"] != first_id  # finished: a new one
-    monkeypatch.setattr(sweep, "train", session_lost_in_second_run)
-    calls.clear()
+    monkeypatch.setattr(sweep, "train", lost_in_second_run())
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(root, 2, config=config, path=path)
     unfinished = json.loads(path.read_text())["runs"][-1]["sweep_id"]
@@ -153,15 +156,7 @@ def test_continuing_adds_at_most_count_runs_and_online_never_continues_a_local_s
                                                                                     capsys):
     """`--count 2` on a 1-of-5 unfinished sweep used to run 4; online it went on with the offline sweep."""
     path = tmp_path / "runs.json"
-    fake, calls = planted_train(lambda tcfg, epoch: 0.5), []
-
-    def lost_in_second_run(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return fake(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "train", lost_in_second_run)
+    monkeypatch.setattr(sweep, "train", lost_in_second_run())
     config = tiny_config("random", lr={"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(root, 5, config=config, path=path)
