@@ -319,7 +319,7 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
                                               f"it cannot be separated from {other} ({alignment} in the finished "
                                               f"runs), so any difference belongs to either. "
-                                              + "; ".join(g.describe() for g in groups) + ".", "confounded", groups)
+                                              + evidence.describe_groups(groups, []), "confounded", groups)
         elif name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
                                               f"{fixed_reason(fixed[name])} " + describe_groups(groups),
