@@ -1,26 +1,17 @@
 """Question 3's joint model: each swept parameter's effect on validation accuracy, adjusted for the others.
 
-Introduced in Part-A/02, through `sweep_plots.observations`. Compared one at a time, a parameter's groups
-carry the others' effects, and in 30 random runs two parameters often go together by chance, so one is
-credited with the other's effect. Here one linear model of val_acc holds them all: a categorical (or
-few-valued) parameter as a column per value against its most common value, a continuous one (lr) as a line.
+Introduced in Part-A/02, through `sweep_plots.observations`. In 30 random runs two parameters often go
+together by chance, so one compared alone is credited with the other's effect. One linear model of val_acc
+holds them all: a categorical parameter as a column per value against its most common value, lr as a line.
+`forward_selection` lets parameters in at Holm's threshold (30 runs cannot fit every parameter at once);
+`family_tests` then tests each against that model without it and claims by Benjamini-Hochberg, which bounds
+each no-effect parameter's claim rate at alpha (docs/tests.md gives the measured rates). p-values come from
+Freedman-Lane permutations (Anderson & Legendre 1999): bounded accuracies and diverged runs make the F test's
+normal errors doubtful in 30 runs; from LARGE_SAMPLE residual degrees of freedom the F distribution is used.
 
-30 runs leave too few degrees of freedom for every parameter at once, so `forward_selection` lets in the
-parameter with the smallest drop-one F p-value while it is at most alpha / (parameters still out), Holm's
-threshold (a looser one lets null parameters shrink the residual and make the next look stronger). Then
-`family_tests` tests every parameter once against that model without it, and Benjamini-Hochberg's step-up
-claims the k smallest p-values for the largest k with p_(k) <= k alpha / m. That bounds at alpha each
-no-effect parameter's claim rate and, when nothing matters, the chance of any claim; not the chance of one
-false claim beside real effects (docs/tests.md gives the measured rates). p-values are Freedman-Lane
-permutation tests (Freedman & Lane 1983; Anderson & Legendre 1999): accuracies are bounded and a diverged
-run is an outlier, so the F test's normal errors are doubtful in 30 runs; from LARGE_SAMPLE residual
-degrees of freedom the F distribution is accurate and used instead.
-
-Assumptions: effects add up (no interactions); lr acts on a straight line in log10 (a peak inside the range
-shows as a weak slope); a run's noise depends neither on its config nor on which configs were drawn, which a
-Bayes sweep bends (its draws are unbalanced and follow lucky runs). Values with fewer than MIN_RUNS_PER_GROUP
-runs keep a column of their own (so they bias nothing) and are not compared; rare values cost power, and a
-parameter copied along with a real effect's values can stand in for it.
+Assumptions: effects add up (no interactions); lr acts on a straight line in log10; a run's noise depends
+neither on its config nor on which configs were drawn (a Bayes sweep bends this). Values with fewer than
+MIN_RUNS_PER_GROUP runs keep a column of their own and are not compared.
 """
 from __future__ import annotations
 
@@ -107,9 +98,8 @@ class AdditionTest:
 
 def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str, np.ndarray],
                    permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, AdditionTest]:
-    """Test adding each candidate's columns to `model` (which holds the intercept): drop-one F, with
-    Freedman-Lane permutation p-values below LARGE_SAMPLE residual degrees of freedom. All candidates
-    share the permutations of the reduced model's residuals, so one step costs one set."""
+    """Test adding each candidate's columns to `model` (which holds the intercept) by drop-one F. All candidates
+    share the Freedman-Lane permutations of the reduced model's residuals, so one step costs one set."""
     reduced = basis(model)
     residuals = accuracy - reduced @ (reduced.T @ accuracy)
     reduced_rss = float(residuals @ residuals)
@@ -164,8 +154,8 @@ def _ordered(tests: dict[str, AdditionTest]) -> list[str]:
 def forward_selection(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.ndarray],
                       alpha: float = evidence.MAX_P_VALUE, permutations: int = PERMUTATIONS,
                       seed: int = 0) -> tuple[list[str], dict[str, AdditionTest]]:
-    """Terms enter in order of p-value while p <= alpha / (terms still out). Returns the entered names in
-    order and the last step's tests of the terms still out, each against the final model."""
+    """Terms enter in order of p-value while p <= alpha / (terms still out): a looser threshold lets null terms
+    shrink the residual and make the next look stronger. Returns the entered names and the last step's tests."""
     entered, model, remaining = [], base, dict(terms)
     while remaining:
         tests = addition_tests(accuracy, model, remaining, permutations, seed)
@@ -180,30 +170,26 @@ def forward_selection(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, n
 def family_tests(accuracy: np.ndarray, base: np.ndarray, terms: dict[str, np.ndarray], adjusted: list[str],
                  outside: dict[str, AdditionTest], alpha: float = evidence.MAX_P_VALUE,
                  permutations: int = PERMUTATIONS, seed: int = 0) -> dict[str, Entry]:
-    """Each term against the selected model without it (`outside`: the add-one tests `forward_selection`
-    already made against exactly this model), then Benjamini-Hochberg over all of them. A term that
-    entered early must pass again here; one seed for all, so a repeated test gets no second chance."""
+    """Each term against the selected model without it (`outside`: `forward_selection`'s last tests, made
+    against exactly this model), then Benjamini-Hochberg. One seed for all: a repeat gets no second chance."""
     tests = dict(outside)
     for name in adjusted:
         rest = np.hstack([base] + [terms[n] for n in adjusted if n != name])
         tests.update(addition_tests(accuracy, rest, {name: terms[name]}, permutations, seed))
+    return benjamini_hochberg(tests, alpha)
+
+
+def benjamini_hochberg(tests: dict[str, AdditionTest], alpha: float = evidence.MAX_P_VALUE) -> dict[str, Entry]:
+    """Every rank up to the largest k with p_(k) <= k alpha / m is rejected, even one whose own p-value is above
+    its rank's threshold. A test without a p-value (aliased with the model) has rank 0 and is not rejected."""
     order = _ordered(tests)
-    decisions = benjamini_hochberg(order, tests, alpha)
-    entries = {name: Entry(tests[name], *decision) for name, decision in decisions.items()}
-    for name in set(tests) - set(order):  # aliased with the model: no test
-        entries[name] = Entry(tests[name], math.nan, 0, len(order), False)
-    return entries
-
-
-def benjamini_hochberg(order: list[str], tests: dict[str, AdditionTest],
-                       alpha: float = evidence.MAX_P_VALUE) -> dict[str, tuple[float, int, int, bool]]:
-    """For names sorted by p-value: (threshold, rank, family size, rejected). Every rank up to the largest
-    k with p_(k) <= k alpha / m is rejected, even one whose own p-value is above its rank's threshold."""
     family = len(order)
     passing = [rank for rank, name in enumerate(order, 1) if tests[name].p_value <= rank * alpha / family]
     cut = max(passing, default=0)
-    return {name: ((cut if rank <= cut else rank) * alpha / family, rank, family, rank <= cut)
-            for rank, name in enumerate(order, 1)}
+    entries = {name: Entry(test, math.nan, 0, family, False) for name, test in tests.items()}
+    for rank, name in enumerate(order, 1):
+        entries[name] = Entry(tests[name], max(cut, rank) * alpha / family, rank, family, rank <= cut)
+    return entries
 
 
 @dataclass
@@ -237,13 +223,6 @@ def adjusted_effect(accuracy: np.ndarray, model: np.ndarray, term: Term, ends: t
     levels = {term.reference: 0.0, **{level: float(c) for level, c in zip(term.levels, own)}}
     top, bottom = max(levels, key=levels.get), min(levels, key=levels.get)
     return Effect(top, bottom, levels[top] - levels[bottom], spread, len(accuracy))
-
-
-def raw_groups(term: Term, accuracy: np.ndarray, notes: dict[str, str]) -> list[evidence.Group]:
-    """The runs of each value (raw means, not adjusted), for the printed evidence."""
-    labels = np.asarray(term.labels, dtype=str)
-    return [evidence.Group(label, accuracy[labels == label].tolist(), notes.get(label, ""))
-            for label in sorted(set(term.labels), key=natural_order)]
 
 
 def describe_groups(groups: list[evidence.Group]) -> str:
@@ -286,8 +265,7 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
 
 def fixed_by_model(base: np.ndarray, terms: dict[str, np.ndarray], model: list[str]) -> dict[str, list[str]]:
     """Terms outside `model` that add no column of their own to it (e.g. activation=mish exactly when
-    kernel_size=5 or dropout=0.3), each with the model terms that fix it, and those model terms with
-    the terms they fix: the model cannot tell their effects apart."""
+    kernel_size=5 or dropout=0.3), each with the model terms that fix it, and those with the terms they fix."""
     def rank(names, extra=()):
         return basis(np.hstack([base] + [terms[n] for n in names] + list(extra))).shape[1]
 
@@ -295,10 +273,9 @@ def fixed_by_model(base: np.ndarray, terms: dict[str, np.ndarray], model: list[s
     for name in (n for n in terms if n not in model):
         if rank(model, [terms[name]]) > full:
             continue
-        fixers = [n for n in model if rank([m for m in model if m != n], [terms[name]])
-                  > rank([m for m in model if m != n])]
-        fixed[name] = fixers
-        for n in fixers:
+        fixed[name] = [n for n in model if rank([m for m in model if m != n], [terms[name]])
+                       > rank([m for m in model if m != n])]
+        for n in fixed[name]:
             fixed.setdefault(n, []).append(name)
     return fixed
 
@@ -316,10 +293,9 @@ def fixed_reason(fixers: list[str]) -> str:
 def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[str, str]],
                        ends: dict[str, tuple[str, str]], floor: float, permutations: int = PERMUTATIONS,
                        seed: int = 0) -> dict[str, evidence.Finding]:
-    """Every term's finding from one forward selection. A testable term perfectly aligned with another
-    stays in the model untested and is refused, naming the other (with too few runs per value, "too few
-    runs" is the reason given instead). `notes`: per term and value, remarks on the runs left out; `ends`:
-    a line's lowest and highest value as printed; `floor`: the smallest difference that matters."""
+    """Every term's finding from one forward selection; a testable term perfectly aligned with another stays in
+    the model untested and is refused, naming the other. `notes`: per term and value, remarks on the runs left
+    out; `ends`: a line's lowest and highest value as printed; `floor`: the smallest difference that matters."""
     accuracy = np.asarray(accuracy, dtype=float)
     partners = {name: [] for name in terms}
     for a, b in evidence.confounded_pairs({name: term.labels for name, term in terms.items()}):
@@ -334,14 +310,16 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
     fixed = fixed_by_model(core, {**candidates, **{n: terms[n].columns for n in aligned}}, adjusted + sorted(aligned))
     findings = {}
     for name, term in terms.items():
-        groups = raw_groups(term, accuracy, notes.get(name, {}))
+        labels = np.asarray(term.labels, dtype=str)  # the printed groups: raw means, not adjusted
+        groups = [evidence.Group(label, accuracy[labels == label].tolist(), notes.get(name, {}).get(label, ""))
+                  for label in sorted(set(term.labels), key=natural_order)]
         if name in aligned:
             other = next((n for n in partners[name] if n in aligned), partners[name][0])
             alignment = evidence.describe_alignment(name, term.labels, other, terms[other].labels)
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
                                               f"it cannot be separated from {other} ({alignment} in the finished "
                                               f"runs), so any difference belongs to either. "
-                                              + "; ".join(g.describe() for g in groups) + ".", "confounded", groups)
+                                              + evidence.describe_groups(groups, []), "confounded", groups)
         elif name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
                                               f"{fixed_reason(fixed[name])} " + describe_groups(groups),

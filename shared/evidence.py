@@ -1,9 +1,7 @@
 """Statements computed from the numbers, each naming its evidence, and refusals where the evidence is thin.
 
-Introduced in Part-A/02 and reused by Part-A/03 (test vs validation), Part-B/01 (strategies) and Part-B/02
-(scratch vs fine-tuned). Every function returns `Finding`s: `.supported` is True only when the evidence
-clears the thresholds below, otherwise `.text` says which part is missing. Accuracies are fractions in
-[0, 1]; differences print in "pp" (percentage points), ratios in "x".
+Introduced in Part-A/02; reused by Part-A/03, Part-B/01 and Part-B/02. A `Finding` is `.supported` only when
+the evidence clears the thresholds below. Accuracies are fractions; differences print in "pp", ratios in "x".
 """
 from __future__ import annotations
 
@@ -131,9 +129,7 @@ def difference_floor(images: int | None) -> float:
 def pooled_std(groups: list[Group]) -> float:
     """The within-group standard deviation, pooled over the groups (weights n - 1)."""
     degrees = sum(g.n - 1 for g in groups)
-    if degrees <= 0:
-        return math.nan
-    return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees)
+    return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees) if degrees > 0 else math.nan
 
 
 def describe_groups(compared: list[Group], left_out: list[Group], why: str = "") -> str:
@@ -154,13 +150,10 @@ def too_few_runs(subject: str, groups: list[Group]) -> Finding:
 
 def compare(groups: dict[str, list[float]], subject: str, notes: dict[str, str] | None = None,
             images: int | None = None) -> Finding:
-    """Does `subject` (a parameter) change accuracy? `groups` maps each value to the accuracies of its runs.
-
-    One parameter alone (Question 3 uses the joint model of `shared.effects`). The values with at least
-    MIN_RUNS_PER_GROUP runs are compared, highest mean against lowest. A claim needs a finite Cohen's d
-    >= MIN_COHENS_D (pooled spread), a permutation p <= MAX_P_VALUE and a difference of at least
-    `difference_floor(images)`. NaN or infinite accuracies are left out and counted; `notes` adds remarks.
-    """
+    """Does `subject` change accuracy? `groups` maps each value to its runs' accuracies; values with at least
+    MIN_RUNS_PER_GROUP runs are compared, highest mean against lowest. A claim needs Cohen's d >= MIN_COHENS_D,
+    permutation p <= MAX_P_VALUE and a difference >= `difference_floor(images)`. Non-finite accuracies are
+    left out and counted; `notes` adds remarks. (Question 3 uses the joint model of `shared.effects`.)"""
     notes = notes or {}
     all_groups = []
     for label, values in groups.items():
@@ -280,11 +273,8 @@ def _accuracy_ranking(subject: str, name: str, accuracy: float, best_name: str, 
 
 
 def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_images: int | None = None) -> list[Finding]:
-    """Part-B/01: every fine-tuning strategy's cost against `reference`, and its accuracy against the best.
-
-    `rows` maps a strategy to val_acc, epoch_seconds (for head: its whole run), train_seconds,
-    trainable_params and total_params (a DataFrame's `.to_dict("index")`).
-    """
+    """Part-B/01: every fine-tuning strategy's cost against `reference`, and its accuracy against the best. `rows`
+    maps a strategy to val_acc, epoch_seconds (head: its whole run), train_seconds, trainable_params, total_params."""
     base = rows[reference]
     findings = []
     for label, row in rows.items():
@@ -306,10 +296,9 @@ def strategy_comparison(rows: dict[str, dict], reference: str = "full", val_imag
 
 
 def overfitting(history: list[dict], name: str = "the model") -> Finding:
-    """Overfitting from per-epoch curves: at the last epoch train accuracy exceeds validation accuracy by
-    >= OVERFIT_GAP AND the validation loss has risen >= OVERFIT_LOSS_RISE above its minimum while the
-    training loss kept falling. (Train accuracy is measured with augmentation and dropout on, so it
-    understates the fit: a large gap despite that is a real signal.)"""
+    """Overfitting: at the last epoch train accuracy exceeds validation accuracy by >= OVERFIT_GAP AND the validation
+    loss has risen >= OVERFIT_LOSS_RISE above its minimum while the training loss kept falling. (Train accuracy
+    is measured with augmentation and dropout on, so it understates the fit.)"""
     needed = ("train_acc", "val_acc", "train_loss", "val_loss")
     rows = [row for row in history or [] if "epoch" in row and all(row.get(k) is not None for k in needed)]
     if len(rows) < MIN_EPOCHS_FOR_CURVES:  # none at all: the head strategy's Linear steps, a run's summary only
@@ -340,20 +329,17 @@ def overfitting(history: list[dict], name: str = "the model") -> Finding:
 
 
 def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int) -> list[Finding]:
-    """Part-B/02's inferences: test-accuracy gap, trainable parameters, time to best, overfitting.
-
-    `scratch`: name, test_acc, params, seconds_to_best, history (Part-A/03's entry for it). `tuned`:
-    test_acc, trainable_params, total_params, seconds_to_best, optional history.
-    """
+    """Part-B/02: test-accuracy gap, trainable parameters, time to best, overfitting. `scratch`: name, test_acc,
+    params, seconds_to_best, history (from Part-A/03). `tuned`: the same, with trainable and total params."""
     scratch_name = f"the scratch CNN ({scratch['name']})" if scratch.get("name") else "the scratch CNN"
     tuned_name = "the fine-tuned model"
     findings = [_accuracy_ranking("accuracy", tuned_name, tuned["test_acc"], scratch_name, scratch["test_acc"],
-                                  test_images, "test")]
-    findings.append(Finding("trainable parameters", True,
-                            f"{tuned_name} trains {tuned['trainable_params']:,} parameters, "
-                            f"{ratio(tuned['trainable_params'] / scratch['params'])} {scratch_name}'s "
-                            f"{scratch['params']:,}, out of {tuned['total_params']:,} in total "
-                            f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable)."))
+                                  test_images, "test"),
+                Finding("trainable parameters", True,
+                        f"{tuned_name} trains {tuned['trainable_params']:,} parameters, "
+                        f"{ratio(tuned['trainable_params'] / scratch['params'])} {scratch_name}'s "
+                        f"{scratch['params']:,}, out of {tuned['total_params']:,} in total "
+                        f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable).")]
     if scratch.get("seconds_to_best") and tuned.get("seconds_to_best") is not None:
         findings.append(Finding("time to best", True,
                                 f"{tuned_name} reached its best validation accuracy in "

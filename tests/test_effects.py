@@ -89,19 +89,20 @@ def test_claims_control_the_false_discovery_rate_not_the_family_wise_error():
     """Benjamini-Hochberg: once a strong effect is claimed, a second faces 2 alpha / m (Holm: alpha / (m - 1)).
     p = 0.008 among 12 parameters passes 2 x 0.05 / 12 = 0.0083 but not Holm's 0.05 / 11 = 0.0045."""
     tests = _tests([0.0001, 0.008] + [0.3] * 10)
-    decisions = effects.benjamini_hochberg(effects._ordered(tests), tests)
-    assert decisions["p1"] == (pytest.approx(2 * 0.05 / 12), 2, 12, True)
-    assert not any(decisions[f"p{i}"][3] for i in range(2, 12))
+    entries = effects.benjamini_hochberg(tests)
+    p1 = entries["p1"]
+    assert (p1.threshold, p1.rank, p1.family, p1.rejected) == (pytest.approx(2 * 0.05 / 12), 2, 12, True)
+    assert not any(entries[f"p{i}"].rejected for i in range(2, 12))
 
 
 def test_the_step_up_rejects_every_rank_up_to_the_last_that_passes():
     """p = 0.03, 0.031, 0.032 among 3: the third passes 3 x 0.05 / 3, so all three are claimed, though
     the first is above 0.05 / 3 (where a step-down procedure would stop at once)."""
     tests = _tests([0.03, 0.031, 0.032])
-    decisions = effects.benjamini_hochberg(effects._ordered(tests), tests)
-    assert all(rejected and threshold == pytest.approx(0.05) for threshold, _, _, rejected in decisions.values())
+    entries = effects.benjamini_hochberg(tests).values()
+    assert all(e.rejected and e.threshold == pytest.approx(0.05) for e in entries)
     tests = _tests([0.03, 0.04, 0.06])
-    assert not any(d[3] for d in effects.benjamini_hochberg(effects._ordered(tests), tests).values())
+    assert not any(e.rejected for e in effects.benjamini_hochberg(tests).values())
 
 
 def test_a_term_fixed_only_by_rarely_drawn_values_says_so_instead_of_an_empty_name_list():
