@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 
 from . import runtime, tracking
-from .report_content import DECLARATION, INPUTS, Content, Item, collect
-from .report_html import TITLE, write_html
+from .report_content import INPUTS, Content, Item, collect
+from .report_html import DECLARATION, TITLE, write_html
 from .runtime import UserError
 
 RECORD = "report_wandb.json"  # the W&B report's address, so a rebuild updates it

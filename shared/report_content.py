@@ -45,7 +45,7 @@ class Item:
 class Question:
     title: str            # "Question 1"
     source: str           # the notebook(s) it comes from
-    items: list[Item] = field(default_factory=list)
+    items: list[Item]
 
 
 @dataclass
@@ -61,13 +61,15 @@ class Content:
     missing: list[str]    # notebooks whose results are missing
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, warnings: list[str]) -> dict | None:
+    """The JSON object at `path`; None when it is missing or not one (unreadable: said in `warnings`)."""
     if not path.is_file():
         return None
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}); run the notebook that writes it again") from None
+        warnings.append(f"{path} is not readable JSON ({err}); run the notebook that writes it again")
+        return None
     return value if isinstance(value, dict) else None
 
 
@@ -104,7 +106,6 @@ def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, in
 
     def number(value):  # 150{,}528: a thousands comma that LaTeX does not space as punctuation
         return f"{value:,}".replace(",", "{,}")
-
     macs = rf"C_{{{size}}} = {number(conv1)}\,k^2m + {number(convs)}\,k^2m^2 + {s5 * s5}\,mn + 10n"
     params = rf"P_{{{size}}} = 4k^2m^2 + 3k^2m + 5m + {s5 * s5}\,mn + 11n + 10"
     examples = []
@@ -124,7 +125,7 @@ def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, in
 
 def question_a1(outputs: Path) -> list[Item]:
     macs, params, examples = closed_forms(SIZE)
-    items = [
+    return [
         Item("text", "The network: five conv → activation → 2×2 max-pool blocks, one dense layer and a 10-neuron "
                      "output layer (shared/model.py). With m filters of size k×k in every layer, n dense neurons "
                      "and an S×S×3 input:"),
@@ -137,11 +138,9 @@ def question_a1(outputs: Path) -> list[Item]:
                       f"model (parameters by numel, MACs by FlopCounterMode), checked as this report was built",
              columns=["m", "k", "n", "parameters P", "MACs C", "GFLOPs"],
              rows=[[str(m), str(k), str(n), f"{p:,}", f"{c:,}", f"{2 * c / 1e9:.3f}"] for m, k, n, p, c in examples]),
+        _figure(outputs, "partA_01_growth", "How P and C grow with m, k and n (log axes)", "A1"),
+        _figure(outputs, "partA_01_per_layer", "The example network (m=32, k=3, n=256), layer by layer", "A1"),
     ]
-    for name, caption in [("partA_01_growth", "How P and C grow with m, k and n (log axes)"),
-                          ("partA_01_per_layer", "The example network (m=32, k=3, n=256), layer by layer")]:
-        items.append(_figure(outputs, name, caption, "A1"))
-    return items
 
 
 def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
@@ -163,11 +162,6 @@ def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, d
     return chosen, sweeps[chosen], runs_of(table, chosen)
 
 
-def space_size(config: dict) -> int:
-    """Discrete combinations of the swept space (continuous parameters not counted)."""
-    return math.prod(len(spec["values"]) for spec in (config.get("parameters") or {}).values() if "values" in spec)
-
-
 def describe_early_terminate(rule) -> str:
     """'hyperband, min_iter 1, eta 2' for the sweep config's early_terminate; 'none' without one."""
     if not isinstance(rule, dict):
@@ -179,13 +173,15 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
     """`table`: `runs_frame.runs_table(runs)`, built once for Questions 2 and 3."""
     from .sweep_controller import early_termination_summary
     config = sweep.get("config") or {}
+    swept = (config.get("parameters") or {}).values()
+    combinations = math.prod(len(spec["values"]) for spec in swept if "values" in spec)  # continuous ones not counted
     saving = early_termination_summary(runs)
     failed = [run for run in runs if run.get("state") == "failed"]
     items = [
         Item("text", f"Sweep {sweep_id} ({config.get('method', '?')}, W&B {sweep.get('wandb_mode', '?')}, "
                      f"{sweep.get('mode', '?')} mode): {sweep_plots.runs_summary(table)}"),
         Item("bullets", lines=[
-            f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
+            f"Bayesian search instead of a grid: {len(runs)} runs instead of the {combinations:,} discrete "
             f"combinations of the swept space (the learning rate is continuous on top).",
             f"Early termination ({describe_early_terminate(config.get('early_terminate'))}): {saving['stopped']} of "
             f"{saving['runs']} runs stopped early; {saving['epochs_run']} epochs run of {saving['epochs_asked']} asked "
@@ -279,13 +275,12 @@ def question_a4(outputs: Path, record: dict) -> list[Item]:
     return items
 
 
-def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
+def filter_findings(outputs: Path, record: dict) -> list[Item]:
     """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves. The
     model is Part-A/04's: the sweep's saved best model that Part-A/03 tested, else its retraining (partA_best.pt)."""
     from . import train, viz
-    saved_by_sweep = Path(((record or {}).get("models") or {}).get("sweep", {}).get("checkpoint")
-                          or outputs / BEST_CHECKPOINT)
-    checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / BEST_CHECKPOINT
+    saved = Path(((record.get("models") or {}).get("sweep") or {}).get("checkpoint") or outputs / BEST_CHECKPOINT)
+    checkpoint = saved if saved.is_file() else outputs / BEST_CHECKPOINT
     if not checkpoint.is_file():
         return []
     try:
@@ -315,6 +310,11 @@ def question_b1(outputs: Path, strategies: dict, compared: dict | None = None) -
     recipe = finetune.preprocessing(model_name)
     with torch.device("meta"):  # only the head's shape is read: no weights are made, nor initialised
         head = finetune.get_head(torchvision.models.get_model(model_name))
+    used = (compared or {}).get("preprocessing") or {}  # Part-B/02's, when its mode scaled the recipe down for a CPU
+    scaled = ""
+    if used and (used.get("resize_size"), used.get("crop_size")) != (recipe["resize_size"], recipe["crop_size"]):
+        scaled = (f" This run ({compared.get('mode')} mode) scaled it down in the same ratio: resize "
+                  f"{used['resize_size']} px, crop {used['crop_size']} px.")
     return [
         Item("text", f"Model: {model_name}, ImageNet weights {finetune.get_weights(model_name)}"
                      + ("." if strategies.get("pretrained") else
@@ -322,7 +322,7 @@ def question_b1(outputs: Path, strategies: dict, compared: dict | None = None) -
         Item("text", f"(a) Image size: the weights' own recipe, applied once when the image cache is built: resize "
                      f"the shorter side to {recipe['resize_size']} px keeping the aspect ratio, centre-crop "
                      f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
-                     f"{recipe['std']}." + scaled_recipe(recipe, compared)),
+                     f"{recipe['std']}." + scaled),
         _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
                 "B1", media=(_group(strategies), f"partB-strategies-{model_name}", "partB_preprocessing")),
         Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
@@ -330,15 +330,6 @@ def question_b1(outputs: Path, strategies: dict, compared: dict | None = None) -
                      f"Linear({head.in_features}, 10) ({head.in_features * 10 + 10:,} parameters); the backbone's "
                      f"feature vector is kept."),
     ]
-
-
-def scaled_recipe(recipe: dict, compared: dict | None) -> str:
-    """What Part-B/02 used when its mode scaled the recipe down for a CPU ('' when it used the recipe)."""
-    used = (compared or {}).get("preprocessing") or {}
-    if not used or (used.get("resize_size"), used.get("crop_size")) == (recipe["resize_size"], recipe["crop_size"]):
-        return ""
-    return (f" This run ({compared.get('mode')} mode) scaled it down in the same ratio: resize {used['resize_size']} "
-            f"px, crop {used['crop_size']} px.")
 
 
 def question_b2(outputs: Path, strategies: dict) -> list[Item]:
@@ -358,36 +349,26 @@ def question_b2(outputs: Path, strategies: dict) -> list[Item]:
 
 
 def question_b3(outputs: Path, compared: dict) -> list[Item]:
+    import numpy as np
     scratch, tuned = compared["scratch"], compared["tuned"]
     name = f"{compared['model']} {compared['strategy']}"
     group, run = _group(compared), f"partB-vs-scratch-{compared['model']}"
+    lines = [str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
+    per_class = {label: acc for label, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
+    if per_class:  # the hardest and easiest class, and the most frequent confusion, from the saved test metrics
+        lines.append("For the fine-tuned model: " + class_extremes_sentence(per_class))
+    if compared.get("confusion") and compared.get("classes"):
+        lines.append(confusion_sentence(np.array(compared["confusion"]), compared["classes"]))
     return [
         Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN, "
                      f"{scratch.get('name', 'unnamed')} (test accuracy {scratch['test_acc']:.2%}), on "
                      f"{compared['test_images']:,} test images:"),
-        Item("bullets", lines=[str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
-             + class_lines(compared)),
+        Item("bullets", lines=lines),
         _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", "B2",
                 (group, run, "vs_scratch")),
         _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set", "B2",
                 (group, run, "confusion")),
     ]
-
-
-def class_lines(compared: dict) -> list[str]:
-    """Part-B/02's hardest and easiest class and most frequent confusion, from its saved test metrics."""
-    import numpy as np
-    per_class = {name: acc for name, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
-    lines = []
-    if per_class:
-        lines.append("For the fine-tuned model: " + class_extremes_sentence(per_class))
-    if compared.get("confusion") and compared.get("classes"):
-        lines.append(confusion_sentence(np.array(compared["confusion"]), compared["classes"]))
-    return lines
-
-
-DECLARATION = ("I, [your name], roll number [your roll number], swear on my honour that I have written the code "
-               "and the report by myself and have not copied it from the internet or other students.")
 
 
 def data_warnings(records: list[dict]) -> list[str]:
@@ -421,14 +402,9 @@ def unreadable(err: Exception, files: list[str]) -> str:
 def collect(outputs: Path) -> Content:
     """Every question's answer from the files under `outputs`; a file that cannot be read is a line, not a stop."""
     from .bootstrap import REPO_URL
-    warnings, records = [], []
-    for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH):
-        try:
-            records.append(_read_json(outputs / name))
-        except UserError as err:
-            records.append(None)
-            warnings.append(str(err))
-    best, strategies, compared = records
+    warnings = []
+    names = (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH)
+    best, strategies, compared = (_read_json(outputs / name, warnings) for name in names)
     try:
         sweep_id, sweep, runs = sweep_record(outputs, best)
         table, sweep_error = (runs_frame.runs_table(runs) if runs else None), None
@@ -437,11 +413,11 @@ def collect(outputs: Path) -> Content:
 
     found = {"A2": runs or sweep_error, "A3": best, "B1": strategies, "B2": compared}
 
-    def question(title, source, files, build, needs=None, error=None):
-        """`build()`'s items, or one line: run the notebook it `needs`, or what could not be read."""
+    def question(title, source, files, build, needs=None):
+        """`build()`'s items, or one line: what could not be read, or the notebook it `needs` to run first."""
         try:
-            if error:
-                items = [Item("note", unreadable(error, files))]
+            if needs == "A2" and sweep_error:
+                items = [Item("note", unreadable(sweep_error, files))]
             elif needs and not found[needs]:
                 items = [Item("note", _run(needs))]
             else:
@@ -454,9 +430,8 @@ def collect(outputs: Path) -> Content:
     link = "shared/bootstrap.py (REPO_URL, written by make publish)"
     part_a = [
         question("Question 1", NOTEBOOKS["A1"], [], lambda: question_a1(outputs)),
-        question("Question 2", a2, [SWEEP_RUNS], lambda: question_a2(outputs, sweep_id, sweep, runs, table), "A2",
-                 sweep_error),
-        question("Question 3", a2, [SWEEP_RUNS], lambda: question_a3(runs, table), "A2", sweep_error),
+        question("Question 2", a2, [SWEEP_RUNS], lambda: question_a2(outputs, sweep_id, sweep, runs, table), "A2"),
+        question("Question 3", a2, [SWEEP_RUNS], lambda: question_a3(runs, table), "A2"),
         question("Question 4", a4, [BEST_RESULT], lambda: question_a4(outputs, best), "A3"),
         question("Question 5", link, [], lambda: question_link(REPO_URL))]
     part_b = [

@@ -12,10 +12,12 @@ import html
 import io
 from pathlib import Path
 
-from .report_content import DECLARATION, Content, Item
+from .report_content import Content, Item
 from .runtime import atomic_path
 
 TITLE = "DA6401 Assignment 2: convolutional networks on iNaturalist-12K"
+DECLARATION = ("I, [your name], roll number [your roll number], swear on my honour that I have written the code "
+               "and the report by myself and have not copied it from the internet or other students.")
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 980px; margin: 2em auto;
        padding: 0 1em; line-height: 1.5; color: #1d1d1f; }
