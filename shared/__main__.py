@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory", type=float, help="GiB: write the memory plan of the heaviest configs instead")
     p.set_defaults(func=cmd_estimate)
 
-    p = commands.add_parser("bench", parents=[data, result], help="engine vs typical pipeline, images/s")
+    p = commands.add_parser("bench", parents=[result], help="engine vs typical pipeline, images/s")
+    p.add_argument("--data", help="an ImageFolder root with train/ (default: synthetic 800x600 JPEGs)")
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
