@@ -118,7 +118,6 @@ def _write_json(payload: dict, path: str | None) -> None:
 def cmd_train(args) -> dict:
     from .data import find_data
     from .train import train
-
     cnn_kwargs, train_kwargs = parse_overrides(args.set)
     for kwargs, key in [(cnn_kwargs, "input_size"), (train_kwargs, "epochs"), (train_kwargs, "batch_size")]:
         if getattr(args, key) is not None:  # an explicit 0 must reach the configs' checks, not become the default
@@ -143,7 +142,6 @@ def cmd_sweep(args) -> dict:
     """Start a sweep, or continue one (`--sweep-id`, offline too); the result holds all its runs so far."""
     from .data import find_data
     from .sweep import run_sweep
-
     if args.new and args.sweep_id:
         raise UserError(f"--new starts a new sweep and --sweep-id {args.sweep_id} continues one; give one of them")
     return run_sweep(find_data(args.data), count=args.count, method=args.method, input_size=args.input_size,
@@ -152,7 +150,6 @@ def cmd_sweep(args) -> dict:
 
 def cmd_finetune(args) -> dict:
     from .finetune import run_finetune
-
     if args.k is not None and args.strategy not in ("first_k", "last_k"):
         raise ConfigError(f"--k is used by first_k and last_k only, not by {args.strategy}")
     return require_finite(run_finetune(args.data, args.model, args.strategy, k=args.k, epochs=args.epochs,
@@ -166,7 +163,6 @@ def report_html_path(args) -> Path:
 def cmd_report(args) -> dict:
     """The W&B report (online; None: when a W&B key is accepted) and its offline HTML copy, from --outputs."""
     from .report import run_report
-
     return run_report(outputs=args.outputs, html=report_html_path(args), online=args.online)
 
 
@@ -176,7 +172,6 @@ def cmd_estimate(args) -> dict:
     from .data import find_data, is_demo
     from .estimate import estimate_sweep, memory_plan, sweep_pflop, t4_prediction
     from .sweep import sweep_config
-
     config = sweep_config("bayes", args.input_size)
     print(t4_prediction(sweep_pflop(config, args.count)), file=sys.stderr)
     if args.gpu_memory:
@@ -194,7 +189,6 @@ def cmd_estimate(args) -> dict:
 def cmd_bench(args) -> dict:
     """The bench is a tool beside the package (benchmarks/), imported only here."""
     from benchmarks.bench import run_bench
-
     configs = tuple(args.configs.split(",")) if args.configs else None
     return run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
                      configs=configs, compile=args.compile)

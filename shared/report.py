@@ -140,17 +140,14 @@ def save_online(content: Content, outputs: Path) -> str | None:
         print(f"W&B report not saved ({type(err).__name__}: {reason}).")
         return None
     url = report.url
-    if waiting := unsynced_runs(outputs):
+    # Offline runs that `wandb sync` has not uploaded (it leaves a `.synced` mark): the panels cannot show them.
+    waiting = [run for run in (outputs / "wandb").glob("offline-run-*") if not any(run.glob("*.wandb.synced"))]
+    if waiting:
         print(f"{len(waiting)} offline W&B run(s) are not uploaded yet, so the report's panels miss them: "
               f"wandb sync {outputs / 'wandb'}/offline-run-*")
     runtime.save_json({"url": url, "id": report.id, "entity": report.entity, "project": report.project}, record_path)
     print(f"W&B report {'updated' if url == previous else 'created'} (draft): {url}")
     return url
-
-
-def unsynced_runs(outputs: Path) -> list[Path]:
-    """Offline W&B runs under `outputs` that `wandb sync` has not uploaded (it leaves a `.synced` mark)."""
-    return sorted(run for run in (outputs / "wandb").glob("offline-run-*") if not any(run.glob("*.wandb.synced")))
 
 
 def _default_entity() -> str:

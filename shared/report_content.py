@@ -100,7 +100,6 @@ def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, in
     checked against the polynomials and PyTorch's counts of the model built on the meta device (no arithmetic)."""
     import torch
     from .model import CNN, CNNConfig
-
     s5 = size // 32
     conv1, convs = 3 * size ** 2, sum((size // 2 ** i) ** 2 for i in range(1, 5))
 
