@@ -64,28 +64,26 @@ def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
     return out[CNNConfig], out[TrainConfig]
 
 
-def command_paths(args) -> tuple[dict, dict]:
-    """(outputs, inputs) of a command by the names its user knows: no output may replace another or an input."""
-    inputs = {"--data": getattr(args, "data", None), "the image cache": cache_dir()}
-    outputs = {"--json": getattr(args, "json", None)}
-    if args.command == "train":
-        outputs = {"--checkpoint": args.checkpoint, **outputs}
-    if args.command == "sweep":  # the runs table is read and appended to: an output that must not be replaced
-        outputs = {"--runs (the runs table)": runs_table_path(args), **outputs}
-    if args.command == "report":
-        outputs, inputs = {"--html": report_html_path(args)}, report_inputs(args)
-    return outputs, inputs
-
-
 # What each command writes where (runtime.JSON_KINDS, TORCH_KINDS): a file of any other kind is never replaced.
 OUTPUT_KINDS = {"--json": "{command} result", "--checkpoint": "checkpoint", "--runs": "runs table",
                 "--html": "report page"}
 
 
 def check_paths(args) -> None:
-    """Every output path writable, of the kind the command writes, and distinct from the others and from the
-    inputs, before any work."""
-    outputs, inputs = command_paths(args)
+    """Before any work: every output path writable, of the kind the command writes, and distinct from the other
+    outputs and from the inputs (named as the user knows them)."""
+    inputs = {"--data": getattr(args, "data", None), "the image cache": cache_dir()}
+    outputs = {"--json": getattr(args, "json", None)}
+    if args.command == "train":
+        outputs = {"--checkpoint": args.checkpoint, **outputs}
+    if args.command == "sweep":  # the runs table is read and appended to: an output that must not be replaced
+        outputs = {"--runs (the runs table)": args.runs, **outputs}
+    if args.command == "report":
+        if not args.outputs.is_dir():  # checked before check_output_file makes the --html folder
+            raise UserError(f"--outputs {args.outputs} is not a folder; give the outputs folder of a `make run`")
+        outputs = {"--html": report_html_path(args)}
+        inputs = {"--outputs": args.outputs, **{f"the report's input {name}": args.outputs / name
+                                                for name in (SWEEP_RUNS.name, BEST_CHECKPOINT.name, BEST_RESULT.name)}}
     check_distinct_paths(outputs, inputs)
     for flag, path in outputs.items():
         if path:
@@ -93,7 +91,7 @@ def check_paths(args) -> None:
             check_output_file(path, flag, OUTPUT_KINDS[flag].format(command=args.command))
 
 
-# Counts a user gives: 0 used to read as "not given" in some commands and ran the defaults (issue 14).
+# The least of each count a user gives (an explicit 0 is refused, never read as "not given").
 AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
 
 
@@ -120,15 +118,10 @@ def _write_json(payload: dict, path: str | None) -> None:
 def cmd_train(args) -> dict:
     from .data import find_data
     from .train import train
-
     cnn_kwargs, train_kwargs = parse_overrides(args.set)
-    # `is not None`: an explicit 0 must reach the configs' checks, not silently become the default.
-    if args.input_size is not None:
-        cnn_kwargs["input_size"] = args.input_size
-    if args.epochs is not None:
-        train_kwargs["epochs"] = args.epochs
-    if args.batch_size is not None:
-        train_kwargs["batch_size"] = args.batch_size
+    for kwargs, key in [(cnn_kwargs, "input_size"), (train_kwargs, "epochs"), (train_kwargs, "batch_size")]:
+        if getattr(args, key) is not None:  # an explicit 0 must reach the configs' checks, not become the default
+            kwargs[key] = getattr(args, key)
     cfg, tcfg = CNNConfig(**cnn_kwargs), TrainConfig(**train_kwargs)  # settings first: no data is touched yet
     check_rgb(cfg)
     result = train(cfg, find_data(args.data), tcfg, test=args.test, checkpoint=args.checkpoint)
@@ -149,20 +142,14 @@ def cmd_sweep(args) -> dict:
     """Start a sweep, or continue one (`--sweep-id`, offline too); the result holds all its runs so far."""
     from .data import find_data
     from .sweep import run_sweep
-
     if args.new and args.sweep_id:
         raise UserError(f"--new starts a new sweep and --sweep-id {args.sweep_id} continues one; give one of them")
     return run_sweep(find_data(args.data), count=args.count, method=args.method, input_size=args.input_size,
-                     epochs=args.epochs, sweep_id="new" if args.new else args.sweep_id, path=runs_table_path(args))
-
-
-def runs_table_path(args) -> Path:
-    return Path(args.runs) if args.runs else SWEEP_RUNS
+                     epochs=args.epochs, sweep_id="new" if args.new else args.sweep_id, path=args.runs)
 
 
 def cmd_finetune(args) -> dict:
     from .finetune import run_finetune
-
     if args.k is not None and args.strategy not in ("first_k", "last_k"):
         raise ConfigError(f"--k is used by first_k and last_k only, not by {args.strategy}")
     return require_finite(run_finetune(args.data, args.model, args.strategy, k=args.k, epochs=args.epochs,
@@ -170,34 +157,21 @@ def cmd_finetune(args) -> dict:
 
 
 def report_html_path(args) -> Path:
-    return Path(args.html) if args.html else Path(args.outputs or OUTPUT_DIR) / "report.html"
-
-
-def report_inputs(args) -> dict:
-    """What the report reads from the outputs folder: the runs and the best model's files."""
-    outputs = Path(args.outputs or OUTPUT_DIR)
-    if not outputs.is_dir():  # checked here, before check_paths makes the --html folder
-        raise UserError(f"--outputs {outputs} is not a folder; give the outputs folder of a `make run`")
-    return {"--outputs": outputs, **{f"the report's input {name}": outputs / name
-                                     for name in (SWEEP_RUNS.name, BEST_CHECKPOINT.name, BEST_RESULT.name)}}
+    return args.html or args.outputs / "report.html"
 
 
 def cmd_report(args) -> dict:
-    """The W&B report (online) and its offline HTML copy, built from the runs in --outputs (issue 13)."""
+    """The W&B report (online; None: when a W&B key is accepted) and its offline HTML copy, from --outputs."""
     from .report import run_report
-
-    # online None: run_report goes online when a W&B key is found and accepted.
-    return run_report(outputs=Path(args.outputs or OUTPUT_DIR), html=report_html_path(args), online=args.online)
+    return run_report(outputs=args.outputs, html=report_html_path(args), online=args.online)
 
 
 def cmd_estimate(args) -> dict:
-    """The full sweep's compute and time on this machine, before any long work (`make run` prints it first; issue 13).
-
-    `--gpu-memory N`: the memory plan of the sweep's heaviest configs on an N GiB GPU instead (no data, no device)."""
+    """The full sweep's compute and time on this machine (`make run` prints it first); with `--gpu-memory N`, the
+    memory plan of the sweep's heaviest configs on an N GiB GPU instead (no data, no device)."""
     from .data import find_data, is_demo
     from .estimate import estimate_sweep, memory_plan, sweep_pflop, t4_prediction
     from .sweep import sweep_config
-
     config = sweep_config("bayes", args.input_size)
     print(t4_prediction(sweep_pflop(config, args.count)), file=sys.stderr)
     if args.gpu_memory:
@@ -213,105 +187,81 @@ def cmd_estimate(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    """A thin entry: the bench is a tool beside the package (benchmarks/), imported only here."""
+    """The bench is a tool beside the package (benchmarks/), imported only here."""
     from benchmarks.bench import run_bench
-
     configs = tuple(args.configs.split(",")) if args.configs else None
     return run_bench(args.data, input_size=args.input_size, batch_size=args.batch_size, epochs=args.epochs,
                      configs=configs, compile=args.compile)
-
-
-def add_train_command(commands) -> None:
-    """train: one Part A config, as the notebooks train it."""
-    p = commands.add_parser("train", help="train one Part A config")
-    p.add_argument("--data", help="folder holding train/ and val/ (default: find it, else demo data)")
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any CNNConfig or TrainConfig field, e.g. filters=32,64,64,128,128 batch_norm=false")
-    p.add_argument("--test", action="store_true", help="also evaluate on DIR/val (the test set)")
-    p.add_argument("--checkpoint", help="save the best epoch's weights here")
-    p.add_argument("--json", help="write the result here (default: stdout)")
-    p.set_defaults(func=cmd_train)
-
-
-def add_sweep_command(commands) -> None:
-    """sweep: start or continue a W&B sweep (Part-A/02)."""
-    p = commands.add_parser("sweep", help="run or continue a W&B sweep (online with a key, else offline)")
-    p.add_argument("--data")
-    p.add_argument("--count", type=int, required=True, help="runs to add (0: change nothing)")
-    p.add_argument("--method", choices=["bayes", "random", "grid"], help="a new sweep's method (default bayes)")
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--sweep-id", help="continue this sweep: a local-... id offline, or join a W&B sweep online")
-    p.add_argument("--new", action="store_true", help="start a new sweep (default: continue an unfinished sweep "
-                                                       "of the same config, data and mode, if there is one)")
-    p.add_argument("--runs", help="the runs table every run is appended to (default outputs/sweep_runs.json)")
-    p.add_argument("--json", help="also write this sweep's runs (earlier sessions' included) here")
-    p.set_defaults(func=cmd_sweep)
-
-
-def add_finetune_command(commands) -> None:
-    """finetune: one fine-tuning strategy (Part-B/01)."""
-    p = commands.add_parser("finetune", help="fine-tune an ImageNet-pretrained torchvision model")
-    p.add_argument("--data")
-    p.add_argument("--model", required=True, help="any torchvision classification model, e.g. resnet50")
-    p.add_argument("--strategy", required=True, choices=["head", "first_k", "last_k", "full"])
-    p.add_argument("--k", type=int, help="units that first_k freezes / last_k trains (default: half of them)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--random-init", action="store_true",
-                   help="without the pretrained weights, fine-tune random ones instead of stopping (offline demos)")
-    p.add_argument("--test", action="store_true")
-    p.add_argument("--json")
-    p.set_defaults(func=cmd_finetune)
-
-
-def add_report_command(commands) -> None:
-    """report: the W&B report and its offline HTML copy (issue 13)."""
-    p = commands.add_parser("report", help="the W&B report and its offline copy, outputs/report.html")
-    p.add_argument("--outputs", help="the outputs folder the notebooks wrote (default: the outputs setting)")
-    p.add_argument("--html", help="the offline copy (default: OUTPUTS/report.html)")
-    online = p.add_mutually_exclusive_group()
-    online.add_argument("--online", dest="online", action="store_true", default=None,
-                        help="also build the W&B report (default: when a W&B key is found and accepted)")
-    online.add_argument("--offline", dest="online", action="store_false", default=None, help="only the HTML copy")
-    p.set_defaults(func=cmd_report)
-
-
-def add_estimate_command(commands) -> None:
-    """estimate: the full sweep's time, as Part-A/02 prints it before its sweep (full mode: 30 runs, 128 px)."""
-    p = commands.add_parser("estimate", help="estimated time of the full sweep on this machine")
-    p.add_argument("--data")
-    p.add_argument("--count", type=int, default=30, help="runs (default 30, Part-A/02's full mode)")
-    p.add_argument("--input-size", type=int, help="pixels (default: the sweep's, 128)")
-    p.add_argument("--gpu-memory", type=float, help="GiB: write the memory plan of the heaviest configs instead")
-    p.add_argument("--json", help="write the result here (default: stdout)")
-    p.set_defaults(func=cmd_estimate)
-
-
-def add_bench_command(commands) -> None:
-    """bench: a thin entry to benchmarks/bench.py, a tool beside the package."""
-    p = commands.add_parser("bench", help="engine vs typical pipeline, images/s")
-    p.add_argument("--data")
-    p.add_argument("--input-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--configs", help="comma-separated: light,heavy (default: both on a GPU, light on a CPU)")
-    p.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
-                   help="torch.compile the engine's model (auto: only when the run is big enough to repay it)")
-    p.add_argument("--json")
-    p.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train_command, add_sweep_command, add_finetune_command, add_report_command, add_estimate_command,
-                add_bench_command):
-        add(commands)
+    # Options several commands share (a parent's options are shared objects: no command sets their defaults).
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", help="folder holding train/ and val/ (default: find it, else demo data)")
+    result = argparse.ArgumentParser(add_help=False)
+    result.add_argument("--json", help="write the result here (default: stdout)")
+    budget = argparse.ArgumentParser(add_help=False)
+    budget.add_argument("--input-size", type=int)
+    budget.add_argument("--epochs", type=int)
+
+    p = commands.add_parser("train", parents=[data, budget, result], help="train one Part A config")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any CNNConfig or TrainConfig field, e.g. filters=32,64,64,128,128 batch_norm=false")
+    p.add_argument("--test", action="store_true", help="also evaluate on DIR/val (the test set)")
+    p.add_argument("--checkpoint", help="save the best epoch's weights here")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("sweep", parents=[data, budget],
+                            help="run or continue a W&B sweep (online with a key, else offline)")
+    p.add_argument("--count", type=int, required=True, help="runs to add (0: change nothing)")
+    p.add_argument("--method", choices=["bayes", "random", "grid"], help="a new sweep's method (default bayes)")
+    p.add_argument("--sweep-id", help="continue this sweep: a local-... id offline, or join a W&B sweep online")
+    p.add_argument("--new", action="store_true", help="start a new sweep (default: continue an unfinished sweep "
+                                                       "of the same config, data and mode, if there is one)")
+    p.add_argument("--runs", type=Path, default=SWEEP_RUNS,
+                   help="the runs table every run is appended to (default outputs/sweep_runs.json)")
+    p.add_argument("--json", help="also write this sweep's runs (earlier sessions' included) here")
+    p.set_defaults(func=cmd_sweep)
+
+    p = commands.add_parser("finetune", parents=[data, budget, result],
+                            help="fine-tune an ImageNet-pretrained torchvision model")
+    p.add_argument("--model", required=True, help="any torchvision classification model, e.g. resnet50")
+    p.add_argument("--strategy", required=True, choices=["head", "first_k", "last_k", "full"])
+    p.add_argument("--k", type=int, help="units that first_k freezes / last_k trains (default: half of them)")
+    p.add_argument("--random-init", action="store_true",
+                   help="without the pretrained weights, fine-tune random ones instead of stopping (offline demos)")
+    p.add_argument("--test", action="store_true")
+    p.set_defaults(func=cmd_finetune)
+
+    p = commands.add_parser("report", help="the W&B report and its offline copy, outputs/report.html")
+    p.add_argument("--outputs", type=Path, default=OUTPUT_DIR,
+                   help="the outputs folder the notebooks wrote (default: the outputs setting)")
+    p.add_argument("--html", type=Path, help="the offline copy (default: OUTPUTS/report.html)")
+    online = p.add_mutually_exclusive_group()
+    online.add_argument("--online", dest="online", action="store_true", default=None,
+                        help="also build the W&B report (default: when a W&B key is found and accepted)")
+    online.add_argument("--offline", dest="online", action="store_false", default=None, help="only the HTML copy")
+    p.set_defaults(func=cmd_report)
+
+    p = commands.add_parser("estimate", parents=[data, result], help="estimated time of the full sweep on this machine")
+    p.add_argument("--count", type=int, default=30, help="runs (default 30, Part-A/02's full mode)")
+    p.add_argument("--input-size", type=int, help="pixels (default: the sweep's, 128)")
+    p.add_argument("--gpu-memory", type=float, help="GiB: write the memory plan of the heaviest configs instead")
+    p.set_defaults(func=cmd_estimate)
+
+    p = commands.add_parser("bench", parents=[result], help="engine vs typical pipeline, images/s")
+    p.add_argument("--data", help="an ImageFolder root with train/ (default: synthetic 800x600 JPEGs)")
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--configs", help="comma-separated: light,heavy (default: both on a GPU, light on a CPU)")
+    p.add_argument("--compile", choices=["auto", "true", "false"], default="auto",
+                   help="torch.compile the engine's model (auto: only when the run is big enough to repay it)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,13 +1,8 @@
 """The notebooks' first cell: find (or, on Colab and Kaggle, clone) the repo, then install what the platform lacks.
 
-Introduced in every notebook's setup cell. A notebook cannot import `shared` before it has found
-the repo, so the cell's own text lives here, as `SETUP_CELL`, and is copied into the six notebooks:
-`python -m shared.bootstrap --sync` rewrites them, and a test fails when one differs.
-
-`REPO_URL` is the one place that names where the repo is cloned from (`INAT_REPO_URL` overrides it,
-e.g. for a fork, or for the test that clones a local copy). `make publish` (tools/publish.py) writes it
-from the `origin` remote. Where the cell cannot go on (no URL yet, no git, a failed clone, a foreign
-folder where the clone goes), it stops with one line that says what to do.
+Introduced in every notebook's setup cell. A notebook cannot import `shared` before it has found the repo, so the
+cell's text lives here, as `SETUP_CELL`, copied into the six notebooks by `python -m shared.bootstrap --sync`.
+`REPO_URL` (written by `make publish`; `INAT_REPO_URL` overrides it) names where the repo is cloned from.
 """
 from __future__ import annotations
 
@@ -27,7 +22,7 @@ PLATFORM_PINS = ("wandb", "sweeps", "wandb-workspaces", "simplejpeg")  # wandb-w
 
 
 def setup_cell(repo_url: str = REPO_URL) -> str:
-    """The setup cell's text, cloning from `repo_url` (make publish passes the address it writes)."""
+    """The setup cell's text, cloning from `repo_url`."""
     return f'''# Setup: make `shared` importable. In a clone it is found above this notebook; opened on its own on
 # Colab or Kaggle, the repo is cloned first. (This block is synced from shared/bootstrap.py.)
 import os, sys, shutil, subprocess, pathlib
@@ -63,32 +58,26 @@ SETUP_CELL = setup_cell()
 
 
 def one_line_errors() -> None:
-    """In a notebook, show a UserError (bad input: no dataset attached, a bad setting) as one `error:` line instead of
-    a 30-line traceback; tracebacks stay for bugs. The cell still fails, so Run all and `make run` stop there."""
+    """In a notebook, show a UserError (bad input) as one `error:` line instead of a traceback; tracebacks stay for
+    bugs. The cell still fails, so Run all and `make run` stop there."""
     from .runtime import UserError
-
     try:
         shell = get_ipython()  # noqa: F821 (IPython's builtin in a kernel)
     except NameError:
         return
+
     def show(shell, etype, value, tb, tb_offset=None):
         shell._showtraceback(etype, value, line := [f"error: {' '.join(str(value).split())}"])  # the kernel's error
         return line
-
     shell.set_custom_exc((UserError,), show)
 
 
-def hosted() -> bool:
-    """Colab or Kaggle: the platforms where the setup cell may clone and install."""
-    return "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
-
-
-def pinned_requirements(path: Path = REPO_ROOT / "requirements.txt", names=PLATFORM_PINS) -> dict[str, str]:
-    """{name: version} of the `name==version` lines of requirements.txt for `names`."""
+def pinned_requirements() -> dict[str, str]:
+    """{name: version} of requirements.txt's `name==version` lines for PLATFORM_PINS."""
     pins = {}
-    for line in path.read_text().splitlines():
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
         match = re.match(r"\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
-        if match and match.group(1).lower() in names:
+        if match and match.group(1).lower() in PLATFORM_PINS:
             pins[match.group(1).lower()] = match.group(2)
     return pins
 
@@ -107,24 +96,20 @@ def missing_requirements(pins: dict[str, str]) -> list[str]:
 
 
 def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.run) -> list[str]:
-    """Install the platform pins (W&B, simplejpeg) into this kernel on Colab/Kaggle; locally say how.
-
-    Returns what was installed.
-
-    Torch is never touched: the platforms' own CUDA builds are the right ones.
-    """
+    """Install the platform pins (W&B, simplejpeg) into this kernel on Colab/Kaggle, and return them; locally say
+    how. Torch is never touched: the platforms' own CUDA builds are the right ones."""
     missing = missing_requirements(pinned_requirements() if pins is None else pins)
     if not missing:
         return []
-    if not hosted():
+    if not ("COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ):  # not Colab or Kaggle
         raise SystemExit(f"missing {', '.join(missing)}: run `make test` or `make run` once (they create .venv), "
                          f"or `{sys.executable} -m pip install -r requirements.txt`.")
     print(f"Installing {', '.join(missing)} into this kernel ...")
     done = runner([sys.executable, "-m", "pip", "install", "--quiet", *missing], capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"pip could not install {', '.join(missing)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    # pip's red "dependency resolver" block: the image's own packages (Colab's google-adk pins opentelemetry
-    # <= 1.42.1, wandb 0.31 needs 1.43) ask for other versions. Said in one line instead of a wall of red.
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise SystemExit(f"pip could not install {', '.join(missing)}: {last}")
+    # pip's red "dependency resolver" block (the image's own packages pin other versions), said in one line.
     if conflicts := sorted({" ".join(line.split()[:2]) for line in done.stderr.splitlines() if " requires " in line}):
         print(f"Note: pip says this image's own {', '.join(conflicts)} asked for other versions of what W&B needs; "
               f"these notebooks never import them, so nothing here is affected (`pip check` lists them).")
@@ -132,22 +117,14 @@ def ensure_requirements(pins: dict[str, str] | None = None, runner=subprocess.ru
     return missing
 
 
-# --------------------------------------------------------------------------------------------
-# Keeping the six copies of SETUP_CELL in sync
-# --------------------------------------------------------------------------------------------
 def notebooks(root: Path = REPO_ROOT) -> list[Path]:
     """The six notebooks, in the order they run."""
     return sorted([*root.glob("Part-A/*.ipynb"), *root.glob("Part-B/*.ipynb")])
 
 
-def setup_cell_differs(source: str) -> bool:
-    return not source.startswith(SETUP_CELL)
-
-
 def _read_with_setup_cell(path: Path):
     """(notebook, its first code cell): the cell that must start with SETUP_CELL."""
     import nbformat
-
     nb = nbformat.read(path, as_version=4)
     return nb, next(c for c in nb.cells if c.cell_type == "code")
 
@@ -165,15 +142,13 @@ def with_setup_cell(source: str, cell: str = SETUP_CELL) -> str:
 def sync(paths=None) -> list[Path]:
     """Replace the bootstrap block at the top of each notebook's first code cell with SETUP_CELL."""
     import nbformat
-
     changed = []
     for path in paths or notebooks():
         nb, cell = _read_with_setup_cell(path)
-        if not setup_cell_differs(cell.source):
-            continue
-        cell.source = with_setup_cell(cell.source)
-        nbformat.write(nb, path)
-        changed.append(path)
+        if not cell.source.startswith(SETUP_CELL):
+            cell.source = with_setup_cell(cell.source)
+            nbformat.write(nb, path)
+            changed.append(path)
     return changed
 
 
@@ -185,5 +160,5 @@ if __name__ == "__main__":
         for path in sync():
             print(f"synced {path.relative_to(REPO_ROOT)}")
     else:
-        stale = [p for p in notebooks() if setup_cell_differs(_read_with_setup_cell(p)[1].source)]
+        stale = [p for p in notebooks() if not _read_with_setup_cell(p)[1].source.startswith(SETUP_CELL)]
         print("\n".join(f"out of sync: {p.relative_to(REPO_ROOT)}" for p in stale) or "all setup cells in sync")

@@ -1,11 +1,8 @@
 """The hand-in report: the W&B report (online, with a key) and its offline copy `outputs/report.html`.
 
-Introduced in Part-B/02 (its last cell) and `python -m shared report`. `run_report` collects every answer
-from the outputs folder (`report_content.collect`), always writes the HTML copy (`report_html`), and, with
-a W&B key, builds the same sections with W&B's reports API (`wandb-workspaces`): the sweep's own panels on
-a run set filtered to its sweep id, the figures the notebooks logged as media panels of the runs that
-logged them, and the text as computed. It is saved as a draft; its address is kept in
-`outputs/report_wandb.json`, so a second build updates the same report instead of making another.
+Introduced in Part-B/02 (its last cell) and `python -m shared report`. With a W&B key the same sections are built
+with W&B's reports API: the sweep's own panels, the logged figures as media panels, the text as computed. It is
+saved as a draft whose address `outputs/report_wandb.json` keeps, so a rebuild updates the same report.
 """
 from __future__ import annotations
 
@@ -14,8 +11,8 @@ import warnings
 from pathlib import Path
 
 from . import runtime, tracking
-from .report_content import DECLARATION, INPUTS, Content, Item, collect
-from .report_html import TITLE, write_html
+from .report_content import INPUTS, Content, Item, collect
+from .report_html import DECLARATION, TITLE, write_html
 from .runtime import UserError
 
 RECORD = "report_wandb.json"  # the W&B report's address, so a rebuild updates it
@@ -24,8 +21,7 @@ SWEEP_PARAMETERS = ["base_filters", "organisation", "kernel_size", "activation",
 
 
 def reports_api():
-    """(wandb_workspaces.reports.v2, wandb_workspaces.expr), imported without the pydantic deprecation
-    warnings that wandb-workspaces 0.4 prints on import (they are about its code, not ours)."""
+    """(wandb_workspaces.reports.v2, wandb_workspaces.expr), without the pydantic deprecation warnings of its import."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import wandb_workspaces.reports.v2 as wr
@@ -43,7 +39,6 @@ def sweep_filter(sweep_id: str, run_name: str | None = None):
 def panel_grid(item: Item, entity: str, project: str):
     """The live W&B panels of a `panels` item: the three sweep plots of Question 2, or the best run's curves."""
     wr, _ = reports_api()
-
     spec = item.panels
     if spec["kind"] == "sweep":
         runset = wr.Runset(entity=entity, project=project, name=f"sweep {spec['sweep_id']}",
@@ -73,7 +68,6 @@ def media_grid(item: Item, entity: str, project: str):
 
 def item_blocks(item: Item, entity: str, project: str) -> list:
     wr, _ = reports_api()
-
     if item.kind == "text":
         return [wr.P(item.text)]
     if item.kind == "note":
@@ -95,7 +89,6 @@ def item_blocks(item: Item, entity: str, project: str) -> list:
 def wandb_blocks(content: Content, entity: str, project: str) -> list:
     """The W&B report's blocks, in the assignment's order; built without the network."""
     wr, _ = reports_api()
-
     blocks = [wr.CalloutBlock(text=warning) for warning in content.warnings]
     if content.missing:
         blocks.append(wr.CalloutBlock(text=f"Missing results: run {', '.join(content.missing)}."))
@@ -111,7 +104,6 @@ def wandb_blocks(content: Content, entity: str, project: str) -> list:
 def build_wandb_report(content: Content, entity: str, project: str, previous: str | None = None):
     """The report object: the one at `previous` (its URL) with new blocks, or a new one."""
     wr, _ = reports_api()
-
     report = None
     if previous:
         try:
@@ -148,7 +140,9 @@ def save_online(content: Content, outputs: Path) -> str | None:
         print(f"W&B report not saved ({type(err).__name__}: {reason}).")
         return None
     url = report.url
-    if waiting := unsynced_runs(outputs):
+    # Offline runs that `wandb sync` has not uploaded (it leaves a `.synced` mark): the panels cannot show them.
+    waiting = [run for run in (outputs / "wandb").glob("offline-run-*") if not any(run.glob("*.wandb.synced"))]
+    if waiting:
         print(f"{len(waiting)} offline W&B run(s) are not uploaded yet, so the report's panels miss them: "
               f"wandb sync {outputs / 'wandb'}/offline-run-*")
     runtime.save_json({"url": url, "id": report.id, "entity": report.entity, "project": report.project}, record_path)
@@ -156,23 +150,14 @@ def save_online(content: Content, outputs: Path) -> str | None:
     return url
 
 
-def unsynced_runs(outputs: Path) -> list[Path]:
-    """Offline W&B runs under `outputs` that `wandb sync` has not uploaded (it leaves a `.synced` mark):
-    the report's panels cannot show them."""
-    return sorted(run for run in (outputs / "wandb").glob("offline-run-*") if not any(run.glob("*.wandb.synced")))
-
-
 def _default_entity() -> str:
     import wandb
-
     return wandb.Api(timeout=tracking.VERIFY_SECONDS).default_entity
 
 
 def run_report(outputs: Path | None = None, html: Path | None = None, online: bool | None = None) -> dict:
-    """Build the report from `outputs` (default: the outputs folder): always `html` (default
-    outputs/report.html); online too when `online` is True, or None and a W&B key is accepted.
-
-    Returns {"html", "url", "warnings", "missing", "sections"}."""
+    """Build the report from `outputs` (default: the outputs folder): always `html` (default OUTPUTS/report.html);
+    online too when `online` is True, or None and a W&B key is accepted. Returns what it built and found."""
     outputs = Path(outputs or runtime.OUTPUT_DIR)
     if not outputs.is_dir():
         raise UserError(f"report: {outputs} is not a folder of results; run the notebooks first (make run)")

@@ -1,11 +1,7 @@
 """The hand-in report's content: every answer recomputed from the files the notebooks leave in the outputs folder.
 
-Introduced in Part-B/02 (its last cell builds the report; `python -m shared report` does the same). Each answer
-is computed here with the functions the notebooks call (`formulas`, `evidence`, `sweep_plots`, ...), from
-`sweep_runs.json`, `partA_best.json`, `partA_best.pt`, `partB_strategies.json`, `partB_vs_scratch.json` and the
-PNG figures of `plots.save_figures`, so the report says what the notebooks say. A missing result becomes a line
-that names the notebook to run. `report.py` turns the content into the W&B report, `report_html.py` into
-`report.html`.
+Introduced in Part-B/02. Each answer uses the functions the notebooks call, so the report says what the notebooks
+say; a missing result becomes a line that names the notebook to run. `report.py` and `report_html.py` render it.
 """
 from __future__ import annotations
 
@@ -49,7 +45,7 @@ class Item:
 class Question:
     title: str            # "Question 1"
     source: str           # the notebook(s) it comes from
-    items: list[Item] = field(default_factory=list)
+    items: list[Item]
 
 
 @dataclass
@@ -65,30 +61,34 @@ class Content:
     missing: list[str]    # notebooks whose results are missing
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, warnings: list[str]) -> dict | None:
+    """The JSON object at `path`; None when it is missing or not one (unreadable: said in `warnings`)."""
     if not path.is_file():
         return None
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}); run the notebook that writes it again") from None
+        warnings.append(f"{path} is not readable JSON ({err}); run the notebook that writes it again")
+        return None
     return value if isinstance(value, dict) else None
 
 
-def _figure(outputs: Path, name: str, caption: str, missing: str, media: tuple | None = None) -> Item:
+def _figure(outputs: Path, name: str, caption: str, notebook: str, media: tuple | None = None) -> Item:
     path = outputs / f"{name}.png"
     if path.is_file():
         return Item("figure", caption, path=path, media=media if media and None not in media else None)
-    return Item("note", f"Figure {name}.png is missing: run {missing}.")
+    return Item("note", f"Figure {name}.png is missing: run {NOTEBOOKS[notebook]}.")
 
 
 def _run(notebook: str) -> str:
     return f"Run {NOTEBOOKS[notebook]} (and the notebooks before it) to fill this in."
 
 
-# --------------------------------------------------------------------------------------------
-# Part A
-# --------------------------------------------------------------------------------------------
+def _group(record: dict) -> str | None:
+    """The W&B group of the run that logged `record`'s figures."""
+    return figures_group(record.get("mode"), record.get("data"))
+
+
 SIZE = 224  # the question's input size, as in Part-A/01
 LATEX_MACS = (r"C = 3k^2mS^2 + k^2m^2\sum_{i=1}^{4} S_i^2 + mS_5^2\,n + 10n"
               r",\quad S_i = \left\lfloor \frac{S}{2^i} \right\rfloor")
@@ -96,19 +96,15 @@ LATEX_PARAMS = r"P = (3k^2+1)m + 4(k^2m+1)m + (mS_5^2+1)\,n + 10(n+1)"
 
 
 def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, int]]]:
-    """(MACs, parameters) at `size` px as LaTeX polynomials, with the coefficients computed from `size`, and
-    the examples of Part-A/01 evaluated by `formulas`, checked against the polynomials and against PyTorch's
-    own counts of the built model (on the meta device: shapes without data, so it takes no arithmetic)."""
+    """(MACs, parameters) at `size` px as LaTeX polynomials, and Part-A/01's examples evaluated by `formulas`,
+    checked against the polynomials and PyTorch's counts of the model built on the meta device (no arithmetic)."""
     import torch
-
     from .model import CNN, CNNConfig
-
     s5 = size // 32
     conv1, convs = 3 * size ** 2, sum((size // 2 ** i) ** 2 for i in range(1, 5))
 
     def number(value):  # 150{,}528: a thousands comma that LaTeX does not space as punctuation
         return f"{value:,}".replace(",", "{,}")
-
     macs = rf"C_{{{size}}} = {number(conv1)}\,k^2m + {number(convs)}\,k^2m^2 + {s5 * s5}\,mn + 10n"
     params = rf"P_{{{size}}} = 4k^2m^2 + 3k^2m + 5m + {s5 * s5}\,mn + 11n + 10"
     examples = []
@@ -126,12 +122,12 @@ def closed_forms(size: int) -> tuple[str, str, list[tuple[int, int, int, int, in
     return macs, params, examples
 
 
-def question_a1(outputs: Path) -> Question:
+def question_a1(outputs: Path) -> list[Item]:
     macs, params, examples = closed_forms(SIZE)
-    items = [
-        Item("text", f"The network: five conv → activation → 2×2 max-pool blocks, one dense layer and a 10-neuron "
-                     f"output layer (shared/model.py). With m filters of size k×k in every layer, n dense neurons "
-                     f"and an S×S×3 input:"),
+    return [
+        Item("text", "The network: five conv → activation → 2×2 max-pool blocks, one dense layer and a 10-neuron "
+                     "output layer (shared/model.py). With m filters of size k×k in every layer, n dense neurons "
+                     "and an S×S×3 input:"),
         Item("text", "Total computations: multiply-accumulates (MACs) of the conv and dense layers for one image "
                      "(FLOPs = 2 × MACs; bias, BatchNorm, activation and pooling not counted)."),
         Item("latex", LATEX_MACS), Item("latex", macs),
@@ -141,11 +137,9 @@ def question_a1(outputs: Path) -> Question:
                       f"model (parameters by numel, MACs by FlopCounterMode), checked as this report was built",
              columns=["m", "k", "n", "parameters P", "MACs C", "GFLOPs"],
              rows=[[str(m), str(k), str(n), f"{p:,}", f"{c:,}", f"{2 * c / 1e9:.3f}"] for m, k, n, p, c in examples]),
+        _figure(outputs, "partA_01_growth", "How P and C grow with m, k and n (log axes)", "A1"),
+        _figure(outputs, "partA_01_per_layer", "The example network (m=32, k=3, n=256), layer by layer", "A1"),
     ]
-    for name, caption in [("partA_01_growth", "How P and C grow with m, k and n (log axes)"),
-                          ("partA_01_per_layer", "The example network (m=32, k=3, n=256), layer by layer")]:
-        items.append(_figure(outputs, name, caption, NOTEBOOKS["A1"]))
-    return Question("Question 1", NOTEBOOKS["A1"], items)
 
 
 def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, dict, list[dict]]:
@@ -167,11 +161,6 @@ def sweep_record(outputs: Path, best: dict | None = None) -> tuple[str | None, d
     return chosen, sweeps[chosen], runs_of(table, chosen)
 
 
-def space_size(config: dict) -> int:
-    """Discrete combinations of the swept space (continuous parameters not counted)."""
-    return math.prod(len(spec["values"]) for spec in (config.get("parameters") or {}).values() if "values" in spec)
-
-
 def describe_early_terminate(rule) -> str:
     """'hyperband, min_iter 1, eta 2' for the sweep config's early_terminate; 'none' without one."""
     if not isinstance(rule, dict):
@@ -179,24 +168,22 @@ def describe_early_terminate(rule) -> str:
     return ", ".join([str(rule.get("type", "?")), *(f"{key} {value}" for key, value in rule.items() if key != "type")])
 
 
-def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict], table) -> Question:
+def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dict], table) -> list[Item]:
     """`table`: `runs_frame.runs_table(runs)`, built once for Questions 2 and 3."""
     from .sweep_controller import early_termination_summary
-
-    if not runs:
-        return Question("Question 2", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
     config = sweep.get("config") or {}
+    swept = (config.get("parameters") or {}).values()
+    combinations = math.prod(len(spec["values"]) for spec in swept if "values" in spec)  # continuous ones not counted
     saving = early_termination_summary(runs)
     failed = [run for run in runs if run.get("state") == "failed"]
     items = [
         Item("text", f"Sweep {sweep_id} ({config.get('method', '?')}, W&B {sweep.get('wandb_mode', '?')}, "
                      f"{sweep.get('mode', '?')} mode): {sweep_plots.runs_summary(table)}"),
         Item("bullets", lines=[
-            f"Bayesian search instead of a grid: {len(runs)} runs instead of the {space_size(config):,} discrete "
+            f"Bayesian search instead of a grid: {len(runs)} runs instead of the {combinations:,} discrete "
             f"combinations of the swept space (the learning rate is continuous on top).",
-            f"Early termination ({describe_early_terminate(config.get('early_terminate'))}): "
-            f"{saving['stopped']} of {saving['runs']} "
-            f"runs stopped early; {saving['epochs_run']} epochs run of {saving['epochs_asked']} asked "
+            f"Early termination ({describe_early_terminate(config.get('early_terminate'))}): {saving['stopped']} of "
+            f"{saving['runs']} runs stopped early; {saving['epochs_run']} epochs run of {saving['epochs_asked']} asked "
             f"({saving['fraction_of_time_saved']:.0%} of the time saved, estimated from each stopped run's mean "
             f"epoch time).",
             f"Failures cost a run, not the sweep: {len(failed)} failed"
@@ -205,25 +192,22 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
             "sizes from one."]),
         Item("panels", "The sweep's runs in W&B", panels={"kind": "sweep", "sweep_id": sweep_id}),
     ]
-    group = figures_group(sweep.get("mode"), sweep.get("data"))
     for name, caption in [("val_acc_vs_created", "Validation accuracy against created time"),
                           ("parallel_coordinates", "Parallel coordinates (colour = validation accuracy)"),
                           ("parameter_importance", "Parameter importance and correlation with val_acc")]:
-        items.append(_figure(outputs, f"partA_02_{name}", caption, NOTEBOOKS["A2"],
-                             media=(group, f"sweep-plots-{sweep_id}", name)))
+        media = (_group(sweep), f"sweep-plots-{sweep_id}", name)
+        items.append(_figure(outputs, f"partA_02_{name}", caption, "A2", media))
     best = best_of(runs)
     if best:
         items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
                           panels={"kind": "best_run", "sweep_id": sweep_id, "run": best.get("name"),
                                   "history": best.get("history") or [], "config": best.get("config")}))
-    return Question("Question 2", NOTEBOOKS["A2"], items)
+    return items
 
 
-def question_a3(runs: list[dict], table) -> Question:
-    if not runs:
-        return Question("Question 3", NOTEBOOKS["A2"], [Item("note", _run("A2"))])
+def question_a3(runs: list[dict], table) -> list[Item]:
     findings = sweep_plots.observations(table)
-    return Question("Question 3", NOTEBOOKS["A2"], [
+    return [
         Item("text", "Seen in these runs: what the plots show, described from the runs (directions and sizes in "
                      "these runs, not conclusions):"),
         Item("bullets", lines=sweep_plots.seen_in_runs(table, findings)),
@@ -231,7 +215,7 @@ def question_a3(runs: list[dict], table) -> Question:
                      "evidence clears the thresholds; otherwise the line says why not):"),
         Item("bullets", lines=[str(f) for f in findings]),
         Item("text", "Expectations from the literature, not measured here:"),
-        Item("bullets", lines=list(sweep_plots.expectations(runs_frame.varied_keys(table))))])
+        Item("bullets", lines=list(sweep_plots.expectations(runs_frame.varied_keys(table))))]
 
 
 A3_FIGURES = [("partA_learning_curves", "Learning curves of the best config's retraining (its own run)"),
@@ -256,15 +240,11 @@ def test_images(record: dict) -> int | None:
     return None
 
 
-def question_a4(outputs: Path, record: dict | None) -> Question:
-    source = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}"
-    if not record:
-        return Question("Question 4", source, [Item("note", _run("A3"))])
+def question_a4(outputs: Path, record: dict) -> list[Item]:
     models = record.get("models") or {}
     tested = models.get(record.get("reported"))
     if not tested:  # a record from before it held one entry per model
-        return Question("Question 4", source, [Item("note", f"{BEST_RESULT} has no entry per tested model: "
-                                                            + _run("A3"))])
+        return [Item("note", f"{BEST_RESULT} has no entry per tested model: " + _run("A3"))]
     items = [Item("text", f"(a) The best model from the sweep ({record.get('source', '?')}): {tested['name']}, "
                           f"evaluated once on the test set (val/): TEST ACCURACY {tested['test_acc']:.2%}, "
                           f"cross-entropy {tested.get('test_loss', float('nan')):.4f}.")]
@@ -283,27 +263,23 @@ def question_a4(outputs: Path, record: dict | None) -> Question:
         lines.append(f"{class_extremes_sentence(per_class)} Chance level with {len(per_class)} classes: "
                      f"{1 / len(per_class):.0%}.")
     items.append(Item("bullets", lines=lines))
-    group = figures_group(record.get("mode"), record.get("data"))  # Part-A/04 logs under Part-A/03's mode and data
-    items += [_figure(outputs, name, caption, NOTEBOOKS["A3"], media=(group, "partA-best-model-test", name))
+    group = _group(record)  # Part-A/04 logs under Part-A/03's mode and data
+    items += [_figure(outputs, name, caption, "A3", media=(group, "partA-best-model-test", name))
               for name, caption in A3_FIGURES]
     items += filter_findings(outputs, record)
-    items += [_figure(outputs, name, caption, NOTEBOOKS["A4"], media=(group, "partA-filters-guided-backprop", name))
+    items += [_figure(outputs, name, caption, "A4", media=(group, "partA-filters-guided-backprop", name))
               for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
     if not any((outputs / f"{name}.png").is_file() for name, _ in A4_FIGURES):
         items.append(Item("note", f"(c) and (d) are optional: {_run('A4')}"))
-    return Question("Question 4", source, items)
+    return items
 
 
-def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
-    """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves.
-
-    The model is the one Part-A/04 looks inside: the sweep's saved best model that Part-A/03 tested
-    (its `sweep` entry's checkpoint), else Part-A/03's retraining (`partA_best.pt`)."""
+def filter_findings(outputs: Path, record: dict) -> list[Item]:
+    """(c): whether the best model's first-layer kernels are smoother than shuffled copies of themselves. The
+    model is Part-A/04's: the sweep's saved best model that Part-A/03 tested, else its retraining (partA_best.pt)."""
     from . import train, viz
-
-    saved_by_sweep = Path(((record or {}).get("models") or {}).get("sweep", {}).get("checkpoint")
-                          or outputs / BEST_CHECKPOINT)
-    checkpoint = saved_by_sweep if saved_by_sweep.is_file() else outputs / BEST_CHECKPOINT
+    saved = Path(((record.get("models") or {}).get("sweep") or {}).get("checkpoint") or outputs / BEST_CHECKPOINT)
+    checkpoint = saved if saved.is_file() else outputs / BEST_CHECKPOINT
     if not checkpoint.is_file():
         return []
     try:
@@ -318,63 +294,47 @@ def filter_findings(outputs: Path, record: dict | None = None) -> list[Item]:
                          f"{found['margin']:.2f}): {verdict}.")]
 
 
-def question_link(title: str, repo_url: str) -> Question:
+def question_link(repo_url: str) -> list[Item]:
     if "<" in repo_url:
-        item = Item("note", "The GitHub link is not filled in yet: push the repo to a public GitHub repository and "
-                            "run `make publish`, then build this report again.")
-    else:
-        item = Item("text", f"The code: {repo_url.removesuffix('.git')}")
-    return Question(title, "shared/bootstrap.py (REPO_URL, written by make publish)", [item])
+        return [Item("note", "The GitHub link is not filled in yet: push the repo to a public GitHub repository "
+                             "and run `make publish`, then build this report again.")]
+    return [Item("text", f"The code: {repo_url.removesuffix('.git')}")]
 
 
-# --------------------------------------------------------------------------------------------
-# Part B
-# --------------------------------------------------------------------------------------------
-def question_b1(outputs: Path, strategies: dict | None, compared: dict | None = None) -> Question:
+def question_b1(outputs: Path, strategies: dict, compared: dict | None = None) -> list[Item]:
     import torch
     import torchvision
-
     from . import finetune
-
-    if not strategies:
-        return Question("Question 1", NOTEBOOKS["B1"], [Item("note", _run("B1"))])
     model_name = strategies["model"]
     recipe = finetune.preprocessing(model_name)
     with torch.device("meta"):  # only the head's shape is read: no weights are made, nor initialised
         head = finetune.get_head(torchvision.models.get_model(model_name))
-    return Question("Question 1", NOTEBOOKS["B1"], [
+    used = (compared or {}).get("preprocessing") or {}  # Part-B/02's, when its mode scaled the recipe down for a CPU
+    scaled = ""
+    if used and (used.get("resize_size"), used.get("crop_size")) != (recipe["resize_size"], recipe["crop_size"]):
+        scaled = (f" This run ({compared.get('mode')} mode) scaled it down in the same ratio: resize "
+                  f"{used['resize_size']} px, crop {used['crop_size']} px.")
+    return [
         Item("text", f"Model: {model_name}, ImageNet weights {finetune.get_weights(model_name)}"
                      + ("." if strategies.get("pretrained") else
                         " (this run: RANDOM initialisation, no weights offline).")),
         Item("text", f"(a) Image size: the weights' own recipe, applied once when the image cache is built: resize "
                      f"the shorter side to {recipe['resize_size']} px keeping the aspect ratio, centre-crop "
                      f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
-                     f"{recipe['std']}." + scaled_recipe(recipe, compared)),
+                     f"{recipe['std']}." + scaled),
         _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
-                NOTEBOOKS["B1"], media=(figures_group(strategies.get("mode"), strategies.get("data")),
-                                         f"partB-strategies-{model_name}", "partB_preprocessing")),
+                "B1", media=(_group(strategies), f"partB-strategies-{model_name}", "partB_preprocessing")),
         Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
-                     f"({head.weight.numel() + head.bias.numel():,} "
-                     f"parameters) is replaced by a new Linear({head.in_features}, 10) "
-                     f"({head.in_features * 10 + 10:,} parameters); the backbone's feature vector is kept."),
-    ])
+                     f"({head.weight.numel() + head.bias.numel():,} parameters) is replaced by a new "
+                     f"Linear({head.in_features}, 10) ({head.in_features * 10 + 10:,} parameters); the backbone's "
+                     f"feature vector is kept."),
+    ]
 
 
-def scaled_recipe(recipe: dict, compared: dict | None) -> str:
-    """What Part-B/02 used when its mode scaled the recipe down for a CPU ('' when it used the recipe)."""
-    used = (compared or {}).get("preprocessing") or {}
-    if not used or (used.get("resize_size"), used.get("crop_size")) == (recipe["resize_size"], recipe["crop_size"]):
-        return ""
-    return (f" This run ({compared.get('mode')} mode) scaled it down in the same ratio: resize {used['resize_size']} "
-            f"px, crop {used['crop_size']} px.")
-
-
-def question_b2(outputs: Path, strategies: dict | None) -> Question:
-    if not strategies:
-        return Question("Question 2", NOTEBOOKS["B1"], [Item("note", _run("B1"))])
+def question_b2(outputs: Path, strategies: dict) -> list[Item]:
     rows = {row["strategy"]: row for row in strategies.get("rows") or []}
     reference = "full" if "full" in rows else next(iter(rows))
-    return Question("Question 2", NOTEBOOKS["B1"], [
+    return [
         Item("table", f"{strategies['model']}: four strategies on the same data and budget "
                       f"(best by validation accuracy: {strategies['best']['strategy']})",
              columns=["strategy", "trainable parameters", "share", "s/epoch", "total s", "val acc"],
@@ -383,51 +343,33 @@ def question_b2(outputs: Path, strategies: dict | None) -> Question:
         Item("bullets", lines=[str(f) for f in evidence.strategy_comparison(
             rows, reference, val_images=strategies.get("val_images"))]),
         _figure(outputs, "partB_strategies", "Trainable parameters, time per epoch and accuracy per strategy",
-                NOTEBOOKS["B1"], media=(figures_group(strategies.get("mode"), strategies.get("data")),
-                                         f"partB-strategies-{strategies['model']}", "partB_strategies")),
-    ])
+                "B1", media=(_group(strategies), f"partB-strategies-{strategies['model']}", "partB_strategies")),
+    ]
 
 
-def question_b3(outputs: Path, compared: dict | None) -> Question:
-    if not compared:
-        return Question("Question 3", NOTEBOOKS["B2"], [Item("note", _run("B2"))])
+def question_b3(outputs: Path, compared: dict) -> list[Item]:
+    import numpy as np
     scratch, tuned = compared["scratch"], compared["tuned"]
     name = f"{compared['model']} {compared['strategy']}"
-    group, run = figures_group(compared.get("mode"), compared.get("data")), f"partB-vs-scratch-{compared['model']}"
-    return Question("Question 3", NOTEBOOKS["B2"], [
-        Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN, "
-                     f"{scratch.get('name', 'unnamed')} (test accuracy {scratch['test_acc']:.2%}), on "
-                     f"{compared['test_images']:,} test images:"),
-        Item("bullets", lines=[str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
-             + class_lines(compared)),
-        _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", NOTEBOOKS["B2"],
-                media=(group, run, "vs_scratch")),
-        _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set",
-                NOTEBOOKS["B2"], media=(group, run, "confusion")),
-    ])
-
-
-def class_lines(compared: dict) -> list[str]:
-    """Part-B/02's hardest and easiest class and most frequent confusion, from its saved test metrics."""
-    import numpy as np
-
-
-    per_class = {name: acc for name, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
-    lines = []
-    if per_class:
+    group, run = _group(compared), f"partB-vs-scratch-{compared['model']}"
+    lines = [str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
+    per_class = {label: acc for label, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
+    if per_class:  # the hardest and easiest class, and the most frequent confusion, from the saved test metrics
         lines.append("For the fine-tuned model: " + class_extremes_sentence(per_class))
     if compared.get("confusion") and compared.get("classes"):
         lines.append(confusion_sentence(np.array(compared["confusion"]), compared["classes"]))
-    return lines
+    return [
+        Item("text", f"Fine-tuned {name} (test accuracy {tuned['test_acc']:.2%}) against Part A's best scratch CNN, "
+                     f"{scratch.get('name', 'unnamed')} (test accuracy {scratch['test_acc']:.2%}), on "
+                     f"{compared['test_images']:,} test images:"),
+        Item("bullets", lines=lines),
+        _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", "B2",
+                (group, run, "vs_scratch")),
+        _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set", "B2",
+                (group, run, "confusion")),
+    ]
 
 
-DECLARATION = ("I, [your name], roll number [your roll number], swear on my honour that I have written the code "
-               "and the report by myself and have not copied it from the internet or other students.")
-
-
-# --------------------------------------------------------------------------------------------
-# All of it
-# --------------------------------------------------------------------------------------------
 def data_warnings(records: list[dict]) -> list[str]:
     """What the top of the report must say about the data and mode the results come from."""
     warnings = []
@@ -456,47 +398,48 @@ def unreadable(err: Exception, files: list[str]) -> str:
             f"that writes it again.")
 
 
-def guarded(title: str, source: str, files: list[str], build) -> Question:
-    """`build()`, or the question with one line naming what could not be read: the report is always written."""
-    try:
-        return build()
-    except READ_ERRORS as err:
-        return Question(title, source, [Item("note", unreadable(err, files))])
-
-
 def collect(outputs: Path) -> Content:
     """Every question's answer from the files under `outputs`; a file that cannot be read is a line, not a stop."""
     from .bootstrap import REPO_URL
-
-    warnings, records = [], {}
-    for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH):
-        try:
-            records[name] = _read_json(outputs / name)
-        except UserError as err:
-            records[name], _ = None, warnings.append(str(err))
-    best, strategies, compared = (records[name] for name in (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH))
+    warnings = []
+    names = (BEST_RESULT, STRATEGY_RESULTS, VS_SCRATCH)
+    best, strategies, compared = (_read_json(outputs / name, warnings) for name in names)
     try:
         sweep_id, sweep, runs = sweep_record(outputs, best)
         table, sweep_error = (runs_frame.runs_table(runs) if runs else None), None
     except READ_ERRORS as err:
         sweep_id, sweep, runs, table, sweep_error = None, {}, [], None, err
 
-    def sweep_question(title, build):
-        if sweep_error:
-            return Question(title, NOTEBOOKS["A2"], [Item("note", unreadable(sweep_error, [SWEEP_RUNS]))])
-        return guarded(title, NOTEBOOKS["A2"], [SWEEP_RUNS], build)
-
     found = {"A2": runs or sweep_error, "A3": best, "B1": strategies, "B2": compared}
-    a4, b = f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}", [STRATEGY_RESULTS, VS_SCRATCH]
-    parts = [Part("Part A", [question_a1(outputs),
-                             sweep_question("Question 2", lambda: question_a2(outputs, sweep_id, sweep, runs, table)),
-                             sweep_question("Question 3", lambda: question_a3(runs, table)),
-                             guarded("Question 4", a4, [BEST_RESULT], lambda: question_a4(outputs, best)),
-                             question_link("Question 5", REPO_URL)]),
-             Part("Part B", [guarded("Question 1", NOTEBOOKS["B1"], b, lambda: question_b1(outputs, strategies, compared)),
-                             guarded("Question 2", NOTEBOOKS["B1"], b[:1], lambda: question_b2(outputs, strategies)),
-                             guarded("Question 3", NOTEBOOKS["B2"], b[1:], lambda: question_b3(outputs, compared)),
-                             question_link("Question 4", REPO_URL)])]
+
+    def question(title, source, files, build, needs=None):
+        """`build()`'s items, or one line: what could not be read, or the notebook it `needs` to run first."""
+        try:
+            if needs == "A2" and sweep_error:
+                items = [Item("note", unreadable(sweep_error, files))]
+            elif needs and not found[needs]:
+                items = [Item("note", _run(needs))]
+            else:
+                items = build()
+        except READ_ERRORS as err:
+            items = [Item("note", unreadable(err, files))]
+        return Question(title, source, items)
+
+    a2, a4, b1, b2 = NOTEBOOKS["A2"], f"{NOTEBOOKS['A3']} and {NOTEBOOKS['A4']}", NOTEBOOKS["B1"], NOTEBOOKS["B2"]
+    link = "shared/bootstrap.py (REPO_URL, written by make publish)"
+    part_a = [
+        question("Question 1", NOTEBOOKS["A1"], [], lambda: question_a1(outputs)),
+        question("Question 2", a2, [SWEEP_RUNS], lambda: question_a2(outputs, sweep_id, sweep, runs, table), "A2"),
+        question("Question 3", a2, [SWEEP_RUNS], lambda: question_a3(runs, table), "A2"),
+        question("Question 4", a4, [BEST_RESULT], lambda: question_a4(outputs, best), "A3"),
+        question("Question 5", link, [], lambda: question_link(REPO_URL))]
+    part_b = [
+        question("Question 1", b1, [STRATEGY_RESULTS, VS_SCRATCH], lambda: question_b1(outputs, strategies, compared),
+                 "B1"),
+        question("Question 2", b1, [STRATEGY_RESULTS], lambda: question_b2(outputs, strategies), "B1"),
+        question("Question 3", b2, [VS_SCRATCH], lambda: question_b3(outputs, compared), "B2"),
+        question("Question 4", link, [], lambda: question_link(REPO_URL))]
+    parts = [Part("Part A", part_a), Part("Part B", part_b)]
     try:
         warnings = data_warnings([r for r in [sweep, best, strategies, compared, *runs[:1]] if r]) + warnings
     except READ_ERRORS as err:

@@ -1,9 +1,7 @@
 """The hand-in report as one self-contained HTML file (`outputs/report.html`), built with or without W&B.
 
-Introduced in Part-B/02, beside `report.py`. Everything is inside the file: figures as base64 PNG data
-URIs, formulas drawn by matplotlib's mathtext (with their LaTeX source as text below), styles inline.
-Nothing is fetched when it opens, so it reads the same in any browser with no network. All text is
-escaped.
+Introduced in Part-B/02, beside `report.py`. Figures are base64 PNG data URIs, formulas drawn by matplotlib's
+mathtext (their LaTeX source below), styles inline: nothing is fetched when it opens. All text is escaped.
 """
 from __future__ import annotations
 
@@ -12,10 +10,12 @@ import html
 import io
 from pathlib import Path
 
-from .report_content import DECLARATION, Content, Item
+from .report_content import Content, Item
 from .runtime import atomic_path
 
 TITLE = "DA6401 Assignment 2: convolutional networks on iNaturalist-12K"
+DECLARATION = ("I, [your name], roll number [your roll number], swear on my honour that I have written the code "
+               "and the report by myself and have not copied it from the internet or other students.")
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 980px; margin: 2em auto;
        padding: 0 1em; line-height: 1.5; color: #1d1d1f; }
@@ -38,13 +38,8 @@ li { margin: .3em 0; }
 """
 
 
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 def figure_png(fig, dpi: int = 100) -> bytes:
     import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -54,19 +49,17 @@ def figure_png(fig, dpi: int = 100) -> bytes:
 def latex_png(source: str) -> bytes:
     """A formula drawn with matplotlib's mathtext: no MathJax, no network."""
     import matplotlib.pyplot as plt
-
     fig = plt.figure(figsize=(0.01, 0.01))
     fig.text(0, 0, f"${source}$", fontsize=15)
     return figure_png(fig, dpi=110)
 
 
 def _image(png: bytes, alt: str) -> str:
-    return f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}">'
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{html.escape(alt)}">'
 
 
 def render_item(item: Item) -> str:
     from .plots import plot_learning_curves
-
     text = html.escape(item.text)
     if item.kind == "text":
         return f"<p>{text}</p>"
@@ -83,8 +76,8 @@ def render_item(item: Item) -> str:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in item.rows)
         return f"<table><caption>{text}</caption><tr>{head}</tr>{body}</table>"
     if item.kind == "panels" and item.panels.get("kind") == "best_run" and item.panels.get("history"):
-        png = figure_png(plot_learning_curves(item.panels["history"], title=item.text, config=item.panels.get("config")))
-        return f"<figure>{_image(png, item.text)}<figcaption>{text}</figcaption></figure>"
+        fig = plot_learning_curves(item.panels["history"], title=item.text, config=item.panels.get("config"))
+        return f"<figure>{_image(figure_png(fig), item.text)}<figcaption>{text}</figcaption></figure>"
     return ""  # the sweep's live panels exist only in the W&B report; their PNG copies follow them
 
 
