@@ -33,12 +33,8 @@ QUICK = _flag("INAT_QUICK")
 
 
 class UserError(Exception):
-    """Bad input from the user (a path, a setting, a dataset): its message is one line that says what to do.
-
-    The CLI prints it as `error: <message>` and exits with status 1, with no traceback: tracebacks are
-    for bugs. Notebooks show it as the cell's error. Subclasses: `data.DataError`,
-    `finetune.WeightsUnavailable`.
-    """
+    """Bad input from the user: a one-line message saying what to do. The CLI prints it as `error: ...`
+    and exits 1, with no traceback (tracebacks are for bugs)."""
 
 
 def on_kaggle() -> bool:
@@ -119,11 +115,7 @@ def _apply_settings_file() -> None:
 
 
 def drive_home() -> Path | None:
-    """MyDrive/da6401-a2 on Colab with Google Drive mounted, else None.
-
-    Each Colab notebook is its own runtime: on Drive, outputs survive a dropped session, and the 3.6 GB
-    download and its decoded cache are made once for all six notebooks instead of once per notebook.
-    """
+    """MyDrive/da6401-a2 on Colab with Google Drive mounted (outputs survive a dropped session), else None."""
     return COLAB_DRIVE / "da6401-a2" if on_colab() and COLAB_DRIVE.is_dir() else None
 
 
@@ -199,13 +191,8 @@ ORPHAN_SECONDS = 3600  # a temporary file of atomic_path untouched this long was
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary file beside `path`; it replaces `path` only if the block finishes.
-
-    A crash, a full disk or Ctrl-C mid-write leaves the old file intact, so a reader (the next
-    notebook, the next run) never sees half a file. The temporary file has a new file's normal
-    permissions (0666 less the umask) and is named `.NAME.<pid>@<host>.<random>.tmp`, so that
-    the next write of NAME can remove the ones a killed writer left (see `is_orphan`).
-    """
+    """Yield a temporary file beside `path`; it replaces `path` only if the block finishes, so a reader never
+    sees half a file. Named `.NAME.<pid>@<host>.<random>.tmp`, so a later write can remove a killed writer's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path.parent, f".{path.name}.", ".tmp")
@@ -250,13 +237,8 @@ def remove_orphans(folder: Path, prefix: str, suffix: str = "") -> None:
 
 
 def is_orphan(entry: os.DirEntry, prefix: str) -> bool:
-    """Whether a temporary file of `atomic_path` was left by a writer that is gone.
-
-    Gone when the pid in its name is dead on this host: a killed write is cleaned at once. Pids
-    say nothing about another host's writers (a shared Drive or NFS folder) and get reused, so
-    otherwise only age decides: no write here leaves its file untouched for ORPHAN_SECONDS, so such
-    a file is an orphan even if its name is of an older format.
-    """
+    """Whether a temporary file of `atomic_path` was left by a gone writer: its pid is dead on this host, or
+    (another host's, or an older name) it is older than ORPHAN_SECONDS."""
     writer = entry.name[len(prefix):-len(".tmp")].rpartition(".")[0]  # "<pid>@<host>"
     pid, _, host = writer.partition("@")
     if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
@@ -277,10 +259,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def write_problem(folder: str | os.PathLike) -> str | None:
-    """Why no file can be written in `folder` (made if missing), or None when one can.
-
-    A real probe, a file created and removed: permission bits lie for root, ACLs and read-only mounts.
-    """
+    """Why no file can be written in `folder` (made if missing), or None. A real probe: permission bits lie."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -350,12 +329,8 @@ def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
 def check_output_file(path: str | os.PathLike, name: str, kind: str, example: str = "result.json") -> None:
     """Refuse, before the work whose result it would hold, an output file that could not or must not be written.
 
-    `name` is how the user knows it ("--json", "the runs table"); `kind` is what the command writes there (see
-    JSON_KINDS and TORCH_KINDS). A file is written only where nothing is or where a file of the same kind is
-    (the command's own earlier result): the runs table, a checkpoint, a figure or a notebook of another
-    command is never replaced. A folder, a path under a file, or a folder where no file can be made used to
-    fail only at the end: the result was lost. Creates nothing (see `outputs_problem`): a folder that does not
-    exist yet is made by the write itself.
+    `name` is how the user knows it ("--json"); `kind` is what the command writes there (see JSON_KINDS and
+    TORCH_KINDS): only a file of the same kind is replaced. Creates nothing (see `outputs_problem`).
     """
     target = Path(path)
     if target.is_dir():
@@ -372,8 +347,6 @@ def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:
     """Refuse, before any work, an output path that is another output or an input of the same command.
 
     `outputs` and `inputs` map a name the user knows (e.g. "--json", "the runs table") to a path or None.
-    A command that wrote its JSON over its checkpoint, or one sweep's payload over the runs table that keeps
-    every sweep, would lose data and still exit 0; this turns that into one `error:` line.
     """
     seen: dict[Path, str] = {}
     for name, path in (inputs or {}).items():
