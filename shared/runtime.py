@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "False")
 
@@ -396,6 +398,8 @@ def attached(name: str) -> Path | None:
     or None. Only found here: its reader checks that it belongs to this data and mode."""
     copies = [p for p in INPUTS.rglob(name) if p.is_file()] if INPUTS is not None and INPUTS.is_dir() else []
     return max(copies, key=lambda p: p.stat().st_mtime, default=None)
+
+
 _check_outputs(OUTPUT_DIR)  # here, once write_problem exists: still at import, before any work
 
 
