@@ -207,14 +207,15 @@ def _find_cache(cache_file: Path) -> Path | None:
 
 
 def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = None,
-                cache_dir: str | os.PathLike | None = None, expected_classes: list[str] | None = None,
-                progress: bool = True, decoder: str = "auto") -> ImageSet:
+                cache_dir: str | os.PathLike | None = None, workers: int | None = None,
+                expected_classes: list[str] | None = None, progress: bool = True,
+                decoder: str = "auto") -> ImageSet:
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
     The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, and rebuilt when its
     checksum shows damage. Unreadable or non-image files are skipped and listed in `ImageSet.skipped`. A cache
-    folder that cannot be written is a warning, and the run goes on without a cache. decoder: "cpu", "cuda"
-    (nvJPEG) or "auto" (cuda when available); both build the same cache.
+    folder that cannot be written is a warning, and the run goes on without a cache. decoder: "cpu" (on `workers`
+    threads, default one per core), "cuda" (nvJPEG) or "auto" (cuda when available); both build the same cache.
     """
     folder = Path(folder)
     decoder = decode.choose_decoder(decoder)
@@ -228,7 +229,7 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
         cache_file = None
     bar = functools.partial(tqdm, total=len(files), disable=not progress, unit="img",
                             desc=f"decoding {_printable(folder.name)}/ at {size}px")
-    images, keep, skipped = decode.decode_all(files, size, resize_to, decoder, os.cpu_count() or 1, bar)
+    images, keep, skipped = decode.decode_all(files, size, resize_to, decoder, workers or os.cpu_count() or 1, bar)
     if skipped:
         print(f"Skipped {len(skipped)} unreadable file(s) in {_printable(str(folder))}:")
         for path, reason in skipped[:10]:
