@@ -69,9 +69,8 @@ def _draft_scale(width: int, height: int, at_least: int) -> int:
 
 
 def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torch.Tensor:
-    """uint8 [3, H, W] RGB of a JPEG at the smallest of the scales 1, 1/2, 1/4, 1/8 that keeps both sides
-    >= `at_least` (None: whole), or BadImage. libjpeg scales in the DCT domain, so the resize that follows
-    reads up to 64x fewer pixels and still only shrinks."""
+    """uint8 [3, H, W] RGB of a JPEG at the smallest DCT scale that keeps both sides >= `at_least` (None: whole),
+    or BadImage: libjpeg then reads up to 64x fewer pixels, and the resize that follows still only shrinks."""
     width, height = header.size
     scale = _draft_scale(width, height, at_least) if at_least else 1
     pixels = _strict_libjpeg(data, header.mode, width, height, scale)
@@ -89,11 +88,10 @@ def _decode_jpeg(data: bytes, header: Image.Image, at_least: int | None) -> torc
 
 
 def _strict_libjpeg(data: bytes, mode: str, width: int, height: int, scale: int) -> np.ndarray | None:
-    """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None where
-    PIL or torchvision decode it instead: no simplejpeg, a JPEG it cannot decode at all, and CMYK (only
-    checked here: its CMYK->RGB conversion is 1 level off PIL's). Asking for 1/scale's sides exactly pins
-    simplejpeg's choice among libjpeg-turbo's 16 scales to PIL's, and then its pixels are PIL's.
-    """
+    """uint8 [H, W, 3] RGB of a JPEG at 1/`scale` by simplejpeg, BadImage when libjpeg warns, or None where PIL
+    or torchvision decode it instead: no simplejpeg, a JPEG it cannot decode at all, and CMYK (only checked here:
+    its CMYK->RGB conversion is 1 level off PIL's). Asking for 1/scale's sides exactly pins simplejpeg's choice
+    among libjpeg-turbo's 16 scales to PIL's, and then its pixels are PIL's."""
     try:  # imported here: the notebooks' setup cell imports shared.data before it installs simplejpeg
         import simplejpeg
     except ImportError:
@@ -136,12 +134,8 @@ def _decode_other(data: bytes) -> torch.Tensor:
 
 
 def _scaled_gray(image: Image.Image) -> np.ndarray:
-    """uint8 [H, W, 3] of a float (F) or integer (I, I;16) grayscale image, e.g. a scientific TIFF.
-
-    PIL's convert("RGB") clips such values to 0..255. Here they are scaled by the range they fit: I;16 by
-    0..65535; other modes by the first of 0..1 (floats only), 0..255, 0..65535 that holds every pixel.
-    Values outside all of them, or NaN/inf, have no brightness we could guess: the file is skipped.
-    """
+    """uint8 [H, W, 3] of a float (F) or integer (I, I;16) grayscale image, e.g. a scientific TIFF, scaled by the
+    first range that holds every pixel (PIL's convert("RGB") would clip them to 0..255); BadImage if none does."""
     values = np.asarray(image)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise BadImage(f"mode {image.mode} image with NaN or infinite pixel values")
@@ -164,19 +158,21 @@ def resize_uint8(image: torch.Tensor, size: int, resize_to: int | None = None) -
     limit = Image.MAX_IMAGE_PIXELS
     if limit and resize_to * long * resize_to > limit * short:  # a 2x12000 PNG would grow to 224x1,344,000
         raise BadImage(f"not resized: its shorter side at {resize_to} px makes "
-                       f"{resize_to}x{resize_to * long // short:,} pixels, over PIL's Image.MAX_IMAGE_PIXELS ({limit:,})")
+                       f"{resize_to}x{resize_to * long // short:,} pixels, over PIL's "
+                       f"Image.MAX_IMAGE_PIXELS ({limit:,})")
     image = TF.resize(image, resize_to, antialias=True)
     return TF.center_crop(image, [size, size])
 
 
-def _decode_bytes(data: bytes, size: int, resize_to: int | None) -> torch.Tensor:
-    """One file's bytes -> uint8 [3, size, size] on the CPU; BadImage when they are not a usable image."""
+def _decode_bytes(data: bytes, size: int | None, resize_to: int | None = None) -> torch.Tensor:
+    """One file's bytes -> uint8 [3, size, size] on the CPU (size=None: [3, H, W], the whole image); BadImage when
+    they are not a usable image."""
     with _open_header(data) as header:
         if header.format in _JPEG_FORMATS:
             rgb = _decode_jpeg(data, header, resize_to or size)
         else:
             rgb = _decode_other(data)
-    return resize_uint8(rgb, size, resize_to)
+    return rgb if size is None else resize_uint8(rgb, size, resize_to)
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:
@@ -184,9 +180,7 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     cache would skip raises BadImage with the file and the reason. Introduced in Part-B/01, for figures."""
     path = Path(path)
     try:
-        data = _read_file(path)
-        with _open_header(data) as header:  # the cache's checks first: empty, not an image, a decompression bomb
-            return _decode_jpeg(data, header, None) if header.format in _JPEG_FORMATS else _decode_other(data)
+        return _decode_bytes(_read_file(path), None)
     except BadImage as err:
         raise BadImage(f"{path}: {err}") from None
 

@@ -48,17 +48,7 @@ def sample_sweep_params(config: dict, samples: int = 256, seed: int = 0) -> list
 
     space = HyperParameterSet.from_config(config["parameters"])
     rng = np.random.default_rng(seed)
-    draw = lambda hp: hp.ppf(rng.uniform())  # noqa: E731
-    return [{hp.name: plain_value(draw(hp)) for hp in space} for _ in range(samples)]
-
-
-def _train_folder_images(root_or_counts) -> int:
-    """Images in train/: from a dataset root (names only), a {class: count} dict or a plain count."""
-    if isinstance(root_or_counts, dict):
-        return sum(root_or_counts.values())
-    if isinstance(root_or_counts, int):
-        return root_or_counts
-    return sum(data_lib.check_dataset(root_or_counts).train_counts.values())
+    return [{hp.name: plain_value(hp.ppf(rng.uniform())) for hp in space} for _ in range(samples)]
 
 
 def _epoch_images(train_folder_images: int, tcfg: TrainConfig) -> tuple[int, int]:
@@ -69,21 +59,16 @@ def _epoch_images(train_folder_images: int, tcfg: TrainConfig) -> tuple[int, int
     return seen, val
 
 
-# A CPU measures configs up to this many forward MACs per image (about a second per image-step on two
-# cores) and prices heavier ones by extrapolation: CPU time grows linearly with MACs.
-CPU_MEASURE_MACS = 2e9
-# A CPU warm-up step holds at most 16 images and about 1e9 forward MACs: a CPU's cost per image
-# hardly depends on the batch, and the estimate must stay a few seconds long.
-CPU_MAX_BATCH, CPU_STEP_MACS = 16, 1e9
+# A CPU warms up configs of up to CPU_MEASURE_MACS forward MACs per image and extrapolates heavier ones (its time
+# grows linearly with MACs), in steps of at most CPU_MAX_BATCH images and about CPU_STEP_MACS MACs: its cost per
+# image hardly depends on the batch, and the estimate must stay a few seconds long.
+CPU_MEASURE_MACS, CPU_MAX_BATCH, CPU_STEP_MACS = 2e9, 16, 1e9
 
 
 def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 3) -> dict:
-    """Seconds per image of a steady `fit` epoch for this config, on random uint8 images (they cost what photos do).
-
-    `fit` runs two eager epochs of `steps` batches plus a 20% validation share; the first pays allocation and
-    cuDNN's algorithm search and is not counted. A batch that runs out of GPU memory is halved and measured
-    again (`out_of_memory_at` says so).
-    """
+    """Seconds per image of a steady `fit` epoch for this config, on random uint8 images (they cost what photos do):
+    the second of two eager epochs of `steps` batches, as the first pays allocation and cuDNN's algorithm search.
+    A batch that runs out of GPU memory is halved and measured again (`out_of_memory_at` says so)."""
     device = torch.device(device)
     batch_size = tcfg.batch_size
     if device.type == "cpu":
@@ -91,7 +76,7 @@ def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 
     out_of_memory_at = seconds_per_image = None
     while seconds_per_image is None:
         try:
-            seconds_per_image, wall = _timed_warmup(cnn, tcfg, device, batch_size, steps)
+            seconds_per_image = _timed_warmup(cnn, tcfg, device, batch_size, steps)
         except torch.cuda.OutOfMemoryError:  # the same class as torch.OutOfMemoryError, under the name older torch has
             if batch_size == 1:
                 raise
@@ -99,10 +84,10 @@ def measure_epoch_speed(cnn: CNNConfig, tcfg: TrainConfig, device, steps: int = 
             batch_size //= 2
         release_memory()  # outside the `except`: its traceback no longer holds the failed step's tensors
     return {"macs": count_macs(cnn), "batch_size": batch_size, "seconds_per_image": seconds_per_image,
-            "wall_seconds": wall, "out_of_memory_at": out_of_memory_at}
+            "out_of_memory_at": out_of_memory_at}
 
 
-def _timed_warmup(cnn: CNNConfig, tcfg: TrainConfig, device, batch_size: int, steps: int) -> tuple[float, float]:
+def _timed_warmup(cnn: CNNConfig, tcfg: TrainConfig, device, batch_size: int, steps: int) -> float:
     train_images, val_images = steps * batch_size, max(1, steps * batch_size // 4)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (train_images + val_images, 3, cnn.input_size, cnn.input_size),
@@ -112,13 +97,12 @@ def _timed_warmup(cnn: CNNConfig, tcfg: TrainConfig, device, batch_size: int, st
     train_set, val_set = full.subset(range(train_images)), full.subset(range(train_images, len(full)))
     warmup = dataclasses.replace(tcfg, epochs=2, batch_size=batch_size, patience=0, compile="false")
     out = fit(CNN(cnn), train_set, val_set, warmup, device, progress=False, desc="warm-up")
-    return out["epoch_seconds"][1] / len(full), sum(out["epoch_seconds"])
+    return out["epoch_seconds"][1] / len(full)
 
 
 def _speed_model(points: list[dict]):
-    """Seconds per image as a + b * MACs through the lightest and heaviest measured points. The intercept is what
-    a config costs beyond its MACs (memory traffic, launches); one point, or a heavier one measured faster, gives
-    a constant."""
+    """Seconds per image as a + b * MACs through the lightest and heaviest measured points (a: what a config costs
+    beyond its MACs, memory traffic and launches); one point, or a heavier one measured faster, gives a constant."""
     light, heavy = min(points, key=lambda p: p["macs"]), max(points, key=lambda p: p["macs"])
     slope = 0.0
     if heavy["macs"] > light["macs"]:
@@ -158,18 +142,19 @@ def measure_sweep_speed(runs: list[tuple[CNNConfig, TrainConfig]], device) -> di
 
 def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, device=None,
                    speed: dict | None = None) -> dict:
-    """Estimated wall time of `count` runs of a sweep, before it starts. Introduced in Part-A/02.
+    """Estimated wall time of `count` runs of a sweep `config` (default SWEEP_CONFIG; 256 seeded samples of its space).
 
     `root_or_counts`: the dataset root (only file names are read), a {class: count} dict of train/, or the
-    number of train/ images. `config`: a sweep config (default `SWEEP_CONFIG`), sampled (256 seeded configs);
-    each costs epochs x (train + val images) x seconds per image (`measure_sweep_speed`, `_speed_model`).
-    `speed`: an earlier estimate's, on the same device and input size, to re-estimate without measuring. Runs
-    are assumed to go all their epochs, eager; `excludes` lists what else the estimate leaves out.
+    number of train/ images. `speed`: an earlier estimate's, on the same device and input size, to re-estimate
+    without measuring. Runs are assumed to go all their epochs, eager; `excludes` lists what else is left out.
     """
     if int(count) < 1:
         raise UserError(f"count must be >= 1 runs, got {count}")
     device = torch.device(device or get_device())
-    folder_images = _train_folder_images(root_or_counts)
+    counts = root_or_counts
+    if not isinstance(counts, (dict, int)):
+        counts = data_lib.check_dataset(root_or_counts).train_counts
+    folder_images = counts if isinstance(counts, int) else sum(counts.values())
     runs = [configs_from_params(params)[:2] for params in sample_sweep_params(config or SWEEP_CONFIG, 256)]
     input_sizes = sorted({cnn.input_size for cnn, _ in runs})
     if len(input_sizes) != 1:
@@ -185,11 +170,8 @@ def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, 
                else "every run goes all its epochs")
     total = float(np.mean(per_run)) * int(count)
     return {
-        "estimate": True, "device": str(device), "device_name": where, "count": int(count),
-        "train_folder_images": folder_images, "input_size": input_sizes[0], "configs_sampled": len(runs),
-        "mean_epochs": float(np.mean([tcfg.epochs for _, tcfg in runs])),
-        "mean_macs": float(np.mean([count_macs(cnn) for cnn, _ in runs])),
-        "seconds_per_run": float(np.mean(per_run)),
+        "estimate": True, "device": str(device), "count": int(count), "train_folder_images": folder_images,
+        "input_size": input_sizes[0], "seconds_per_run": float(np.mean(per_run)),
         "seconds_per_run_p10_p90": [float(np.percentile(per_run, 10)), float(np.percentile(per_run, 90))],
         "total_seconds": total, "speed": speed,
         "excludes": ["early stopping", "torch.compile (heavy runs: faster epochs, one compile each)",
@@ -203,9 +185,7 @@ def estimate_sweep(root_or_counts, config: dict | None = None, count: int = 30, 
 # --------------------------------------------------------------------------------------------
 # Before any GPU: the sweep's compute and its memory plan on a 16 GB GPU
 # --------------------------------------------------------------------------------------------
-# An assumption, not a measurement (no T4 has run this engine): NVIDIA's T4 datasheet gives 65 TFLOP/s of
-# fp16 tensor-core peak; 15 TFLOP/s sustained (about 23% of it) is assumed for conv training at 128 px.
-T4_SUSTAINED_TFLOPS = 15.0
+T4_SUSTAINED_TFLOPS = 15.0  # assumed for conv training at 128 px, not measured: see `t4_prediction`
 NATURE_12K_TRAIN_IMAGES = 9999  # images in nature_12K's train/ folder: what the compute and memory plans assume
 
 
@@ -231,11 +211,8 @@ def t4_prediction(pflop: float) -> str:
 
 def memory_plan(config: dict, gpu_gib: float = 16) -> list[dict]:
     """The 8 heaviest configs of a sweep's space, each with its micro-batch and predicted peak bytes on a GPU of
-    `gpu_gib` GiB (`train.plan_micro_batch`; nature_12K's cached train/ images included).
-
-    Every combination of the choices that change memory is priced at the largest dense layer and batch (memory
-    only grows with them), heaviest first. Models are built on the meta device: no memory, no compute.
-    """
+    `gpu_gib` GiB (`train.plan_micro_batch`; nature_12K's cached train/ images included). Every combination of the
+    choices that change memory is priced at the largest dense layer and batch (memory only grows with them)."""
     params = config["parameters"]
     choices = lambda key: params[key].get("values", [params[key].get("value")])  # noqa: E731
     keys = ["base_filters", "organisation", "kernel_size", "batch_norm", "activation", "input_size"]

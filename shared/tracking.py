@@ -91,7 +91,7 @@ def setup_wandb(verbose: bool = True) -> str:
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
     chosen = os.environ.get("WANDB_MODE")
-    if chosen and chosen != "online" or chosen == "online" and _VERIFIED:
+    if chosen and (chosen != "online" or _VERIFIED):
         return chosen  # the user's explicit choice wins, and a checked choice stays made
     key = _find_key()
     if key:
@@ -116,16 +116,6 @@ def init_run(**kwargs):
                       **kwargs)
 
 
-def figure_to_image(fig):
-    """A matplotlib figure as a PIL image. wandb.Image of float arrays in [0, 1] saves black PNGs in 0.31."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
-
-
 def figures_group(mode, fingerprint) -> str | None:
     """The W&B group of a notebook's figure run: its mode and data, so that the report's media panels show this
     hand-in's figures and not a demo run's of the same name. None when a hand-edited record lacks either."""
@@ -135,12 +125,19 @@ def figures_group(mode, fingerprint) -> str | None:
 
 def log_figures(figures: dict, run_name: str, group: str, job_type: str = "figures",
                 config: dict | None = None) -> str | None:
-    """Log matplotlib figures to one W&B run (as uint8 PIL images); returns the run's path or None."""
+    """Log matplotlib figures to one W&B run, as uint8 PIL images (wandb.Image of float arrays in [0, 1] saves
+    black PNGs in 0.31); returns the run's path or None."""
     import wandb
+    from PIL import Image
 
+    images = {}
+    for name, fig in figures.items():
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+        images[name] = wandb.Image(Image.open(png).convert("RGB"))
     run = init_run(name=run_name, group=group, job_type=job_type, config=config or {})
     try:
-        run.log({name: wandb.Image(figure_to_image(fig)) for name, fig in figures.items()})
+        run.log(images)
         return run.path
     finally:
         run.finish()
@@ -190,12 +187,9 @@ def _from_wandb(name: str, mode: str) -> Path | None:
 
 
 def handoff(name: str, mode: str) -> Path:
-    """Where an earlier notebook's file `name` (its path in the outputs folder, e.g. "sweep_runs.json") is.
-
-    The outputs folder's own file; else the newest copy in an attached input (`runtime.attached`, e.g. Kaggle's
-    Add Input); else, with a W&B key, the artifact `log_handoff` logged for this mode; else the outputs folder's
-    (missing) path. One line says where a file from elsewhere came from; the reader still checks its data and mode.
-    """
+    """Where an earlier notebook's file `name` (its path in the outputs folder, e.g. "sweep_runs.json") is: the
+    outputs folder's own; else the newest copy in an attached input (`runtime.attached`); else, with a W&B key, the
+    artifact `log_handoff` logged for this mode; else the (missing) local path. The reader checks data and mode."""
     local = OUTPUT_DIR / name
     if local.is_file():
         return local

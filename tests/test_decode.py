@@ -6,7 +6,6 @@ pipeline, with cache version 1's decoder and without simplejpeg (images/s and pi
 not a test, so that no timing can fail a run on a busy machine.
 """
 import contextlib
-import io
 import sys
 import tempfile
 import time

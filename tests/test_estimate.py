@@ -80,7 +80,7 @@ def test_warm_up_halves_a_batch_that_runs_out_of_memory(monkeypatch):
         tried.append(batch_size)
         if batch_size > 32:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return 0.01, 1.0
+        return 0.01
 
     monkeypatch.setattr(estimate_lib, "_timed_warmup", warm_up)
     cnn = CNNConfig(filters=(8,) * 5, input_size=32)
