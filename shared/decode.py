@@ -124,8 +124,8 @@ def _decode_other(data: bytes) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            array = _scaled_gray(image) if image.mode == "F" or image.mode.startswith("I") else \
-                np.array(image.convert("RGB"))
+            gray = image.mode == "F" or image.mode.startswith("I")
+            array = _scaled_gray(image) if gray else np.array(image.convert("RGB"))
     except BadImage:
         raise
     except Exception as err:
@@ -215,14 +215,12 @@ def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: Thre
         inspected = list(pool.map(_inspect, files[start:start + batch_size]))
         results = [None if data is not None else (None, reason) for data, reason in inspected]
         on_gpu = [i for i, (data, nvjpeg_takes_it) in enumerate(inspected) if data is not None and nvjpeg_takes_it]
-        try:
+        with contextlib.suppress(RuntimeError, BadImage):  # nvJPEG refused the batch, or a file too long to resize
             encoded = [torch.frombuffer(bytearray(inspected[i][0]), dtype=torch.uint8) for i in on_gpu]
             decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device="cuda") if encoded else []
             resized = torch.stack([resize_uint8(image, size, resize_to) for image in decoded]).cpu() if decoded else []
             for i, image in zip(on_gpu, resized):
                 results[i] = (image, None)
-        except (RuntimeError, BadImage):  # nvJPEG refused the batch, or a file too long to resize: the CPU path
-            pass
         on_cpu = [i for i, result in enumerate(results) if result is None]
         for i, result in zip(on_cpu, pool.map(_decode, ((inspected[i][0], size, resize_to) for i in on_cpu))):
             results[i] = result
@@ -231,8 +229,8 @@ def _decode_cuda(files: list[Path], size: int, resize_to: int | None, pool: Thre
 
 @contextlib.contextmanager
 def one_torch_thread():
-    """Torch on one intra-op thread inside the block, restored afterwards. Decoding threads' resizes would
-    otherwise oversubscribe the CPU (16 workers x 16 threads: 3x slower than with one each)."""
+    """Torch on one intra-op thread inside the block, restored afterwards: decoding threads' resizes would
+    otherwise oversubscribe the CPU (each worker with as many threads as cores)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -134,8 +134,8 @@ def measure_sweep_speed(runs: list[tuple[CNNConfig, TrainConfig]], device) -> di
     lightest = min(runs, key=macs)
     measurable = [run for run in runs if device.type == "cuda" or macs(run) <= CPU_MEASURE_MACS]
     heaviest = max(measurable or [lightest], key=macs)
-    points = [measure_epoch_speed(cnn, tcfg, device) for cnn, tcfg in ([lightest] if lightest is heaviest
-                                                                       else [lightest, heaviest])]
+    measured = [lightest] if lightest is heaviest else [lightest, heaviest]
+    points = [measure_epoch_speed(cnn, tcfg, device) for cnn, tcfg in measured]
     return {"device": str(device), "input_size": lightest[0].input_size, "points": points,
             "warmup_seconds": time.perf_counter() - start}
 

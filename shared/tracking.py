@@ -25,6 +25,7 @@ ENTITY = os.environ.get("WANDB_ENTITY") or None
 # A key is checked against the server once, within this many seconds, before anything goes online: a dummy key
 # or no network then costs seconds and one printed line, not wandb.init's 30 s of retries and an error.
 VERIFY_SECONDS = 5
+_VERIFIED = False  # True once setup_wandb has checked a key in this process
 
 
 def base_url() -> str:
@@ -80,9 +81,6 @@ def _ask(key: str, timeout: float) -> str | None:
     return None if viewer else "the server does not know this key"
 
 
-_VERIFIED = False  # True once setup_wandb has checked a key in this process
-
-
 def setup_wandb(verbose: bool = True) -> str:
     """Choose the W&B mode once per process and return it: 'online', 'offline' or 'disabled'. Online only with a
     key the server accepts, even under WANDB_MODE=online: wandb.init with a bad key retries for minutes, then raises."""
@@ -112,8 +110,7 @@ def init_run(**kwargs):
     import wandb
 
     setup_wandb()
-    return wandb.init(project=PROJECT, entity=ENTITY, dir=os.environ["WANDB_DIR"], reinit="finish_previous",
-                      **kwargs)
+    return wandb.init(project=PROJECT, entity=ENTITY, dir=os.environ["WANDB_DIR"], reinit="finish_previous", **kwargs)
 
 
 def figures_group(mode, fingerprint) -> str | None:
