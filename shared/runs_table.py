@@ -74,8 +74,7 @@ def read_table(path) -> dict:
     kind, words = json_kind(table)
     if kind != "runs table":  # never read as empty: the next write would replace it
         raise UserError(f"{path} holds {words}, not a runs table; give the runs table's path, or {_FIX}")
-    table = table if "sweeps" in table else _from_legacy(table)
-    table.setdefault("runs", [])
+    table = table if "sweeps" in table else _from_legacy(table)  # both kinds of runs table have "runs"
     for key, kind, words in (("sweeps", dict, "an object"), ("runs", list, "a list")):
         if not isinstance(table[key], kind):
             raise UserError(f'{path}: "{key}" is a JSON {type(table[key]).__name__}, not {words}; {_FIX}')
@@ -83,8 +82,7 @@ def read_table(path) -> dict:
         if not isinstance(sweep, dict):
             raise UserError(f"{path}: sweep {sweep_id} is not a JSON object; {_FIX}")
     for number, run in enumerate(table["runs"]):
-        problem = _run_problem(run)
-        if problem:
+        if problem := _run_problem(run):
             raise UserError(f"{path}: run {number} {problem}; {_FIX}")
     return table
 
@@ -94,7 +92,7 @@ def _from_legacy(table: dict) -> dict:
     old_id = table.get("sweep_id") or "unknown"
     sweeps = {old_id: {"sweep_id": old_id, "method": table.get("method"), "wandb_mode": table.get("mode"),
                        "config": table.get("config")}}
-    runs = table.get("runs", [])
+    runs = table["runs"]
     for run in runs if isinstance(runs, list) else []:
         if isinstance(run, dict):
             run.setdefault("sweep_id", old_id)
@@ -191,11 +189,9 @@ def _live_claims(path) -> list[dict]:
 @contextlib.contextmanager
 def claim_next(path, sweep_id: str, draw):
     """Draw a sweep's next run and mark it running, in one step under the table's lock; the claim ends with the block.
-
     `draw(earlier, running, index) -> params or None` gets the sweep's records, the params of the runs other
     agents train now, and this draw's number, never handed out twice (it seeds the draw and names the run).
-    Yields {"index", "params", "earlier"}, or None when `draw` has nothing left (an exhausted grid).
-    """
+    Yields {"index", "params", "earlier"}, or None when `draw` has nothing left (an exhausted grid)."""
     folder = Path(f"{path}.claims")
     with locked(path):
         folder.mkdir(exist_ok=True)
@@ -257,9 +253,8 @@ def matching_runs(runs: list[dict], root) -> list[dict]:
 def unfinished_sweep(path, config: dict, fingerprint: dict, mode: str, online: bool) -> tuple[dict, int] | None:
     """(the latest sweep of this config, data and mode with fewer runs done or running than its count, how
     many it has), or None. Online only W&B server sweeps count, offline only local ones."""
-    table = read_table(path)
     with locked(path):
-        claims = _live_claims(path)
+        table, claims = read_table(path), _live_claims(path)
     done = Counter(run.get("sweep_id") for run in [*table["runs"], *claims])
     candidates = [sweep for sweep in table["sweeps"].values()
                   if sweep.get("config") == config and sweep.get("mode") == mode

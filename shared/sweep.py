@@ -8,9 +8,9 @@ finished run's weights are kept beside the table.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
-import json
 import os
 import re
 import shlex
@@ -63,14 +63,12 @@ SWEEP_CONFIG = {
 
 def sweep_config(method: str = "bayes", input_size: int | None = None, epochs: int | None = None,
                  early_terminate: dict | bool = True, **fixed_or_values) -> dict:
-    """A copy of SWEEP_CONFIG with the method set and some parameters narrowed.
-
-    `input_size`/`epochs` fix those values (None keeps the space's). Any other keyword replaces a parameter's
-    choices (`base_filters=[8, 16]`): a list -> values, a dict -> that spec, anything else -> one fixed value.
-    `early_terminate`: True keeps the hyperband, False turns it off, a dict changes some of its values.
-    """
+    """A copy of SWEEP_CONFIG with the method set; `input_size`/`epochs` fix those values (None keeps the space's).
+    Any other keyword replaces a parameter's choices (`base_filters=[8, 16]`): a list -> values, a dict -> that
+    spec, anything else -> one fixed value. `early_terminate`: True keeps the hyperband, False turns it off, a dict
+    changes some of its values."""
     check_sizes(input_size, epochs)
-    config = json.loads(json.dumps(SWEEP_CONFIG))  # deep copy of plain data
+    config = copy.deepcopy(SWEEP_CONFIG)
     config["method"] = method
     if early_terminate is False:
         config.pop("early_terminate")
@@ -137,10 +135,9 @@ def out_of_memory(err: BaseException) -> bool:
 def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool = False,
               should_stop=None, tags: dict | None = None, on_model=None) -> dict:
     """Train one sweep run and return its record; OOM and divergence make a failed record, other errors propagate.
-
-    `should_stop(history) -> reason or None` is asked after every epoch (the offline hyperband); a reason ends the
-    run as "stopped". `tags` go into the record; `on_model(model)` gets the best epoch's model of a run with a result.
-    """
+    `should_stop(history) -> reason or None` (the offline hyperband) is asked after every epoch but the last, which
+    stopping would not shorten; a reason ends the run as "stopped". `tags` go into the record; `on_model(model)`
+    gets the best epoch's model of a run with a result."""
     cnn, tcfg, flat = configs_from_params(params)
     record = {"config": flat, "val_acc": None, "state": "failed", "error": None,
               "name": getattr(wandb_run, "name", None) or run_name(index, cnn, params), "created": runs_table.now(),
@@ -156,9 +153,7 @@ def train_one(params: dict, root, index: int = 0, wandb_run=None, progress: bool
         record["epoch_seconds"].append(row["epoch_seconds"])
         if wandb_run is not None:
             wandb_run.log(row, step=row["epoch"])
-        if row["epoch"] >= tcfg.epochs:  # the last epoch: stopping it would save nothing
-            return False
-        reason = should_stop(record["history"]) if should_stop else None
+        reason = should_stop(record["history"]) if should_stop and row["epoch"] < tcfg.epochs else None
         if reason:
             record["stop_reason"] = reason
         return bool(reason)  # True ends the run after this epoch (train.fit's on_epoch contract)
@@ -205,9 +200,9 @@ def _offline_sweep(sweep: dict, root, count: int, path, progress: bool) -> None:
 
 
 # The sweep's best model
-def sweep_checkpoint_path(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> Path:
-    """Where sweep `sweep_id` keeps its best run's weights: sweep_checkpoints/<sweep_id>.pt beside the table."""
-    return Path(path).parent / "sweep_checkpoints" / f"{re.sub(r'[^A-Za-z0-9._-]', '_', sweep_id)}.pt"
+def _checkpoint_name(sweep_id: str) -> str:
+    """Where sweep `sweep_id` keeps its best run's weights, relative to the table's folder."""
+    return f"sweep_checkpoints/{re.sub(r'[^A-Za-z0-9._-]', '_', sweep_id)}.pt"
 
 
 def _save_best(record: dict, model, path) -> None:
@@ -218,13 +213,13 @@ def _save_best(record: dict, model, path) -> None:
                  "val_acc": record["val_acc"], "best_epoch": record["best_epoch"], "state_dict": model.state_dict(),
                  "run_name": record["name"], "sweep_id": record["sweep_id"], "run_config": record["config"],
                  "data": record.get("data"), "mode": record.get("mode")},
-                sweep_checkpoint_path(record["sweep_id"], path))
+                Path(path).parent / _checkpoint_name(record["sweep_id"]))
 
 
 def best_run_checkpoint(sweep_id: str, path: str | os.PathLike = SWEEP_RUNS) -> Path | None:
     """The checkpoint of sweep `sweep_id`'s best finished run (written under the table's lock each time a run
     beats the earlier ones), or None when none was saved. Introduced in Part-A/02."""
-    checkpoint = sweep_checkpoint_path(sweep_id, path)
+    checkpoint = Path(path).parent / _checkpoint_name(sweep_id)
     return checkpoint if checkpoint.is_file() else None
 
 
@@ -255,17 +250,14 @@ def _logged_run(params: dict, root, index: int, sweep: dict, path, progress: boo
         raise
     run.finish(exit_code=1 if record["state"] == "failed" else 0)
     best = append_run(record, path, on_best=lambda: _save_best(record, trained.get("model"), path))
-    if record["state"] == "failed":
-        status = record["error"]
-    else:
-        status = f"val_acc {record['val_acc']:.4f}"
-        if record["state"] == "stopped":
-            status += f", stopped after epoch {record['epochs_run']} ({record['stop_reason']})"
-        if best:
-            status += ", the sweep's best so far (weights kept)"
-        micro, batch = record.get("micro_batch"), record["config"]["batch_size"]
-        if micro and micro < batch:
-            status += f"; memory plan: {batch // micro} micro-batches of {micro} per step"
+    status = record["error"] if record["state"] == "failed" else f"val_acc {record['val_acc']:.4f}"
+    if record["state"] == "stopped":
+        status += f", stopped after epoch {record['epochs_run']} ({record['stop_reason']})"
+    if best:  # only a finished run can be the best
+        status += ", the sweep's best so far (weights kept)"
+    micro, batch = record.get("micro_batch"), record["config"]["batch_size"]
+    if micro and micro < batch:  # only a run with a result has a micro_batch
+        status += f"; memory plan: {batch // micro} micro-batches of {micro} per step"
     print(f"[{index + 1}] {record['name']}: {status}")
     return record
 
@@ -306,12 +298,10 @@ def run_sweep(root, count: int, method: str | None = None, input_size: int | Non
               epochs: int | None = None, sweep_id: str | None = None, config: dict | None = None,
               path: str | os.PathLike = SWEEP_RUNS, progress: bool = False, json_path=None) -> dict:
     """Run `count` more runs of a sweep on `root`; return the sweep and all its runs (earlier ones too).
-
     `sweep_id`: continue that sweep with its stored config (settings that disagree are an error). None: continue
     an unfinished sweep of the same config, data and mode, else start one. "new": always start a new sweep.
     `config` defaults to `sweep_config(method or "bayes", input_size, epochs)`. Every run is appended to the table
-    at `path` as it ends; `json_path` also gets the result. `count=0` runs and registers nothing.
-    """
+    at `path` as it ends; `json_path` also gets the result. `count=0` runs and registers nothing."""
     _check_request(count, input_size, epochs, path, json_path)
     new, sweep_id = sweep_id == "new", (None if sweep_id == "new" else sweep_id)
     if count == 0:
@@ -345,8 +335,7 @@ def run_agents_on_gpus(root, sweep_id: str | None, count: int, gpus: int, input_
                        config: dict | None = None) -> dict:
     """One agent per GPU (e.g. Kaggle's 2xT4), each a subprocess with its own CUDA_VISIBLE_DEVICES, all on the
     table at `path` (no two train the same config; a killed agent keeps its finished runs). `sweep_id` None or
-    "new": as in `run_sweep`. The result holds this sweep's runs only.
-    """
+    "new": as in `run_sweep`. The result holds this sweep's runs only."""
     _check_request(count, input_size, epochs, path, None)
     if sweep_id in (None, "new") and count:
         config = config or sweep_config("bayes", input_size, epochs)
@@ -403,8 +392,7 @@ def best_saved_model(root, sweep_id: str | None = None, path: str | os.PathLike 
         return None, None, None, "No finished sweep run on this data and in this mode, so no saved sweep model."
     checkpoint = best_run_checkpoint(best["sweep_id"], path)
     if checkpoint is None:  # an earlier session's copy: an attached input's, or W&B's (`tracking.handoff`)
-        name = sweep_checkpoint_path(best["sweep_id"]).relative_to(SWEEP_RUNS.parent).as_posix()
-        checkpoint = tracking.handoff(name, best["mode"])
+        checkpoint = tracking.handoff(_checkpoint_name(best["sweep_id"]), best["mode"])
     if not checkpoint.is_file():
         return None, best, None, f"The sweep's best run {best.get('name')} saved no weights."
     try:

@@ -26,8 +26,7 @@ METHODS = ("bayes", "random", "grid")  # what the engine runs (the W&B schema al
 def check_sizes(input_size=None, epochs=None) -> None:
     """Refuse an input size or epoch count that `train` would refuse, with its message; None is "not given"."""
     for key, value in (("input_size", input_size), ("epochs", epochs)):
-        problem = None if value is None else _field_problem(key, value)
-        if problem:
+        if value is not None and (problem := _field_problem(key, value)):
             raise ConfigError(problem)
 
 
@@ -46,11 +45,9 @@ def _config_problem(config) -> str | None:
         where = ".".join(map(str, getattr(err, "absolute_path", [])))
         return f"{where + ': ' if where else ''}{str(getattr(err, 'message', err)).splitlines()[0][:200].rstrip('.')}"
     for key, spec in config["parameters"].items():  # every value a run would be refused for, refused now
-        values = [*spec.get("values", []), *(spec[k] for k in ("value", "min", "max") if k in spec)] \
-            if isinstance(spec, dict) else []
-        for value in values:
-            problem = _field_problem(key, value)
-            if problem:
+        spec = spec if isinstance(spec, dict) else {}
+        for value in [*spec.get("values", []), *(spec[k] for k in ("value", "min", "max") if k in spec)]:
+            if problem := _field_problem(key, value):
                 return problem
     return None
 
@@ -66,13 +63,6 @@ def _field_problem(key: str, value) -> str | None:
     except TypeError:  # a comparison with a string, say
         return f"{key} {value!r} has the wrong type ({type(owner.__dataclass_fields__[key].default).__name__} expected)"
     return None
-
-
-def check_sweep_config(config, where: str, remedy: str) -> None:
-    """Refuse, in one line and before the sweep is registered, a config the engine or a run cannot use."""
-    problem = _config_problem(config)
-    if problem:
-        raise UserError(f"{where}: {problem}; {remedy}")
 
 
 # The engine: drawing configs and hyperband
@@ -126,10 +116,8 @@ def hyperband_stop_reason(config: dict, earlier: list[dict], history: list[dict]
 
 def draw_config(config: dict, sweep_id: str, earlier: list[dict], running: list[dict], index: int) -> dict | None:
     """The engine's next config, given the sweep's runs so far and the ones other agents are training now.
-
     `random` and numpy (what the engine draws from) are seeded from the sweep id and the draw's number (never
-    handed out twice), so a sweep is reproducible and a second agent draws a new config; then they are restored.
-    """
+    handed out twice), so a sweep is reproducible and a second agent draws a new config; then they are restored."""
     runs = [*(_as_sweep_run(record, config) for record in earlier),
             *(_as_sweep_run({"config": params}, config, running=True) for params in running)]
     seed = int(hashlib.sha1(f"{sweep_id}/{index}".encode()).hexdigest()[:8], 16)
@@ -150,27 +138,14 @@ def new_local_id() -> str:
     return f"local-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _check_same_settings(sweep: dict, method, config: dict | None, input_size, epochs) -> None:
-    """Continuing a sweep: its stored config wins, and asking for other settings is an error, not a mix."""
-    stored = sweep.get("config") or {}
-    params = stored.get("parameters", {})
-    for flag, value in (("input_size", input_size), ("epochs", epochs)):
-        if value is not None and stored and params.get(flag) != {"value": int(value)}:
-            raise UserError(f"sweep {sweep['sweep_id']} has {flag} {params.get(flag)}, not {value}: leave it out "
-                            f"to continue the sweep, or leave out the sweep id to start a new one")
-    if config is not None and stored and _plain(config) != stored:
-        raise UserError(f"sweep {sweep['sweep_id']} was made with another sweep config: leave out config to "
-                        f"continue it, or leave out the sweep id to start a new sweep")
-    if method and sweep.get("method") not in (method, "server"):
-        raise UserError(f"sweep {sweep['sweep_id']} uses method {sweep.get('method')}, not {method}")
-
-
-def _continued_sweep(sweep_id: str, path, online: bool, wandb_mode: str, fingerprint: dict, mode: str) -> dict:
-    """The stored description of sweep `sweep_id`, checked against the data and mode in use."""
+def _continued_sweep(sweep_id: str, path, wandb_mode: str, fingerprint: dict, mode: str, method,
+                     config: dict | None, input_size, epochs) -> dict:
+    """The stored description of sweep `sweep_id`, checked against the data and mode in use. Its stored config
+    wins: asking for other settings is an error, not a mix."""
     sweeps = read_table(path)["sweeps"]
     sweep = sweeps.get(sweep_id)
     if not sweep_id.startswith("local-"):  # a W&B server sweep: the controller holds its config
-        if not online:
+        if wandb_mode != "online":
             raise UserError(f"sweep {sweep_id} lives on the W&B server, but W&B is {wandb_mode} here: set "
                             f"WANDB_API_KEY (or run `wandb login`) to join it, or leave out the sweep id")
         sweep = sweep or {"sweep_id": sweep_id, "method": "server", "wandb_mode": wandb_mode, "config": None,
@@ -178,15 +153,26 @@ def _continued_sweep(sweep_id: str, path, online: bool, wandb_mode: str, fingerp
     elif sweep is None:
         known = sorted(s for s in sweeps if s.startswith("local-"))
         raise UserError(f"no local sweep {sweep_id} in {path}; local sweeps there: {', '.join(known) or 'none'}")
-    else:
-        check_sweep_config(sweep.get("config"), f"sweep {sweep_id} in {path}",
-                           "fix its config there, or leave out the sweep id to start a new sweep")
+    elif problem := _config_problem(sweep.get("config")):
+        raise UserError(f"sweep {sweep_id} in {path}: {problem}; fix its config there, or leave out the sweep id "
+                        f"to start a new sweep")
     if sweep.get("data") and not data_lib.same_data(sweep["data"], fingerprint):
         raise UserError(f"sweep {sweep_id} was made on other data ({runs_table.describe_data(sweep['data'])}); "
                         f"continue it on that data, or leave out the sweep id to start a new sweep here")
     if sweep.get("mode") and sweep["mode"] != mode:
         raise UserError(f"sweep {sweep_id} was made in {sweep['mode']} mode, this is {mode} mode; "
                         f"leave out the sweep id to start a new sweep")
+    stored = sweep.get("config") or {}
+    params = stored.get("parameters", {})
+    for flag, value in (("input_size", input_size), ("epochs", epochs)):
+        if value is not None and stored and params.get(flag) != {"value": int(value)}:
+            raise UserError(f"sweep {sweep_id} has {flag} {params.get(flag)}, not {value}: leave it out "
+                            f"to continue the sweep, or leave out the sweep id to start a new one")
+    if config is not None and stored and _plain(config) != stored:
+        raise UserError(f"sweep {sweep_id} was made with another sweep config: leave out config to "
+                        f"continue it, or leave out the sweep id to start a new sweep")
+    if method and sweep.get("method") not in (method, "server"):
+        raise UserError(f"sweep {sweep_id} uses method {sweep.get('method')}, not {method}")
     return sweep
 
 
@@ -205,11 +191,11 @@ def resolve_sweep(root, count: int, method, input_size, epochs, sweep_id, config
     online = wandb_mode == "online"
     fingerprint, mode = data_lib.data_fingerprint(root), run_mode(data_lib.is_demo(root))
     if sweep_id:
-        sweep = _continued_sweep(sweep_id, path, online, wandb_mode, fingerprint, mode)
-        _check_same_settings(sweep, method, config, input_size, epochs)
+        sweep = _continued_sweep(sweep_id, path, wandb_mode, fingerprint, mode, method, config, input_size, epochs)
     else:
         config = _plain(config)
-        check_sweep_config(config, "the sweep config", "fix it before starting the sweep")
+        if problem := _config_problem(config):
+            raise UserError(f"the sweep config: {problem}; fix it before starting the sweep")
         found = None if new else runs_table.unfinished_sweep(path, config, fingerprint, mode, online)
         if found:
             sweep, done = found
