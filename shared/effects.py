@@ -48,10 +48,10 @@ class Term:
 def categorical_term(name: str, labels: list[str]) -> Term:
     """One column per value with at least MIN_RUNS_PER_GROUP runs, except the most common (the reference)."""
     label_array = np.asarray(labels, dtype=str)
-    values, counts = np.unique(label_array, return_counts=True)
-    common = [v for v, c in zip(values, counts) if c >= evidence.MIN_RUNS_PER_GROUP and v != MISSING]
-    rare = [v for v in values if v not in common]
-    reference = max(common, key=lambda v: counts[list(values).index(v)]) if common else None
+    count = dict(zip(*np.unique(label_array, return_counts=True)))
+    common = [v for v, c in count.items() if c >= evidence.MIN_RUNS_PER_GROUP and v != MISSING]
+    rare = [v for v in count if v not in common]
+    reference = max(common, key=count.get) if common else None
     tested = [v for v in common if v != reference]
 
     def indicators(chosen: list[str]) -> np.ndarray:
@@ -119,10 +119,7 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
             small[name] = (full, added, residual_df, f)
     if small:
         exceed = dict.fromkeys(small, 0)
-        rng = np.random.default_rng(seed)
-        chunk = max(1, min(permutations, evidence.PERMUTATION_CHUNK // runs))
-        for start in range(0, permutations, chunk):
-            shuffled = rng.permuted(np.tile(residuals, (min(chunk, permutations - start), 1)), axis=1)
+        for shuffled in evidence.permuted_rows(residuals, permutations, seed):
             shuffled_reduced = residual_sum_of_squares(shuffled, reduced)
             for name, (full, added, residual_df, f) in small.items():
                 # The reduced model's fitted values lie in both spans, so only the permuted residuals matter.

@@ -15,7 +15,7 @@ MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
 MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
 MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
 PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
-PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB), here and in `shared.effects`
+PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB)
 # The smallest difference that matters: one validation image. When the image count is unknown, 0.1 pp
 # (one image in 1,000; iNaturalist's validation split has about 2,000), the resolution of "+x.x pp".
 DEFAULT_DIFFERENCE_FLOOR = 0.001
@@ -99,9 +99,17 @@ def binomial_interval(accuracy: float, images: int, z: float = Z_95) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def permuted_rows(values: np.ndarray, permutations: int, seed: int = 0):
+    """`permutations` seeded shuffles of `values`, one per row, in arrays of at most PERMUTATION_CHUNK values."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(permutations, PERMUTATION_CHUNK // len(values)))
+    for start in range(0, permutations, chunk):
+        yield rng.permuted(np.tile(values, (min(chunk, permutations - start), 1)), axis=1)
+
+
 def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
     """How often shuffling the runs between the groups gives a spread of group means (max - min) at least
-    as large as the observed one. Shuffles PERMUTATION_CHUNK labels at a time, so memory stays bounded."""
+    as large as the observed one."""
     values = np.concatenate([np.asarray(g.values, dtype=float) for g in groups])
     labels = np.repeat(np.arange(len(groups)), [g.n for g in groups])
     sizes = np.array([g.n for g in groups], dtype=float)
@@ -113,11 +121,8 @@ def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, s
         return means.max(-1) - means.min(-1)
 
     observed = spread_of_means(labels[None])[0]
-    rng, at_least = np.random.default_rng(seed), 0
-    chunk = max(1, min(permutations, PERMUTATION_CHUNK // len(values)))
-    for start in range(0, permutations, chunk):
-        shuffled = rng.permuted(np.tile(labels, (min(chunk, permutations - start), 1)), axis=1)
-        at_least += int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+    at_least = sum(int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+                   for shuffled in permuted_rows(labels, permutations, seed))
     return (at_least + 1) / (permutations + 1)
 
 

@@ -48,14 +48,10 @@ def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Se
 
 def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
                  permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
-    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
-
-    One joint model of all swept parameters (`shared.effects`) measures each effect with the others removed.
-    Only finished runs enter, each identical duplicate once; stopped-early and failed runs are counted per
-    value. Two parameters perfectly aligned across those runs are both refused, each naming the other. A
-    claim needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first, the
-    largest first; a last finding says when duplicates were counted once.
-    """
+    """Question 3: does each swept parameter change validation accuracy, the others held fixed (`shared.effects`)?
+    Only finished runs enter, each identical duplicate once; stopped-early and failed runs are counted per value.
+    A claim needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first, the largest
+    first, then the refusals and a note on any duplicates."""
     df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
     if not len(df):
         return [evidence.Finding("observations", False, "No observations: the table has no runs.",
@@ -154,7 +150,7 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
                                   ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
                                    "size for all five layers, so it does not test that shape; kernel size in every "
                                    "layer:", ())):
-        pair = [g for value in values for g in by_key.get(key, []) if g.label == value and g.n]
+        pair = [g for value in values for g in by_key.get(key, []) if g.label == value]
         if len(pair) == 2:  # the question's own pair, before the parameter's whole description
             first, second = sorted(pair, key=lambda g: -g.mean)
             question += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
@@ -174,12 +170,11 @@ def _count(group: evidence.Group) -> str:
 
 def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: pd.Series) -> str:
     """'mean validation accuracy True 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True highest, ...'."""
-    present = [g for g in groups if g.n]
-    listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in present)
-    if len(present) < 2:
+    listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in groups)
+    if len(groups) < 2:
         return f"only one value has finished runs: {listed}; nothing to compare."
-    top, bottom = max(present, key=lambda g: g.mean), min(present, key=lambda g: g.mean)
-    gap, spread = top.mean - bottom.mean, evidence.pooled_std(present)
+    top, bottom = max(groups, key=lambda g: g.mean), min(groups, key=lambda g: g.mean)
+    gap, spread = top.mean - bottom.mean, evidence.pooled_std(groups)
     text = f"mean validation accuracy {listed}: {top.label} highest, {evidence.pp(gap)} above {bottom.label}"
     text += (f", {gap / spread:.1f}x the {100 * spread:.1f} pp spread within a value" if spread > 0 else
              ", with no spread within a value to compare it to")
@@ -191,7 +186,7 @@ def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: p
         r = np.corrcoef(values[known], accuracy[known])[0, 1] if accuracy[known].nunique() > 1 else math.nan
         if math.isfinite(r):
             text += f"; correlation with val_acc {r:+.2f}{' (log10 lr)' if key in LOG_SCALE else ''}"
-    few = min(g.n for g in present) < evidence.MIN_RUNS_PER_GROUP
+    few = min(g.n for g in groups) < evidence.MIN_RUNS_PER_GROUP
     return text + "." + (" Few runs: a description of these runs only." if few else "")
 
 
@@ -259,8 +254,8 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
 
 
 def _axis_values(column: pd.Series, key: str, seed: int = 0):
-    """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter). Categorical and
-    few-valued axes get a little seeded jitter, so that identical runs show as a band, not one line."""
+    """Map one column to [0, 1]; return (positions, tick positions, tick labels). Categorical and few-valued
+    axes get a little seeded jitter, so that identical runs show as a band, not one line."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         values = on_model_scale(column, key)
         low, high = values.min(), values.max()
@@ -270,7 +265,7 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         label = lambda v: format_value(10**v if key in LOG_SCALE else v, key)
         if len(distinct) > MAX_GROUPS:  # continuous: three evenly spaced ticks
             ticks = list(np.linspace(0, 1, 3))
-            return positions, ticks, [label(v) for v in low + np.array(ticks) * span], 0.0
+            return positions, ticks, [label(v) for v in low + np.array(ticks) * span]
         ticks, labels = [(v - low) / span for v in distinct], [label(v) for v in distinct]
     else:
         labels = sorted(column.astype(str).unique())
@@ -279,22 +274,18 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         ticks = [i * step for i in range(len(labels))]
     jitter = min(0.03, (min(np.diff(ticks)) if len(ticks) > 1 else 1.0) / 5)
     positions = positions + np.random.default_rng(seed).uniform(-jitter, jitter, len(positions))
-    return positions, ticks, labels, jitter
+    return positions, ticks, labels
 
 
-def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
-    """One line per run across the varied hyperparameters, coloured by validation accuracy.
-
-    Constant parameters get no axis, only a line under the title. Stopped-early runs are grey dotted lines;
-    failed runs are dashed and end on a 'failed' mark below the accuracy axis. Value labels sit in a gap
-    right of each axis where no line is drawn; the val_acc axis and the colour bar span the same range.
-    """
+def plot_parallel_coordinates(df: pd.DataFrame):
+    """One line per run across the varied hyperparameters, coloured by validation accuracy; constant ones are
+    named under the title. Stopped-early runs are grey dotted lines; failed runs are dashed, ending on a 'failed'
+    mark below the val_acc axis, which spans the colour bar's range. Value labels sit where no line is drawn."""
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
     from matplotlib.lines import Line2D
 
-    keys = (keys or varied_keys(df)) + ["val_acc"]
-    constants = [k for k in constant_keys(df) if k not in keys]
+    keys, constants = varied_keys(df) + ["val_acc"], constant_keys(df)
     masks = state_masks(df)
     known = masks["finished"] | masks["stopped"]
     accuracy = df["val_acc"].where(known)
@@ -308,7 +299,7 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     _draw_run_lines(ax, xs, ys, accuracy, masks, norm)
     for k, x in zip(keys, xs):  # each axis: a tick at each value, its label in the line-free gap right of it
         ax.axvline(x, color="k", lw=0.8, zorder=3)
-        _, ticks, labels, _ = columns[k]
+        _, ticks, labels = columns[k]
         ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
         for t, label in zip(ticks, labels):
             ax.text(x + 0.03, t, label, ha="left", va="center", fontsize=8, color="#222222", zorder=5)
@@ -386,7 +377,6 @@ def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     if X.shape[1] == 0 or len(y) < 2:
         table = pd.DataFrame(columns=["importance", "correlation"])
     else:
-        # Each tree sees at most IMPORTANCE_SAMPLE runs: the same importances within noise, in seconds at 20,000 runs.
         forest = RandomForestRegressor(n_estimators=300, random_state=seed,
                                        max_samples=min(len(y), IMPORTANCE_SAMPLE)).fit(X.values, y.values)
         correlation = [np.corrcoef(X[c], y)[0, 1] if y.nunique() > 1 else math.nan for c in X]
