@@ -222,7 +222,7 @@ def adjusted_effect(accuracy: np.ndarray, model: np.ndarray, term: Term, ends: t
     return Effect(top, bottom, levels[top] - levels[bottom], spread, len(accuracy))
 
 
-def describe_groups(groups: list[evidence.Group]) -> str:
+def runs_per_value(groups: list[evidence.Group]) -> str:
     """'Runs per value (raw means): ...; Left out (fewer than 3 finished runs, or not recorded): ...'."""
     compared = [g for g in groups if g.n >= evidence.MIN_RUNS_PER_GROUP and g.label != MISSING]
     return "Runs per value (raw means): " + evidence.describe_groups(
@@ -256,7 +256,7 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     text = (f"The runs do not support a conclusion about {name}: {why}" if reason else
             f"{name}: {effect.top} beats {effect.bottom} by {evidence.pp(effect.difference)} of validation accuracy, "
             f"adjusted for the parameters in the model {measured}")
-    return evidence.Finding(name, reason is None, f"{text}. {describe_groups(groups)}", reason, groups,
+    return evidence.Finding(name, reason is None, f"{text}. {runs_per_value(groups)}", reason, groups,
                             effect.difference, effect.cohens_d, test.p_value)
 
 
@@ -316,10 +316,10 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
                                               f"it cannot be separated from {other} ({alignment} in the finished "
                                               f"runs), so any difference belongs to either. "
-                                              + evidence.describe_groups(groups, []), "confounded", groups)
+                                              + evidence.describe_groups(groups), "confounded", groups)
         elif name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
-                                              f"{fixed_reason(fixed[name])} " + describe_groups(groups),
+                                              f"{fixed_reason(fixed[name])} " + runs_per_value(groups),
                                               "confounded", groups)
         elif name not in candidates:
             findings[name] = evidence.too_few_runs(name, groups)

@@ -137,7 +137,7 @@ def pooled_std(groups: list[Group]) -> float:
     return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees) if degrees > 0 else math.nan
 
 
-def describe_groups(compared: list[Group], left_out: list[Group], why: str = "") -> str:
+def describe_groups(compared: list[Group], left_out: list[Group] | None = None, why: str = "") -> str:
     """'a: 60.1% ± 1.2 pp (n=4); b: ... . Left out (fewer than 3 finished runs): c: 90.0% (n=1).'"""
     text = "; ".join(g.describe() for g in compared) + "."
     if left_out:
@@ -338,22 +338,22 @@ def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int) -> list[F
     params, seconds_to_best, history (from Part-A/03). `tuned`: the same, with trainable and total params."""
     scratch_name = f"the scratch CNN ({scratch['name']})" if scratch.get("name") else "the scratch CNN"
     tuned_name = "the fine-tuned model"
+    trainable, total = tuned["trainable_params"], tuned["total_params"]
     findings = [_accuracy_ranking("accuracy", tuned_name, tuned["test_acc"], scratch_name, scratch["test_acc"],
                                   test_images, "test"),
                 Finding("trainable parameters", True,
-                        f"{tuned_name} trains {tuned['trainable_params']:,} parameters, "
-                        f"{ratio(tuned['trainable_params'] / scratch['params'])} {scratch_name}'s "
-                        f"{scratch['params']:,}, out of {tuned['total_params']:,} in total "
-                        f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable).")]
+                        f"{tuned_name} trains {trainable:,} parameters, {ratio(trainable / scratch['params'])} "
+                        f"{scratch_name}'s {scratch['params']:,}, out of {total:,} in total ({trainable / total:.2%} "
+                        f"trainable).")]
     if scratch.get("seconds_to_best") and tuned.get("seconds_to_best") is not None:
+        tuned_seconds, scratch_seconds = tuned["seconds_to_best"], scratch["seconds_to_best"]
         findings.append(Finding("time to best", True,
-                                f"{tuned_name} reached its best validation accuracy in "
-                                f"{tuned['seconds_to_best']:.1f} s, "
-                                f"{ratio(tuned['seconds_to_best'] / scratch['seconds_to_best'])} the "
-                                f"{scratch['seconds_to_best']:.1f} s of {scratch_name} (one run each; the sweep that "
-                                f"found the scratch config is not counted)."))
+                                f"{tuned_name} reached its best validation accuracy in {tuned_seconds:.1f} s, "
+                                f"{ratio(tuned_seconds / scratch_seconds)} the {scratch_seconds:.1f} s of "
+                                f"{scratch_name} (one run each; the sweep that found the scratch config is not "
+                                f"counted)."))
     else:
-        findings.append(Finding("time to best", False, f"No time comparison: {scratch_name} has no per-epoch times "
-                                                       f"recorded.", "no timing"))
+        findings.append(Finding("time to best", False,
+                                f"No time comparison: {scratch_name} has no per-epoch times recorded.", "no timing"))
     findings += [overfitting(scratch.get("history"), scratch_name), overfitting(tuned.get("history"), tuned_name)]
     return findings

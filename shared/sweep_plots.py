@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import effects, evidence
-from .runs_frame import (LOG_SCALE, MAX_GROUPS, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
+from .runs_frame import (LOG_SCALE, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
                          is_continuous, natural_order, on_model_scale, runs_table, state_masks, varied_keys)
 
 FEW_RUNS_FOR_IMPORTANCE = 20  # below this many finished runs a random forest's importances mostly reflect noise
@@ -263,7 +263,7 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         positions = (values - low) / span
         distinct = sorted(values.dropna().unique())
         label = lambda v: format_value(10**v if key in LOG_SCALE else v, key)
-        if len(distinct) > MAX_GROUPS:  # continuous: three evenly spaced ticks
+        if is_continuous(column):  # three evenly spaced ticks
             ticks = list(np.linspace(0, 1, 3))
             return positions, ticks, [label(v) for v in low + np.array(ticks) * span]
         ticks, labels = [(v - low) / span for v in distinct], [label(v) for v in distinct]
