@@ -66,8 +66,7 @@ def continuous_term(name: str, labels: list[str], scale: np.ndarray) -> Term:
     scale = np.asarray(scale, dtype=float)
     known = np.isfinite(scale)
     enough = known.sum() >= 2 * evidence.MIN_RUNS_PER_GROUP and np.ptp(scale[known]) > 0
-    centred = np.where(known, scale - scale[known].mean(), 0.0) if known.any() else np.zeros(len(scale))
-    columns = centred[:, None] if enough else np.zeros((len(scale), 0))
+    columns = np.where(known, scale - scale[known].mean(), 0.0)[:, None] if enough else np.zeros((len(scale), 0))
     rare = (~known).astype(float)[:, None] if not known.all() else np.zeros((len(scale), 0))
     return Term(name, list(labels), columns, rare, [name] if enough else [], scale=np.where(known, scale, np.nan))
 

@@ -18,7 +18,7 @@ FEW_RUNS_FOR_IMPORTANCE = 20  # below this many finished runs a random forest's 
 IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
 # Colour-blind safe: finished runs carry the accuracy colour map; the others differ in line style and marker too.
 STATE_STYLE = {
-    "finished": dict(label="finished", ls="-", marker="o"),
+    "finished": dict(ls="-"),  # its colour is its accuracy
     "stopped": dict(label="stopped early (fewer epochs)", ls=":", marker="v", color="#7f7f7f"),
     "failed": dict(label="failed (no accuracy)", ls="--", marker="X", color="#d55e00"),
 }
@@ -145,16 +145,15 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
                        for label in sorted(set(labels) - {MISSING}, key=natural_order)]
         described[key] = _seen(key, by_key[key], finished[key], finished["val_acc"])
         lines.append(f"{key}, seen in these runs: {described[key]}{verdicts.get(key, '')}")
-    for key, question, values in (("organisation", "More filters early (halving: widest layer first) or late "
-                                   "(doubling: widest layer last)?", ("halving", "doubling")),
-                                  ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
-                                   "size for all five layers, so it does not test that shape; kernel size in every "
-                                   "layer:", ())):
-        pair = [g for value in values for g in by_key.get(key, []) if g.label == value]
-        if len(pair) == 2:  # the question's own pair, before the parameter's whole description
-            first, second = sorted(pair, key=lambda g: -g.mean)
-            question += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
-                         f"({_count(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+    early = "More filters early (halving: widest layer first) or late (doubling: widest layer last)?"
+    pair = [g for value in ("halving", "doubling") for g in by_key.get("organisation", []) if g.label == value]
+    if len(pair) == 2:  # the question's own pair, before the parameter's whole description
+        first, second = sorted(pair, key=lambda g: -g.mean)
+        early += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
+                  f"({_count(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+    bigger_early = ("Bigger filters early, smaller later? This sweep sets one kernel size for all five layers, so it "
+                    "does not test that shape; kernel size in every layer:")
+    for key, question in (("organisation", early), ("kernel_size", bigger_early)):
         if key in described:
             lines.append(f"{question} Seen in these runs: {described[key]}{verdicts.get(key, '')}")
         else:
