@@ -419,5 +419,4 @@ def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     if key not in finished:
         return pd.DataFrame(columns=["mean_val_acc", "max_val_acc", "runs"])
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
-    return (pd.DataFrame({"mean_val_acc": grouped.mean(), "max_val_acc": grouped.max(), "runs": grouped.size()})
-            .sort_values("mean_val_acc", ascending=False))
+    return grouped.agg(mean_val_acc="mean", max_val_acc="max", runs="size").sort_values("mean_val_acc", ascending=False)
