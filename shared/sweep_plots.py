@@ -306,9 +306,8 @@ def plot_parallel_coordinates(df: pd.DataFrame):
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
                 color=STATE_STYLE["failed"]["color"], bbox=LABEL_BOX)
     ax.set_xticks(xs, keys, rotation=30, ha="right")
-    ax.set_yticks([])
-    ax.set_xlim(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2)
-    ax.set_ylim(failed_position - 0.06 if (~known).any() else -0.06, 1.06)
+    ax.set(yticks=[], xlim=(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2),
+           ylim=(failed_position - 0.06 if (~known).any() else -0.06, 1.06))
     ax.spines[["left", "right", "top"]].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.01,
                  label="validation accuracy (= the val_acc axis)")
