@@ -311,7 +311,8 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
                   for label in sorted(set(term.labels), key=natural_order)]
         if name in aligned:
             other = next((n for n in partners[name] if n in aligned), partners[name][0])
-            alignment = evidence.describe_alignment(name, term.labels, other, terms[other].labels)
+            pairs = sorted(set(zip(map(str, term.labels), map(str, terms[other].labels))))
+            alignment = ", ".join(f"{name}={a} always with {other}={b}" for a, b in pairs)
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
                                               f"it cannot be separated from {other} ({alignment} in the finished "
                                               f"runs), so any difference belongs to either. "

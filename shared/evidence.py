@@ -211,12 +211,6 @@ def confounded_pairs(columns: dict[str, list]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if aligned(columns[a], columns[b])]
 
 
-def describe_alignment(first_name: str, first: list, second_name: str, second: list) -> str:
-    """'augment=True always with batch_norm=False, augment=False always with batch_norm=True'."""
-    pairs = sorted(set(zip(map(str, first), map(str, second))))
-    return ", ".join(f"{first_name}={a} always with {second_name}={b}" for a, b in pairs)
-
-
 def accuracy_gap(first: float, second: float, first_images: int, second_images: int) -> tuple[float, float]:
     """(first - second, the 95% noise bound on that difference) for accuracies on independent image sets
     (for two models on the *same* images the bound is conservative: their errors are correlated)."""
