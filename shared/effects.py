@@ -48,10 +48,10 @@ class Term:
 def categorical_term(name: str, labels: list[str]) -> Term:
     """One column per value with at least MIN_RUNS_PER_GROUP runs, except the most common (the reference)."""
     label_array = np.asarray(labels, dtype=str)
-    values, counts = np.unique(label_array, return_counts=True)
-    common = [v for v, c in zip(values, counts) if c >= evidence.MIN_RUNS_PER_GROUP and v != MISSING]
-    rare = [v for v in values if v not in common]
-    reference = max(common, key=lambda v: counts[list(values).index(v)]) if common else None
+    count = dict(zip(*np.unique(label_array, return_counts=True)))
+    common = [v for v, c in count.items() if c >= evidence.MIN_RUNS_PER_GROUP and v != MISSING]
+    rare = [v for v in count if v not in common]
+    reference = max(common, key=count.get) if common else None
     tested = [v for v in common if v != reference]
 
     def indicators(chosen: list[str]) -> np.ndarray:
@@ -66,8 +66,7 @@ def continuous_term(name: str, labels: list[str], scale: np.ndarray) -> Term:
     scale = np.asarray(scale, dtype=float)
     known = np.isfinite(scale)
     enough = known.sum() >= 2 * evidence.MIN_RUNS_PER_GROUP and np.ptp(scale[known]) > 0
-    centred = np.where(known, scale - scale[known].mean(), 0.0) if known.any() else np.zeros(len(scale))
-    columns = centred[:, None] if enough else np.zeros((len(scale), 0))
+    columns = np.where(known, scale - scale[known].mean(), 0.0)[:, None] if enough else np.zeros((len(scale), 0))
     rare = (~known).astype(float)[:, None] if not known.all() else np.zeros((len(scale), 0))
     return Term(name, list(labels), columns, rare, [name] if enough else [], scale=np.where(known, scale, np.nan))
 
@@ -119,10 +118,7 @@ def addition_tests(accuracy: np.ndarray, model: np.ndarray, candidates: dict[str
             small[name] = (full, added, residual_df, f)
     if small:
         exceed = dict.fromkeys(small, 0)
-        rng = np.random.default_rng(seed)
-        chunk = max(1, min(permutations, evidence.PERMUTATION_CHUNK // runs))
-        for start in range(0, permutations, chunk):
-            shuffled = rng.permuted(np.tile(residuals, (min(chunk, permutations - start), 1)), axis=1)
+        for shuffled in evidence.permuted_rows(residuals, permutations, seed):
             shuffled_reduced = residual_sum_of_squares(shuffled, reduced)
             for name, (full, added, residual_df, f) in small.items():
                 # The reduced model's fitted values lie in both spans, so only the permuted residuals matter.
@@ -225,7 +221,7 @@ def adjusted_effect(accuracy: np.ndarray, model: np.ndarray, term: Term, ends: t
     return Effect(top, bottom, levels[top] - levels[bottom], spread, len(accuracy))
 
 
-def describe_groups(groups: list[evidence.Group]) -> str:
+def runs_per_value(groups: list[evidence.Group]) -> str:
     """'Runs per value (raw means): ...; Left out (fewer than 3 finished runs, or not recorded): ...'."""
     compared = [g for g in groups if g.n >= evidence.MIN_RUNS_PER_GROUP and g.label != MISSING]
     return "Runs per value (raw means): " + evidence.describe_groups(
@@ -259,7 +255,7 @@ def judge(term: Term, entry: Entry, effect: Effect, others: list[str], floor: fl
     text = (f"The runs do not support a conclusion about {name}: {why}" if reason else
             f"{name}: {effect.top} beats {effect.bottom} by {evidence.pp(effect.difference)} of validation accuracy, "
             f"adjusted for the parameters in the model {measured}")
-    return evidence.Finding(name, reason is None, f"{text}. {describe_groups(groups)}", reason, groups,
+    return evidence.Finding(name, reason is None, f"{text}. {runs_per_value(groups)}", reason, groups,
                             effect.difference, effect.cohens_d, test.p_value)
 
 
@@ -315,14 +311,15 @@ def joint_observations(accuracy, terms: dict[str, Term], notes: dict[str, dict[s
                   for label in sorted(set(term.labels), key=natural_order)]
         if name in aligned:
             other = next((n for n in partners[name] if n in aligned), partners[name][0])
-            alignment = evidence.describe_alignment(name, term.labels, other, terms[other].labels)
+            pairs = sorted(set(zip(map(str, term.labels), map(str, terms[other].labels))))
+            alignment = ", ".join(f"{name}={a} always with {other}={b}" for a, b in pairs)
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name} alone: "
                                               f"it cannot be separated from {other} ({alignment} in the finished "
                                               f"runs), so any difference belongs to either. "
-                                              + evidence.describe_groups(groups, []), "confounded", groups)
+                                              + evidence.describe_groups(groups), "confounded", groups)
         elif name in fixed:
             findings[name] = evidence.Finding(name, False, f"The runs do not support a conclusion about {name}: "
-                                              f"{fixed_reason(fixed[name])} " + describe_groups(groups),
+                                              f"{fixed_reason(fixed[name])} " + runs_per_value(groups),
                                               "confounded", groups)
         elif name not in candidates:
             findings[name] = evidence.too_few_runs(name, groups)

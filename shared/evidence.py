@@ -15,7 +15,7 @@ MIN_RUNS_PER_GROUP = 3  # one or two lucky runs must not decide a comparison
 MIN_COHENS_D = 1.0      # the difference of means is larger than the pooled spread (standard deviation)
 MAX_P_VALUE = 0.05      # a label-shuffling (permutation) test: chance alone rarely gives a difference this large
 PERMUTATIONS = 10_000   # enough for p-values near 0.05 to be stable to about +-0.005
-PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB), here and in `shared.effects`
+PERMUTATION_CHUNK = 2_000_000  # shuffled values held at once (16 MB)
 # The smallest difference that matters: one validation image. When the image count is unknown, 0.1 pp
 # (one image in 1,000; iNaturalist's validation split has about 2,000), the resolution of "+x.x pp".
 DEFAULT_DIFFERENCE_FLOOR = 0.001
@@ -99,9 +99,17 @@ def binomial_interval(accuracy: float, images: int, z: float = Z_95) -> tuple[fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def permuted_rows(values: np.ndarray, permutations: int, seed: int = 0):
+    """`permutations` seeded shuffles of `values`, one per row, in arrays of at most PERMUTATION_CHUNK values."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(permutations, PERMUTATION_CHUNK // len(values)))
+    for start in range(0, permutations, chunk):
+        yield rng.permuted(np.tile(values, (min(chunk, permutations - start), 1)), axis=1)
+
+
 def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, seed: int = 0) -> float:
     """How often shuffling the runs between the groups gives a spread of group means (max - min) at least
-    as large as the observed one. Shuffles PERMUTATION_CHUNK labels at a time, so memory stays bounded."""
+    as large as the observed one."""
     values = np.concatenate([np.asarray(g.values, dtype=float) for g in groups])
     labels = np.repeat(np.arange(len(groups)), [g.n for g in groups])
     sizes = np.array([g.n for g in groups], dtype=float)
@@ -113,11 +121,8 @@ def permutation_p_value(groups: list[Group], permutations: int = PERMUTATIONS, s
         return means.max(-1) - means.min(-1)
 
     observed = spread_of_means(labels[None])[0]
-    rng, at_least = np.random.default_rng(seed), 0
-    chunk = max(1, min(permutations, PERMUTATION_CHUNK // len(values)))
-    for start in range(0, permutations, chunk):
-        shuffled = rng.permuted(np.tile(labels, (min(chunk, permutations - start), 1)), axis=1)
-        at_least += int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+    at_least = sum(int((spread_of_means(shuffled) >= observed - 1e-12).sum())
+                   for shuffled in permuted_rows(labels, permutations, seed))
     return (at_least + 1) / (permutations + 1)
 
 
@@ -132,7 +137,7 @@ def pooled_std(groups: list[Group]) -> float:
     return math.sqrt(sum((g.n - 1) * g.std ** 2 for g in groups) / degrees) if degrees > 0 else math.nan
 
 
-def describe_groups(compared: list[Group], left_out: list[Group], why: str = "") -> str:
+def describe_groups(compared: list[Group], left_out: list[Group] | None = None, why: str = "") -> str:
     """'a: 60.1% ± 1.2 pp (n=4); b: ... . Left out (fewer than 3 finished runs): c: 90.0% (n=1).'"""
     text = "; ".join(g.describe() for g in compared) + "."
     if left_out:
@@ -204,12 +209,6 @@ def confounded_pairs(columns: dict[str, list]) -> list[tuple[str, str]]:
     """Every pair of columns (same runs, same order) whose values are perfectly aligned."""
     names = list(columns)
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if aligned(columns[a], columns[b])]
-
-
-def describe_alignment(first_name: str, first: list, second_name: str, second: list) -> str:
-    """'augment=True always with batch_norm=False, augment=False always with batch_norm=True'."""
-    pairs = sorted(set(zip(map(str, first), map(str, second))))
-    return ", ".join(f"{first_name}={a} always with {second_name}={b}" for a, b in pairs)
 
 
 def accuracy_gap(first: float, second: float, first_images: int, second_images: int) -> tuple[float, float]:
@@ -333,22 +332,22 @@ def scratch_vs_finetuned(scratch: dict, tuned: dict, test_images: int) -> list[F
     params, seconds_to_best, history (from Part-A/03). `tuned`: the same, with trainable and total params."""
     scratch_name = f"the scratch CNN ({scratch['name']})" if scratch.get("name") else "the scratch CNN"
     tuned_name = "the fine-tuned model"
+    trainable, total = tuned["trainable_params"], tuned["total_params"]
     findings = [_accuracy_ranking("accuracy", tuned_name, tuned["test_acc"], scratch_name, scratch["test_acc"],
                                   test_images, "test"),
                 Finding("trainable parameters", True,
-                        f"{tuned_name} trains {tuned['trainable_params']:,} parameters, "
-                        f"{ratio(tuned['trainable_params'] / scratch['params'])} {scratch_name}'s "
-                        f"{scratch['params']:,}, out of {tuned['total_params']:,} in total "
-                        f"({tuned['trainable_params'] / tuned['total_params']:.2%} trainable).")]
+                        f"{tuned_name} trains {trainable:,} parameters, {ratio(trainable / scratch['params'])} "
+                        f"{scratch_name}'s {scratch['params']:,}, out of {total:,} in total ({trainable / total:.2%} "
+                        f"trainable).")]
     if scratch.get("seconds_to_best") and tuned.get("seconds_to_best") is not None:
+        tuned_seconds, scratch_seconds = tuned["seconds_to_best"], scratch["seconds_to_best"]
         findings.append(Finding("time to best", True,
-                                f"{tuned_name} reached its best validation accuracy in "
-                                f"{tuned['seconds_to_best']:.1f} s, "
-                                f"{ratio(tuned['seconds_to_best'] / scratch['seconds_to_best'])} the "
-                                f"{scratch['seconds_to_best']:.1f} s of {scratch_name} (one run each; the sweep that "
-                                f"found the scratch config is not counted)."))
+                                f"{tuned_name} reached its best validation accuracy in {tuned_seconds:.1f} s, "
+                                f"{ratio(tuned_seconds / scratch_seconds)} the {scratch_seconds:.1f} s of "
+                                f"{scratch_name} (one run each; the sweep that found the scratch config is not "
+                                f"counted)."))
     else:
-        findings.append(Finding("time to best", False, f"No time comparison: {scratch_name} has no per-epoch times "
-                                                       f"recorded.", "no timing"))
+        findings.append(Finding("time to best", False,
+                                f"No time comparison: {scratch_name} has no per-epoch times recorded.", "no timing"))
     findings += [overfitting(scratch.get("history"), scratch_name), overfitting(tuned.get("history"), tuned_name)]
     return findings

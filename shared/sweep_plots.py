@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from . import effects, evidence
-from .runs_frame import (LOG_SCALE, MAX_GROUPS, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
+from .runs_frame import (LOG_SCALE, MISSING, SWEEP_KEYS, constant_keys, format_value, group_labels,
                          is_continuous, natural_order, on_model_scale, runs_table, state_masks, varied_keys)
 
 FEW_RUNS_FOR_IMPORTANCE = 20  # below this many finished runs a random forest's importances mostly reflect noise
 IMPORTANCE_SAMPLE = 2_000  # runs each tree of the forest is fitted on (a bootstrap sample of at most this many)
 # Colour-blind safe: finished runs carry the accuracy colour map; the others differ in line style and marker too.
 STATE_STYLE = {
-    "finished": dict(label="finished", ls="-", marker="o"),
+    "finished": dict(ls="-"),  # its colour is its accuracy
     "stopped": dict(label="stopped early (fewer epochs)", ls=":", marker="v", color="#7f7f7f"),
     "failed": dict(label="failed (no accuracy)", ls="--", marker="X", color="#d55e00"),
 }
@@ -48,14 +48,10 @@ def _left_out_note(labels: pd.Series, masks: dict, label: str, duplicates: pd.Se
 
 def observations(runs_or_df, keys: list[str] | None = None, val_images: int | None = None,
                  permutations: int = effects.PERMUTATIONS) -> list[evidence.Finding]:
-    """Question 3's observations: for every swept parameter, does its value change validation accuracy?
-
-    One joint model of all swept parameters (`shared.effects`) measures each effect with the others removed.
-    Only finished runs enter, each identical duplicate once; stopped-early and failed runs are counted per
-    value. Two parameters perfectly aligned across those runs are both refused, each naming the other. A
-    claim needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first, the
-    largest first; a last finding says when duplicates were counted once.
-    """
+    """Question 3: does each swept parameter change validation accuracy, the others held fixed (`shared.effects`)?
+    Only finished runs enter, each identical duplicate once; stopped-early and failed runs are counted per value.
+    A claim needs a difference of at least `evidence.difference_floor(val_images)`. Claims come first, the largest
+    first, then the refusals and a note on any duplicates."""
     df = runs_or_df if isinstance(runs_or_df, pd.DataFrame) else runs_table(runs_or_df)
     if not len(df):
         return [evidence.Finding("observations", False, "No observations: the table has no runs.",
@@ -149,16 +145,15 @@ def seen_in_runs(runs_or_df, findings: list[evidence.Finding] | None = None) -> 
                        for label in sorted(set(labels) - {MISSING}, key=natural_order)]
         described[key] = _seen(key, by_key[key], finished[key], finished["val_acc"])
         lines.append(f"{key}, seen in these runs: {described[key]}{verdicts.get(key, '')}")
-    for key, question, values in (("organisation", "More filters early (halving: widest layer first) or late "
-                                   "(doubling: widest layer last)?", ("halving", "doubling")),
-                                  ("kernel_size", "Bigger filters early, smaller later? This sweep sets one kernel "
-                                   "size for all five layers, so it does not test that shape; kernel size in every "
-                                   "layer:", ())):
-        pair = [g for value in values for g in by_key.get(key, []) if g.label == value and g.n]
-        if len(pair) == 2:  # the question's own pair, before the parameter's whole description
-            first, second = sorted(pair, key=lambda g: -g.mean)
-            question += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
-                         f"({_count(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+    early = "More filters early (halving: widest layer first) or late (doubling: widest layer last)?"
+    pair = [g for value in ("halving", "doubling") for g in by_key.get("organisation", []) if g.label == value]
+    if len(pair) == 2:  # the question's own pair, before the parameter's whole description
+        first, second = sorted(pair, key=lambda g: -g.mean)
+        early += (f" {first.label} {first.mean:.1%} ({_count(first)}) vs {second.label} {second.mean:.1%} "
+                  f"({_count(second)}): {first.label} higher by {evidence.pp(first.mean - second.mean)}.")
+    bigger_early = ("Bigger filters early, smaller later? This sweep sets one kernel size for all five layers, so it "
+                    "does not test that shape; kernel size in every layer:")
+    for key, question in (("organisation", early), ("kernel_size", bigger_early)):
         if key in described:
             lines.append(f"{question} Seen in these runs: {described[key]}{verdicts.get(key, '')}")
         else:
@@ -174,12 +169,11 @@ def _count(group: evidence.Group) -> str:
 
 def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: pd.Series) -> str:
     """'mean validation accuracy True 62.1% (4 runs), False 48.3% (3 runs: r01, r02, r05): True highest, ...'."""
-    present = [g for g in groups if g.n]
-    listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in present)
-    if len(present) < 2:
+    listed = ", ".join(f"{g.label} {g.mean:.1%} ({_count(g)}{': ' + g.note if g.note else ''})" for g in groups)
+    if len(groups) < 2:
         return f"only one value has finished runs: {listed}; nothing to compare."
-    top, bottom = max(present, key=lambda g: g.mean), min(present, key=lambda g: g.mean)
-    gap, spread = top.mean - bottom.mean, evidence.pooled_std(present)
+    top, bottom = max(groups, key=lambda g: g.mean), min(groups, key=lambda g: g.mean)
+    gap, spread = top.mean - bottom.mean, evidence.pooled_std(groups)
     text = f"mean validation accuracy {listed}: {top.label} highest, {evidence.pp(gap)} above {bottom.label}"
     text += (f", {gap / spread:.1f}x the {100 * spread:.1f} pp spread within a value" if spread > 0 else
              ", with no spread within a value to compare it to")
@@ -191,7 +185,7 @@ def _seen(key: str, groups: list[evidence.Group], column: pd.Series, accuracy: p
         r = np.corrcoef(values[known], accuracy[known])[0, 1] if accuracy[known].nunique() > 1 else math.nan
         if math.isfinite(r):
             text += f"; correlation with val_acc {r:+.2f}{' (log10 lr)' if key in LOG_SCALE else ''}"
-    few = min(g.n for g in present) < evidence.MIN_RUNS_PER_GROUP
+    few = min(g.n for g in groups) < evidence.MIN_RUNS_PER_GROUP
     return text + "." + (" Few runs: a description of these runs only." if few else "")
 
 
@@ -259,8 +253,8 @@ def plot_val_acc_over_time(df: pd.DataFrame, ax=None):
 
 
 def _axis_values(column: pd.Series, key: str, seed: int = 0):
-    """Map one column to [0, 1]; return (positions, tick positions, tick labels, jitter). Categorical and
-    few-valued axes get a little seeded jitter, so that identical runs show as a band, not one line."""
+    """Map one column to [0, 1]; return (positions, tick positions, tick labels). Categorical and few-valued
+    axes get a little seeded jitter, so that identical runs show as a band, not one line."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         values = on_model_scale(column, key)
         low, high = values.min(), values.max()
@@ -268,9 +262,9 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         positions = (values - low) / span
         distinct = sorted(values.dropna().unique())
         label = lambda v: format_value(10**v if key in LOG_SCALE else v, key)
-        if len(distinct) > MAX_GROUPS:  # continuous: three evenly spaced ticks
+        if is_continuous(column):  # three evenly spaced ticks
             ticks = list(np.linspace(0, 1, 3))
-            return positions, ticks, [label(v) for v in low + np.array(ticks) * span], 0.0
+            return positions, ticks, [label(v) for v in low + np.array(ticks) * span]
         ticks, labels = [(v - low) / span for v in distinct], [label(v) for v in distinct]
     else:
         labels = sorted(column.astype(str).unique())
@@ -279,22 +273,18 @@ def _axis_values(column: pd.Series, key: str, seed: int = 0):
         ticks = [i * step for i in range(len(labels))]
     jitter = min(0.03, (min(np.diff(ticks)) if len(ticks) > 1 else 1.0) / 5)
     positions = positions + np.random.default_rng(seed).uniform(-jitter, jitter, len(positions))
-    return positions, ticks, labels, jitter
+    return positions, ticks, labels
 
 
-def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
-    """One line per run across the varied hyperparameters, coloured by validation accuracy.
-
-    Constant parameters get no axis, only a line under the title. Stopped-early runs are grey dotted lines;
-    failed runs are dashed and end on a 'failed' mark below the accuracy axis. Value labels sit in a gap
-    right of each axis where no line is drawn; the val_acc axis and the colour bar span the same range.
-    """
+def plot_parallel_coordinates(df: pd.DataFrame):
+    """One line per run across the varied hyperparameters, coloured by validation accuracy; constant ones are
+    named under the title. Stopped-early runs are grey dotted lines; failed runs are dashed, ending on a 'failed'
+    mark below the val_acc axis, which spans the colour bar's range. Value labels sit where no line is drawn."""
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
     from matplotlib.lines import Line2D
 
-    keys = (keys or varied_keys(df)) + ["val_acc"]
-    constants = [k for k in constant_keys(df) if k not in keys]
+    keys, constants = varied_keys(df) + ["val_acc"], constant_keys(df)
     masks = state_masks(df)
     known = masks["finished"] | masks["stopped"]
     accuracy = df["val_acc"].where(known)
@@ -308,7 +298,7 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
     _draw_run_lines(ax, xs, ys, accuracy, masks, norm)
     for k, x in zip(keys, xs):  # each axis: a tick at each value, its label in the line-free gap right of it
         ax.axvline(x, color="k", lw=0.8, zorder=3)
-        _, ticks, labels, _ = columns[k]
+        _, ticks, labels = columns[k]
         ax.plot([x] * len(ticks), ticks, "_", color="k", ms=8, mew=1.2, zorder=3)
         for t, label in zip(ticks, labels):
             ax.text(x + 0.03, t, label, ha="left", va="center", fontsize=8, color="#222222", zorder=5)
@@ -316,9 +306,8 @@ def plot_parallel_coordinates(df: pd.DataFrame, keys: list[str] | None = None):
         ax.text(xs[-1], failed_position, "failed", ha="center", va="center", fontsize=9, zorder=5,
                 color=STATE_STYLE["failed"]["color"], bbox=LABEL_BOX)
     ax.set_xticks(xs, keys, rotation=30, ha="right")
-    ax.set_yticks([])
-    ax.set_xlim(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2)
-    ax.set_ylim(failed_position - 0.06 if (~known).any() else -0.06, 1.06)
+    ax.set(yticks=[], xlim=(xs[0] - 0.2, xs[-1] + LABEL_GAP + 0.2),
+           ylim=(failed_position - 0.06 if (~known).any() else -0.06, 1.06))
     ax.spines[["left", "right", "top"]].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, pad=0.01,
                  label="validation accuracy (= the val_acc axis)")
@@ -386,7 +375,6 @@ def parameter_importance(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     if X.shape[1] == 0 or len(y) < 2:
         table = pd.DataFrame(columns=["importance", "correlation"])
     else:
-        # Each tree sees at most IMPORTANCE_SAMPLE runs: the same importances within noise, in seconds at 20,000 runs.
         forest = RandomForestRegressor(n_estimators=300, random_state=seed,
                                        max_samples=min(len(y), IMPORTANCE_SAMPLE)).fit(X.values, y.values)
         correlation = [np.corrcoef(X[c], y)[0, 1] if y.nunique() > 1 else math.nan for c in X]
@@ -430,5 +418,4 @@ def mean_accuracy_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
     if key not in finished:
         return pd.DataFrame(columns=["mean_val_acc", "max_val_acc", "runs"])
     grouped = finished.groupby(finished[key].astype(str))["val_acc"]
-    return (pd.DataFrame({"mean_val_acc": grouped.mean(), "max_val_acc": grouped.max(), "runs": grouped.size()})
-            .sort_values("mean_val_acc", ascending=False))
+    return grouped.agg(mean_val_acc="mean", max_val_acc="max", runs="size").sort_values("mean_val_acc", ascending=False)
