@@ -75,7 +75,8 @@ def _read_json(path: Path, warnings: list[str]) -> dict | None:
 
 def _figure(outputs: Path, name: str, caption: str, notebook: str, record: dict | None = None, run: str = "",
             key: str = "") -> Item:
-    """`name`.png, and the W&B `run` that logged it under `key` (default: `name`), in `record`'s mode-and-data group."""
+    """Figure `name`.png (a note when it is missing); the W&B `run` that logged it under `key` (default: `name`) is
+    in the group of `record`'s mode and data."""
     path = outputs / f"{name}.png"
     if path.is_file():
         group = figures_group(record.get("mode"), record.get("data")) if record else None
