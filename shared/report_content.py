@@ -263,8 +263,8 @@ def question_a4(outputs: Path, record: dict) -> list[Item]:
     items.append(Item("bullets", lines=lines))
     items += [_figure(outputs, name, caption, "A3", record, "partA-best-model-test") for name, caption in A3_FIGURES]
     items += filter_findings(outputs, record)
-    optional = [_figure(outputs, name, caption, "A4", record, "partA-filters-guided-backprop")  # in Part-A/03's group
-                for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
+    optional = [_figure(outputs, name, caption, "A4", record, "partA-filters-guided-backprop")
+                for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]  # in Part-A/03's W&B group
     return items + (optional or [Item("note", f"(c) and (d) are optional: {_run('A4')}")])
 
 
