@@ -49,9 +49,8 @@ def plot_per_class_accuracy(per_class_acc: dict, overall: float, title: str = "P
                              (overall + 0.01, "bottom", "black"))  # a bar too short to hold it: above the line
         ax.text(bar.get_x() + bar.get_width() / 2, y, f"{value:.0%}", ha="center", va=va, fontsize=8,
                 color=colour, zorder=3)
-    ax.set_ylim(0, 1.12)
-    ax.set(xlabel="true class", ylabel="test accuracy (share of the class right)")
-    ax.set_title(f"{title} (orange: below the overall accuracy)")
+    ax.set(ylim=(0, 1.12), xlabel="true class", ylabel="test accuracy (share of the class right)",
+           title=f"{title} (orange: below the overall accuracy)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     fig.tight_layout()
@@ -61,7 +60,6 @@ def plot_per_class_accuracy(per_class_acc: dict, overall: float, title: str = "P
 def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], title: str = "Confusion matrix (test set)"):
     """Counts written in the cells, colour = row-normalised share, so rare classes read as clearly as common ones."""
     import seaborn as sns
-
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     size = max(6, 0.75 * len(classes))
@@ -69,9 +67,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], title: str = "
     sns.heatmap(share, annot=matrix, fmt="d", cmap="Blues", vmin=0, vmax=1, square=True, ax=ax,
                 xticklabels=classes, yticklabels=classes, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "share of the true class (row-normalised)"})
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"{title}: {matrix.sum()} images, counts in cells")
+    ax.set(xlabel="predicted class", ylabel="true class", title=f"{title}: {matrix.sum()} images, counts in cells")
     plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
@@ -131,12 +127,9 @@ def train_label(config: dict | None) -> str:
 
 
 def plot_learning_curves(history: list[dict], title: str = "Learning curves", config: dict | None = None):
-    """Train and validation loss (left) and accuracy (right) per epoch of `train.fit`'s history, the best
-    epoch (highest validation accuracy) marked. Introduced in Part-A/03.
-
-    Train numbers come from the training batches as trained (augmented, with dropout, when the run's
-    `config` had them: the legend says which), so they can sit below the clean training accuracy.
-    """
+    """Train and validation loss (left) and accuracy (right) per epoch of `train.fit`'s history, the best epoch
+    (highest validation accuracy) marked. Introduced in Part-A/03. Train numbers come from the batches as trained
+    (augmented, with dropout: the legend says which), so they can sit below the clean training accuracy."""
     rows = [row for row in history or [] if "epoch" in row]
     if not rows:
         raise ValueError("plot_learning_curves needs per-epoch rows with an 'epoch' key (head-only "
@@ -162,8 +155,7 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves", co
     loss_ax.legend(fontsize=8)
     acc_ax.legend(fontsize=8, loc="lower right")
     title = f"{title}: {len(rows)} epoch{'s' * (len(rows) != 1)}, best validation accuracy at epoch {best['epoch']}"
-    # Wrapped to the figure's width, so a long run name never runs off the edge: DejaVu Sans at 11 pt averages
-    # about 0.55 em per character, 0.6 leaves a margin.
+    # Wrapped to the figure's width, so a long run name stays in it (DejaVu Sans at 11 pt: under 0.6 em a character).
     fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 72 / (0.6 * 11))), fontsize=11)
     fig.tight_layout()
     return fig
@@ -171,11 +163,10 @@ def plot_learning_curves(history: list[dict], title: str = "Learning curves", co
 
 def plot_preprocessing_comparison(image_path, size: int, resize_to: int, scratch_size: int | None = None,
                                   title: str | None = None):
-    """One photo three ways (Part-B Q1(a)): the original with the centre crop's region drawn on it, Part A's
-    squash to `scratch_size` (default `size`) square, and Part B's resize of the shorter side to
-    `resize_to` followed by the centre `size` x `size` crop. Both use `decode.resize_uint8`, the function
-    the caches are built with, so the panels show exactly what each model sees. Introduced in Part-B/01.
-    """
+    """One photo three ways (Part-B Q1(a)): the original with the centre crop's region drawn on it, Part A's squash
+    to `scratch_size` (default `size`) square, and Part B's resize of the shorter side to `resize_to`, then the
+    centre `size` x `size` crop, both by `decode.resize_uint8` as the caches are: exactly what each model sees.
+    Introduced in Part-B/01."""
     # The whole photo at full resolution (the cache decoders may decode JPEGs at a reduced scale).
     original = decode.read_rgb(image_path)
     height, width = original.shape[1:]

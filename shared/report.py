@@ -41,33 +41,23 @@ def panel_grid(item: Item, entity: str, project: str):
     wr, _ = reports_api()
     spec = item.panels
     if spec["kind"] == "sweep":
-        runset = wr.Runset(entity=entity, project=project, name=f"sweep {spec['sweep_id']}",
-                           filters=sweep_filter(spec["sweep_id"]))
-        columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(key)) for key in SWEEP_PARAMETERS]
+        name, run = f"sweep {spec['sweep_id']}", None
+        metrics = [*(wr.Config(key) for key in SWEEP_PARAMETERS), wr.SummaryMetric("val_acc")]
+        columns = [wr.ParallelCoordinatesPlotColumn(metric=metric) for metric in metrics]
         panels = [wr.ScatterPlot(title="val_acc vs created", x=wr.Metric("CreatedTimestamp"),
                                  y=wr.SummaryMetric("val_acc")),
-                  wr.ParallelCoordinatesPlot(title="parallel coordinates", columns=columns
-                                             + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("val_acc"))]),
+                  wr.ParallelCoordinatesPlot(title="parallel coordinates", columns=columns),
                   wr.ParameterImportancePlot(with_respect_to="val_acc")]
     else:
-        runset = wr.Runset(entity=entity, project=project, name=f"best run {spec['run']}",
-                           filters=sweep_filter(spec["sweep_id"], spec["run"]))
+        name, run = f"best run {spec['run']}", spec["run"]
         panels = [wr.LinePlot(title="accuracy", x="Step", y=["train_acc", "val_acc"]),
                   wr.LinePlot(title="loss", x="Step", y=["train_loss", "val_loss"])]
+    runset = wr.Runset(entity=entity, project=project, name=name, filters=sweep_filter(spec["sweep_id"], run))
     return wr.PanelGrid(runsets=[runset], panels=panels)
 
 
-def media_grid(item: Item, entity: str, project: str):
-    """A figure as W&B shows it: a media panel on the run that logged it, found by its group and name."""
-    wr, expr = reports_api()
-    group, run_name, key = item.media
-    runset = wr.Runset(entity=entity, project=project, name=run_name,
-                       filters=expr.And(expr.Metric("Group") == group, expr.Metric("Name") == run_name))
-    return wr.PanelGrid(runsets=[runset], panels=[wr.MediaBrowser(title=item.text, media_keys=[key], num_columns=1)])
-
-
 def item_blocks(item: Item, entity: str, project: str) -> list:
-    wr, _ = reports_api()
+    wr, expr = reports_api()
     if item.kind == "text":
         return [wr.P(item.text)]
     if item.kind == "note":
@@ -79,8 +69,14 @@ def item_blocks(item: Item, entity: str, project: str) -> list:
     if item.kind == "table":
         rows = [item.columns, ["---"] * len(item.columns), *item.rows]
         return [wr.MarkdownBlock(text=f"**{item.text}**\n\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows))]
-    if item.kind == "figure":
-        return [media_grid(item, entity, project)] if item.media else [wr.P(f"{item.text}: see report.html")]
+    if item.kind == "figure" and not item.media:
+        return [wr.P(f"{item.text}: see report.html")]
+    if item.kind == "figure":  # a media panel on the run that logged it, found by its group and name
+        group, run_name, key = item.media
+        runset = wr.Runset(entity=entity, project=project, name=run_name,
+                           filters=expr.And(expr.Metric("Group") == group, expr.Metric("Name") == run_name))
+        media = wr.MediaBrowser(title=item.text, media_keys=[key], num_columns=1)
+        return [wr.PanelGrid(runsets=[runset], panels=[media])]
     if item.kind == "panels":
         return [wr.P(item.text), panel_grid(item, entity, project)]
     raise ValueError(f"unknown report item {item.kind!r}")

@@ -73,20 +73,19 @@ def _read_json(path: Path, warnings: list[str]) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _figure(outputs: Path, name: str, caption: str, notebook: str, media: tuple | None = None) -> Item:
+def _figure(outputs: Path, name: str, caption: str, notebook: str, record: dict | None = None, run: str = "",
+            key: str = "") -> Item:
+    """Figure `name`.png (a note when it is missing); the W&B `run` that logged it under `key` (default: `name`) is
+    in the group of `record`'s mode and data."""
     path = outputs / f"{name}.png"
     if path.is_file():
-        return Item("figure", caption, path=path, media=media if media and None not in media else None)
+        group = figures_group(record.get("mode"), record.get("data")) if record else None
+        return Item("figure", caption, path=path, media=(group, run, key or name) if group else None)
     return Item("note", f"Figure {name}.png is missing: run {NOTEBOOKS[notebook]}.")
 
 
 def _run(notebook: str) -> str:
     return f"Run {NOTEBOOKS[notebook]} (and the notebooks before it) to fill this in."
-
-
-def _group(record: dict) -> str | None:
-    """The W&B group of the run that logged `record`'s figures."""
-    return figures_group(record.get("mode"), record.get("data"))
 
 
 SIZE = 224  # the question's input size, as in Part-A/01
@@ -192,11 +191,10 @@ def question_a2(outputs: Path, sweep_id: str | None, sweep: dict, runs: list[dic
             "sizes from one."]),
         Item("panels", "The sweep's runs in W&B", panels={"kind": "sweep", "sweep_id": sweep_id}),
     ]
-    for name, caption in [("val_acc_vs_created", "Validation accuracy against created time"),
-                          ("parallel_coordinates", "Parallel coordinates (colour = validation accuracy)"),
-                          ("parameter_importance", "Parameter importance and correlation with val_acc")]:
-        media = (_group(sweep), f"sweep-plots-{sweep_id}", name)
-        items.append(_figure(outputs, f"partA_02_{name}", caption, "A2", media))
+    items += [_figure(outputs, f"partA_02_{name}", caption, "A2", sweep, f"sweep-plots-{sweep_id}", name)
+              for name, caption in [("val_acc_vs_created", "Validation accuracy against created time"),
+                                    ("parallel_coordinates", "Parallel coordinates (colour = validation accuracy)"),
+                                    ("parameter_importance", "Parameter importance and correlation with val_acc")]]
     best = best_of(runs)
     if best:
         items.append(Item("panels", f"The best run, {best.get('name')}: training and validation curves",
@@ -263,15 +261,11 @@ def question_a4(outputs: Path, record: dict) -> list[Item]:
         lines.append(f"{class_extremes_sentence(per_class)} Chance level with {len(per_class)} classes: "
                      f"{1 / len(per_class):.0%}.")
     items.append(Item("bullets", lines=lines))
-    group = _group(record)  # Part-A/04 logs under Part-A/03's mode and data
-    items += [_figure(outputs, name, caption, "A3", media=(group, "partA-best-model-test", name))
-              for name, caption in A3_FIGURES]
+    items += [_figure(outputs, name, caption, "A3", record, "partA-best-model-test") for name, caption in A3_FIGURES]
     items += filter_findings(outputs, record)
-    items += [_figure(outputs, name, caption, "A4", media=(group, "partA-filters-guided-backprop", name))
-              for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]
-    if not any((outputs / f"{name}.png").is_file() for name, _ in A4_FIGURES):
-        items.append(Item("note", f"(c) and (d) are optional: {_run('A4')}"))
-    return items
+    optional = [_figure(outputs, name, caption, "A4", record, "partA-filters-guided-backprop")
+                for name, caption in A4_FIGURES if (outputs / f"{name}.png").is_file()]  # in Part-A/03's W&B group
+    return items + (optional or [Item("note", f"(c) and (d) are optional: {_run('A4')}")])
 
 
 def filter_findings(outputs: Path, record: dict) -> list[Item]:
@@ -323,7 +317,7 @@ def question_b1(outputs: Path, strategies: dict, compared: dict | None = None) -
                      f"{recipe['crop_size']} × {recipe['crop_size']} px, normalise with mean {recipe['mean']} and std "
                      f"{recipe['std']}." + scaled),
         _figure(outputs, "partB_preprocessing", "One photo: Part A's squash against Part B's resize and centre crop",
-                "B1", media=(_group(strategies), f"partB-strategies-{model_name}", "partB_preprocessing")),
+                "B1", strategies, f"partB-strategies-{model_name}"),
         Item("text", f"(b) 1,000 classes against 10: the last layer {head} "
                      f"({head.weight.numel() + head.bias.numel():,} parameters) is replaced by a new "
                      f"Linear({head.in_features}, 10) ({head.in_features * 10 + 10:,} parameters); the backbone's "
@@ -343,7 +337,7 @@ def question_b2(outputs: Path, strategies: dict) -> list[Item]:
         Item("bullets", lines=[str(f) for f in evidence.strategy_comparison(
             rows, reference, val_images=strategies.get("val_images"))]),
         _figure(outputs, "partB_strategies", "Trainable parameters, time per epoch and accuracy per strategy",
-                "B1", media=(_group(strategies), f"partB-strategies-{strategies['model']}", "partB_strategies")),
+                "B1", strategies, f"partB-strategies-{strategies['model']}"),
     ]
 
 
@@ -351,7 +345,7 @@ def question_b3(outputs: Path, compared: dict) -> list[Item]:
     import numpy as np
     scratch, tuned = compared["scratch"], compared["tuned"]
     name = f"{compared['model']} {compared['strategy']}"
-    group, run = _group(compared), f"partB-vs-scratch-{compared['model']}"
+    run = f"partB-vs-scratch-{compared['model']}"
     lines = [str(f) for f in evidence.scratch_vs_finetuned(scratch, tuned, compared["test_images"])]
     per_class = {label: acc for label, acc in (compared.get("per_class_acc") or {}).items() if acc is not None}
     if per_class:  # the hardest and easiest class, and the most frequent confusion, from the saved test metrics
@@ -364,9 +358,9 @@ def question_b3(outputs: Path, compared: dict) -> list[Item]:
                      f"{compared['test_images']:,} test images:"),
         Item("bullets", lines=lines),
         _figure(outputs, "partB_vs_scratch", "Scratch CNN against the fine-tuned model", "B2",
-                (group, run, "vs_scratch")),
+                compared, run, "vs_scratch"),
         _figure(outputs, "partB_confusion", "The fine-tuned model's confusion matrix on the test set", "B2",
-                (group, run, "confusion")),
+                compared, run, "confusion"),
     ]
 
 
@@ -416,11 +410,8 @@ def collect(outputs: Path) -> Content:
         """`build()`'s items, or one line: what could not be read, or the notebook it `needs` to run first."""
         try:
             if needs == "A2" and sweep_error:
-                items = [Item("note", unreadable(sweep_error, files))]
-            elif needs and not found[needs]:
-                items = [Item("note", _run(needs))]
-            else:
-                items = build()
+                raise sweep_error
+            items = build() if not needs or found[needs] else [Item("note", _run(needs))]
         except READ_ERRORS as err:
             items = [Item("note", unreadable(err, files))]
         return Question(title, source, items)

@@ -107,9 +107,8 @@ def render(content: Content, wandb_url: str | None = None) -> str:
             + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_html(content: Content, path: Path, wandb_url: str | None = None) -> Path:
+def write_html(content: Content, path: Path, wandb_url: str | None = None) -> None:
     """Write the report atomically: a reader never sees half a file."""
     page = render(content, wandb_url)
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
-    return path
