@@ -17,7 +17,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mis
                "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 ORGANISATIONS = ("same", "doubling", "halving")
 MIN_INPUT_SIZE = 32  # five 2x2 max-pools: 32 px is the smallest size that leaves a 1x1 map
-MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; 100,000 px asked for 600 GB of cache before any check
+MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; it bounds the decoded cache (images x size^2 x 3 bytes)
 
 
 class ConfigError(UserError, ValueError):
