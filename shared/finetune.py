@@ -299,7 +299,7 @@ def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 5
                  weight_decay: float = 0.01, label_smoothing: float = 0.1, eval_every: int = 10,
                  patience: int = 100) -> dict:
     """Full-batch AdamW on fixed features, early stopping on validation accuracy; best weights kept. On a CPU on one
-    torch thread: for thousands of tiny ops the hand-offs dominate (10x faster on a busy 2-core CPU)."""
+    torch thread: for thousands of tiny ops the hand-offs between threads dominate."""
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     history, best = [], {"val_acc": -1.0, "step": 0, "state": None}
     with one_torch_thread() if train_x.device.type == "cpu" else nullcontext():

@@ -119,12 +119,10 @@ def activation_bytes(model: nn.Module, input_size: int) -> tuple[int, int]:
 def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_bytes: int,
                      cached_bytes: int = 0) -> tuple[int, int]:
     """(micro-batch, predicted peak bytes): the largest divisor of `batch_size` whose peak fits `gpu_bytes`, else 1.
-
-    The peak: per image its saved tensors plus two of the largest (the gradients flowing back); the float batch
-    and its augmented copy; fp32 weights, gradients, AdamW's moments, autocast's 16-bit weights; the cached
-    images; GPU_MEMORY_RESERVE. One optimiser step per drawn batch either way (gradient accumulation); BatchNorm
-    normalises each micro-batch by its own statistics, as every framework's gradient accumulation does.
-    """
+    The peak: per image its saved tensors plus two of the largest (the gradients flowing back); the float batch and
+    its augmented copy; fp32 weights, gradients, AdamW's moments, autocast's 16-bit weights; the cached images;
+    GPU_MEMORY_RESERVE. One optimiser step per drawn batch either way (gradient accumulation); BatchNorm normalises
+    each micro-batch by its own statistics, as every framework's gradient accumulation does."""
     saved, largest = activation_bytes(model, input_size)
     fixed = (2 * batch_size * 3 * input_size**2 * 4 + sum(p.numel() for p in model.parameters()) * (4 + 4 + 8 + 2)
              + cached_bytes + GPU_MEMORY_RESERVE)
@@ -217,33 +215,27 @@ def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
 
 def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
     """The step after the batch's backward passes; under fp16 the gradients are unscaled before clipping."""
-    if scaler:
-        scaler.unscale_(optimizer)
+    scaler.unscale_(optimizer)
     if max_grad_norm:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
         progress: bool = True, desc: str = "train", on_train=None) -> dict:
     """Train `model` in place with early stopping; it comes back with the best epoch's weights and no gradients.
-
     Returns `history` (one dict per epoch), `best_epoch`, `val_acc` (best), `epoch_seconds`, `images_per_second`,
     `best_state` (a copy), `micro_batch` and `stopped_by` (None, "patience", or "on_epoch" when `on_epoch(row)`
-    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm).
-    """
+    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm)."""
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
     torch.manual_seed(tcfg.seed)
     train_dev, val_dev = data_lib.to_device(train_set, device), data_lib.to_device(val_set, device)
     model.to(device).to(memory_format=torch.channels_last)
     dtype = amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # disabled: passes everything through
     optimizer = _make_optimizer(param_groups or [p for p in model.parameters() if p.requires_grad], tcfg, device)
     drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
     steps = len(train_set) // tcfg.batch_size if drop_last else 1
@@ -277,7 +269,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = step_model(x_part)  # the batch's mean loss: each part's mean weighted by its share
                     loss = loss_fn(logits.float(), labels_part) * (len(labels_part) / len(labels))
-                (scaler.scale(loss) if scaler else loss).backward()
+                scaler.scale(loss).backward()
                 loss_sum += loss.detach() * len(labels)
                 correct += (logits.argmax(1) == labels_part).sum()
             _optimizer_step(model, optimizer, scaler, tcfg.max_grad_norm)

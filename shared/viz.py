@@ -60,14 +60,12 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
                 ax_img.axis("off"), ax_bar.axis("off")
                 continue
             i = indices[j]
-            p = probs[i].float()
-            top = p.topk(min(top_k, len(p)))
+            top = probs[i].float().topk(min(top_k, probs.shape[1]))
             predicted, true = int(top.indices[0]), int(test.labels[i])
-            colour = CORRECT if predicted == true else WRONG
+            colour, mark = (CORRECT, RIGHT_MARK) if predicted == true else (WRONG, WRONG_MARK)
             ax_img.imshow(test.images[i].cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
             ax_img.set(xticks=[], yticks=[])
             plt.setp(ax_img.spines.values(), edgecolor=colour, linewidth=3)
-            mark = RIGHT_MARK if predicted == true else WRONG_MARK
             ax_img.set_title(f"{mark} {classes[predicted]} {float(top.values[0]):.0%}", color=colour, fontsize=9,
                              fontweight="bold", pad=3)
             bar_colours = [CORRECT if k == true else (WRONG if n == 0 else NEUTRAL)
@@ -164,11 +162,10 @@ def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float
 def guided_backprop(model, image: torch.Tensor, channel: int, block: int = 5) -> torch.Tensor:
     """Guided-backprop gradient [3, H, W] of ONE unit w.r.t. the input image [1, 3, H, W] (normalised).
 
-    The unit is the largest activation of `channel` in conv block `block`'s activation output (before the
-    max-pool). At every activation on the way back the gradient becomes (forward input > 0) * clamp(gradient,
-    min=0): Springenberg et al.'s rule for ReLU, applied as it is to GELU/SiLU/Mish/... too. The model comes
-    back as it was: training flag, requires_grad, no hooks (even if this raises), no parameter gradients.
-    """
+    The unit is the largest activation of `channel` in conv block `block`'s activation output (before the max-pool).
+    At every activation on the way back the gradient becomes (forward input > 0) * clamp(gradient, min=0):
+    Springenberg et al.'s rule for ReLU, applied as it is to GELU/SiLU/Mish/... too. The model comes back as it
+    was: training flag, requires_grad, no hooks (even if this raises), no parameter gradients."""
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be [1, 3, H, W], got {tuple(image.shape)}")
     if not 1 <= block <= len(model.blocks):
@@ -259,11 +256,10 @@ def receptive_field_box(cfg, row: int, col: int, block: int = 5) -> tuple[int, i
     """(top, left, bottom, right), inclusive pixel indices clipped to the image, of one unit's receptive field."""
     size, jump, centre = receptive_field(cfg, block)
     half = (size - 1) / 2
-    last = cfg.input_size - 1
 
     def span(index):
         middle = centre + index * jump
-        return max(0, math.floor(middle - half)), min(last, math.ceil(middle + half))
+        return max(0, math.floor(middle - half)), min(cfg.input_size - 1, math.ceil(middle + half))
 
     (top, bottom), (left, right) = span(row), span(col)
     return top, left, bottom, right
