@@ -1,7 +1,5 @@
-"""Augmentation on the device, batched: the training batches' random crops, flips and colour jitter.
-
-Introduced in Part-A/02 (the sweep's `augment` switch). One `grid_sample` per batch, no per-image loop and
-no PIL, so augmenting costs the GPU little and the CPU nothing.
+"""Augmentation on the device, batched: the training batches' random crops, flips and colour jitter, with no
+per-image loop and no PIL. Introduced in Part-A/02 (the sweep's `augment` switch).
 """
 from __future__ import annotations
 

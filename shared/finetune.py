@@ -60,9 +60,8 @@ def weights_file(weights) -> Path:
 
 
 @contextmanager
-def _hub_errors(name: str):
-    """Turn torch hub's download/load failures into one `WeightsUnavailable` line; never hang."""
-    weights = get_weights(name)
+def _hub_errors(weights):
+    """Turn torch hub's download/load failures of `weights` into one `WeightsUnavailable` line; never hang."""
     path = weights_file(weights)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # torch.hub's urlopen has no timeout of its own
@@ -89,7 +88,7 @@ def _hub_errors(name: str):
 def ensure_weights(name: str) -> Path:
     """The DEFAULT checkpoint of `name` in the hub cache, downloaded if needed; else `WeightsUnavailable`."""
     weights = get_weights(name)
-    with _hub_errors(name):
+    with _hub_errors(weights):
         weights.get_state_dict(progress=True)  # torchvision's own path: cache, else download
     return weights_file(weights)
 
@@ -178,10 +177,8 @@ def get_head(model: nn.Module) -> nn.Linear:
 
 
 def backbone_units(model: nn.Module) -> tuple[list, list[nn.Module]]:
-    """(stem, units): what `first_k` / `last_k` count. ResNet: conv1+bn1, then layer1..4. ViT: patch projection,
-    class token and position embedding, then encoder layers. ConvNeXt/Swin: features[0], then 4 stages (each
-    with the downsampling in front of it). Other `features` nets: features[0], then each of features[1:].
-    """
+    """(stem, units): what `first_k` / `last_k` count, e.g. ResNet's conv1+bn1, then layer1..4. A ConvNeXt or Swin
+    unit is a stage with the downsampling in front of it."""
     if hasattr(model, "layer4") and hasattr(model, "conv1"):
         return [model.conv1, model.bn1], [model.layer1, model.layer2, model.layer3, model.layer4]
     if isinstance(model, torchvision.models.VisionTransformer):
@@ -259,11 +256,9 @@ def build_model(name: str, strategy: str, num_classes: int = 10, k: int | None =
                 pretrained: bool = True) -> nn.Module:
     """A torchvision classifier with its DEFAULT ImageNet weights (random ones when not `pretrained`), a new
     `num_classes` head, frozen per strategy; `WeightsUnavailable` when the weights are not cached nor downloadable."""
-    if pretrained:
-        with _hub_errors(name):  # get_model -> weights.get_state_dict -> load_state_dict_from_url
-            model = torchvision.models.get_model(name, weights=get_weights(name))
-    else:
-        model = torchvision.models.get_model(name)
+    weights = get_weights(name) if pretrained else None
+    with _hub_errors(weights) if pretrained else nullcontext():  # get_model -> ... -> load_state_dict_from_url
+        model = torchvision.models.get_model(name, weights=weights)
     parent, attr = head_slot(model)
     setattr(parent, attr, nn.Linear(getattr(parent, attr).in_features, num_classes))
     apply_strategy(model, strategy, k)
@@ -304,7 +299,7 @@ def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 5
                  weight_decay: float = 0.01, label_smoothing: float = 0.1, eval_every: int = 10,
                  patience: int = 100) -> dict:
     """Full-batch AdamW on fixed features, early stopping on validation accuracy; best weights kept. On a CPU on one
-    torch thread: for thousands of tiny ops the hand-offs dominate (10x faster on a busy 2-core CPU)."""
+    torch thread: for thousands of tiny ops the hand-offs between threads dominate."""
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     history, best = [], {"val_acc": -1.0, "step": 0, "state": None}
     with one_torch_thread() if train_x.device.type == "cpu" else nullcontext():
@@ -330,18 +325,15 @@ def train_linear(head: nn.Linear, train_x, train_y, val_x, val_y, steps: int = 5
 def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet,
               tcfg: TrainConfig | None = None, mean=data_lib.MEAN, std=data_lib.STD, device=None,
               progress: bool = True) -> dict:
-    """Train a model from `build_model` in place; returns val_acc, epoch_seconds, history, param counts.
-
-    `head`: features once, then `train_linear` (no augmentation: the features are fixed) on the model's own head.
-    Others: `fit` with discriminative learning rates and `freeze_bn` after every `model.train()`.
-    """
+    """Train a model from `build_model` in place; returns val_acc, epoch_seconds, history, param counts. `head`:
+    features once, then `train_linear` on the model's own head (no augmentation: the features are fixed). The
+    others: `fit` with discriminative learning rates and `freeze_bn` after every `model.train()`."""
     tcfg = tcfg or FINETUNE_TRAIN
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
     trainable, total = param_counts(model)
     start = time.perf_counter()
     if strategy == "head":
-        torch.manual_seed(tcfg.seed)
         train_dev, val_dev = data_lib.to_device(train_set, device), data_lib.to_device(val_set, device)
         train_x = extract_features(model, train_dev, device, mean, std, 2 * tcfg.batch_size)
         val_x = extract_features(model, val_dev, device, mean, std, 2 * tcfg.batch_size)
@@ -352,7 +344,6 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
         seconds = time.perf_counter() - start
         out.update(epoch_seconds=[seconds], feature_seconds=feature_seconds, head_seconds=seconds - feature_seconds,
                    images_per_second=(len(train_set) + len(val_set)) / feature_seconds, best_epoch=1)
-        del train_dev, val_dev, train_x, val_x
     else:
         out = fit(model, train_set, val_set, tcfg, device, param_groups=param_groups(model, tcfg.lr),
                   mean=mean, std=std, progress=progress, desc=strategy, on_train=freeze_bn)
@@ -369,15 +360,12 @@ def fine_tune(model: nn.Module, strategy: str, train_set: data_lib.ImageSet, val
 def run_finetune(root, model_name: str, strategy: str, k: int | None = None, epochs: int | None = None,
                  input_size: int | None = None, test: bool = False, allow_random: bool | None = False,
                  tcfg: TrainConfig | None = None, device=None, progress: bool = True) -> dict:
-    """Everything the CLI's `finetune` does: data at the weights' preprocessing, build, fine-tune, (test).
-
-    Settings, the dataset (`root` goes through `data.find_data`, so None finds it) and the weights are checked in
-    that order before any decoding. `allow_random` is `weights_or_random`'s (False: no weights, no run).
-    """
+    """Everything the CLI's `finetune` does: data at the weights' preprocessing, build, fine-tune, (test). Settings,
+    the dataset (`root` goes through `data.find_data`, so None finds it) and the weights are checked in that order
+    before any decoding. `allow_random` is `weights_or_random`'s (False: no weights, no run)."""
     tcfg = tcfg or FINETUNE_TRAIN
     if epochs is not None:
         tcfg = replace(tcfg, epochs=epochs)  # validated by TrainConfig: 0 is refused, not "the default"
-    device = torch.device(device or get_device())
     prep = preprocessing(model_name, input_size)
     check_supported(model_name, strategy, k)
     root = data_lib.find_data(root)  # after the settings: it may build the demo set or download

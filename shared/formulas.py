@@ -1,20 +1,15 @@
-"""Exact parameter and computation counts for the Part A CNN (Question 1).
+"""Exact parameter and computation counts for the Part A CNN (Question 1). Introduced in Part-A/01.
 
-Introduced in Part-A/01.
-
-Convention
-----------
-* Parameters: every learnable number, i.e. ``sum(p.numel() for p in model.parameters())``.
-  Conv and dense biases are counted; BatchNorm's affine weight and bias (2 per channel) are
-  counted when ``batch_norm`` is on; BN's running mean/var are buffers, not parameters.
-* Computations: multiply-accumulates (MACs) of the conv and dense layers, the work that
-  dominates. One MAC is one multiply plus one add, so FLOPs = 2 x MACs. Bias additions,
-  BatchNorm, activations and max-pooling are NOT counted (they are O(activations), not
-  O(activations x fan-in)). This is exactly what ``torch.utils.flop_counter.FlopCounterMode``
-  counts, divided by 2. "Same" padding means a conv computes at its full input resolution,
-  padded zeros included.
-* Spatial sizes: block i sees ``S_i = floor(S / 2**i)`` (i = 0..4) because each 2x2 max-pool
-  floors odd sizes; the dense layer sees ``S_5 = floor(S / 32)``.
+* Parameters: every learnable number, i.e. ``sum(p.numel() for p in model.parameters())``. Conv and dense
+  biases are counted; BatchNorm's affine weight and bias (2 per channel) are counted when ``batch_norm`` is
+  on; BN's running mean/var are buffers, not parameters.
+* Computations: multiply-accumulates (MACs) of the conv and dense layers, the work that dominates. One MAC is
+  one multiply plus one add, so FLOPs = 2 x MACs. Bias additions, BatchNorm, activations and max-pooling are
+  NOT counted (they are O(activations), not O(activations x fan-in)): exactly what
+  ``torch.utils.flop_counter.FlopCounterMode`` counts, divided by 2. "Same" padding means a conv computes at
+  its full input resolution, padded zeros included.
+* Spatial sizes: block i sees ``S_i = floor(S / 2**i)`` (i = 0..4) because each 2x2 max-pool floors odd
+  sizes; the dense layer sees ``S_5 = floor(S / 32)``.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mis
                "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 ORGANISATIONS = ("same", "doubling", "halving")
 MIN_INPUT_SIZE = 32  # five 2x2 max-pools: 32 px is the smallest size that leaves a 1x1 map
-MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; 100,000 px asked for 600 GB of cache before any check
+MAX_INPUT_SIZE = 1024  # above the photos' own ~800x600; it bounds the decoded cache (images x size^2 x 3 bytes)
 
 
 class ConfigError(UserError, ValueError):
@@ -45,8 +45,7 @@ def make_filters(base: int, organisation: str = "same") -> tuple[int, ...]:
         halving  512 256 128  64  32   (the published winner)
 
     Doubling and halving hold almost the same conv weights, so the sweep compares *where* the width goes; CONV5
-    keeps at least `base` channels (Question 4 needs 10). Halving puts its widest layers at the highest
-    resolution (about 17x the MACs of doubling at 224 px).
+    keeps at least `base` channels (Question 4 needs 10). Halving's widest layers see the highest resolution.
     """
     if organisation not in ORGANISATIONS:
         raise ConfigError(f"organisation must be one of {ORGANISATIONS}, got {organisation!r}")
@@ -124,9 +123,9 @@ class CNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         channels = (cfg.in_channels, *cfg.filters)
-        self.blocks = nn.ModuleList(
+        self.blocks = nn.Sequential(*(
             ConvBlock(channels[i], channels[i + 1], cfg.kernel_sizes[i], cfg.activation, cfg.batch_norm)
-            for i in range(5))
+            for i in range(5)))
         last = cfg.feature_sizes[-1]
         self.flatten = nn.Flatten()
         self.dense = nn.Linear(cfg.filters[-1] * last * last, cfg.dense_neurons)
@@ -135,9 +134,7 @@ class CNN(nn.Module):
         self.out = nn.Linear(cfg.dense_neurons, cfg.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x
+        return self.blocks(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.features(x))

@@ -119,12 +119,10 @@ def activation_bytes(model: nn.Module, input_size: int) -> tuple[int, int]:
 def plan_micro_batch(model: nn.Module, input_size: int, batch_size: int, gpu_bytes: int,
                      cached_bytes: int = 0) -> tuple[int, int]:
     """(micro-batch, predicted peak bytes): the largest divisor of `batch_size` whose peak fits `gpu_bytes`, else 1.
-
-    The peak: per image its saved tensors plus two of the largest (the gradients flowing back); the float batch
-    and its augmented copy; fp32 weights, gradients, AdamW's moments, autocast's 16-bit weights; the cached
-    images; GPU_MEMORY_RESERVE. One optimiser step per drawn batch either way (gradient accumulation); BatchNorm
-    normalises each micro-batch by its own statistics, as every framework's gradient accumulation does.
-    """
+    The peak: per image its saved tensors plus two of the largest (the gradients flowing back); the float batch and
+    its augmented copy; fp32 weights, gradients, AdamW's moments, autocast's 16-bit weights; the cached images;
+    GPU_MEMORY_RESERVE. One optimiser step per drawn batch either way (gradient accumulation); BatchNorm normalises
+    each micro-batch by its own statistics, as every framework's gradient accumulation does."""
     saved, largest = activation_bytes(model, input_size)
     fixed = (2 * batch_size * 3 * input_size**2 * 4 + sum(p.numel() for p in model.parameters()) * (4 + 4 + 8 + 2)
              + cached_bytes + GPU_MEMORY_RESERVE)
@@ -192,10 +190,8 @@ def _make_optimizer(params, tcfg: TrainConfig, device: torch.device):
     fused = device.type == "cuda"
     if tcfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused)
-    if tcfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=tcfg.lr, momentum=0.9, nesterov=True,
-                               weight_decay=tcfg.weight_decay, fused=fused)
-    raise ValueError(f"optimizer must be adamw or sgd, got {tcfg.optimizer!r}")
+    return torch.optim.SGD(params, lr=tcfg.lr, momentum=0.9, nesterov=True,  # sgd: TrainConfig admits no other
+                           weight_decay=tcfg.weight_decay, fused=fused)
 
 
 def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
@@ -208,47 +204,38 @@ def _make_schedule(optimizer, tcfg: TrainConfig, total_steps: int):
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
             pct_start=pct_start)
-    if tcfg.schedule == "cosine":
-        warmup = max(1, int(tcfg.warmup_fraction * total_steps))
+    warmup = max(1, int(tcfg.warmup_fraction * total_steps))  # cosine: TrainConfig admits no other
 
-        def factor(step):
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"schedule must be onecycle or cosine, got {tcfg.schedule!r}")
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _optimizer_step(model: nn.Module, optimizer, scaler, max_grad_norm: float | None) -> None:
     """The step after the batch's backward passes; under fp16 the gradients are unscaled before clipping."""
-    if scaler:
-        scaler.unscale_(optimizer)
+    scaler.unscale_(optimizer)
     if max_grad_norm:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageSet, tcfg: TrainConfig,
         device=None, param_groups=None, mean=data_lib.MEAN, std=data_lib.STD, on_epoch=None,
         progress: bool = True, desc: str = "train", on_train=None) -> dict:
     """Train `model` in place with early stopping; it comes back with the best epoch's weights and no gradients.
-
     Returns `history` (one dict per epoch), `best_epoch`, `val_acc` (best), `epoch_seconds`, `images_per_second`,
     `best_state` (a copy), `micro_batch` and `stopped_by` (None, "patience", or "on_epoch" when `on_epoch(row)`
-    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm).
-    """
+    was truthy). `on_train(model)` runs after every `model.train()` (fine-tuning's frozen BatchNorm)."""
     require_images(train_set, val_set, tcfg)
     device = torch.device(device or get_device())
     torch.manual_seed(tcfg.seed)
-    train_dev = data_lib.to_device(train_set, device)
-    val_dev = data_lib.to_device(val_set, device)
+    train_dev, val_dev = data_lib.to_device(train_set, device), data_lib.to_device(val_set, device)
     model.to(device).to(memory_format=torch.channels_last)
     dtype = amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # disabled: passes everything through
     optimizer = _make_optimizer(param_groups or [p for p in model.parameters() if p.requires_grad], tcfg, device)
     drop_last = len(train_set) > tcfg.batch_size  # constant shapes: no recompiles, no 1-image BN batch
     steps = len(train_set) // tcfg.batch_size if drop_last else 1
@@ -282,7 +269,7 @@ def fit(model: nn.Module, train_set: data_lib.ImageSet, val_set: data_lib.ImageS
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = step_model(x_part)  # the batch's mean loss: each part's mean weighted by its share
                     loss = loss_fn(logits.float(), labels_part) * (len(labels_part) / len(labels))
-                (scaler.scale(loss) if scaler else loss).backward()
+                scaler.scale(loss).backward()
                 loss_sum += loss.detach() * len(labels)
                 correct += (logits.argmax(1) == labels_part).sum()
             _optimizer_step(model, optimizer, scaler, tcfg.max_grad_norm)
@@ -368,10 +355,8 @@ class TrainResult:
     model: nn.Module | None = field(default=None, repr=False)  # best weights, on the CPU
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
-        if d["test_acc"] is None:
-            d.pop("test_acc"), d.pop("test_loss")
-        return d
+        left_out = {"model"} | ({"test_acc", "test_loss"} if self.test_acc is None else set())
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in left_out}
 
 
 def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = False, device=None,
@@ -383,7 +368,6 @@ def train(cfg: CNNConfig, root, tcfg: TrainConfig | None = None, test: bool = Fa
     check_rgb(cfg)
     info = data_lib.check_dataset(root)
     cfg = dataclasses.replace(cfg, num_classes=info.num_classes)
-    device = torch.device(device or get_device())
     train_set, val_set, test_set, cache_seconds = load_data(root, cfg.input_size, tcfg, test, verbose=verbose)
     torch.manual_seed(tcfg.seed)
     model = CNN(cfg)

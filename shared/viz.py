@@ -60,14 +60,12 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
                 ax_img.axis("off"), ax_bar.axis("off")
                 continue
             i = indices[j]
-            p = probs[i].float()
-            top = p.topk(min(top_k, len(p)))
+            top = probs[i].float().topk(min(top_k, probs.shape[1]))
             predicted, true = int(top.indices[0]), int(test.labels[i])
-            colour = CORRECT if predicted == true else WRONG
+            colour, mark = (CORRECT, RIGHT_MARK) if predicted == true else (WRONG, WRONG_MARK)
             ax_img.imshow(test.images[i].cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax_img.set_xticks([]), ax_img.set_yticks([])
+            ax_img.set(xticks=[], yticks=[])
             plt.setp(ax_img.spines.values(), edgecolor=colour, linewidth=3)
-            mark = RIGHT_MARK if predicted == true else WRONG_MARK
             ax_img.set_title(f"{mark} {classes[predicted]} {float(top.values[0]):.0%}", color=colour, fontsize=9,
                              fontweight="bold", pad=3)
             bar_colours = [CORRECT if k == true else (WRONG if n == 0 else NEUTRAL)
@@ -80,8 +78,7 @@ def plot_prediction_grid(test: data_lib.ImageSet, probs: torch.Tensor, per_class
                 ax_bar.text(value - 0.02 if inside else value + 0.02, yy, f"{classes[k]} {value:.0%}",
                             va="center", ha="right" if inside else "left", fontsize=8,
                             color="white" if inside else "black", clip_on=False)
-            ax_bar.set_yticks([])
-            ax_bar.set_xlim(0, 1)
+            ax_bar.set(yticks=[], xlim=(0, 1))
             ax_bar.set_xticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=7)
             ax_bar.tick_params(length=2, pad=1)
             if c == num_classes - 1:
@@ -165,11 +162,10 @@ def plot_feature_maps(model, image: torch.Tensor, caption: str = "", cell: float
 def guided_backprop(model, image: torch.Tensor, channel: int, block: int = 5) -> torch.Tensor:
     """Guided-backprop gradient [3, H, W] of ONE unit w.r.t. the input image [1, 3, H, W] (normalised).
 
-    The unit is the largest activation of `channel` in conv block `block`'s activation output (before the
-    max-pool). At every activation on the way back the gradient becomes (forward input > 0) * clamp(gradient,
-    min=0): Springenberg et al.'s rule for ReLU, applied as it is to GELU/SiLU/Mish/... too. The model comes
-    back as it was: training flag, requires_grad, no hooks (even if this raises), no parameter gradients.
-    """
+    The unit is the largest activation of `channel` in conv block `block`'s activation output (before the max-pool).
+    At every activation on the way back the gradient becomes (forward input > 0) * clamp(gradient, min=0):
+    Springenberg et al.'s rule for ReLU, applied as it is to GELU/SiLU/Mish/... too. The model comes back as it
+    was: training flag, requires_grad, no hooks (even if this raises), no parameter gradients."""
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be [1, 3, H, W], got {tuple(image.shape)}")
     if not 1 <= block <= len(model.blocks):
@@ -260,11 +256,10 @@ def receptive_field_box(cfg, row: int, col: int, block: int = 5) -> tuple[int, i
     """(top, left, bottom, right), inclusive pixel indices clipped to the image, of one unit's receptive field."""
     size, jump, centre = receptive_field(cfg, block)
     half = (size - 1) / 2
-    last = cfg.input_size - 1
 
     def span(index):
         middle = centre + index * jump
-        return max(0, math.floor(middle - half)), min(last, math.ceil(middle + half))
+        return max(0, math.floor(middle - half)), min(cfg.input_size - 1, math.ceil(middle + half))
 
     (top, bottom), (left, right) = span(row), span(col)
     return top, left, bottom, right
@@ -281,11 +276,9 @@ def gradient_to_image(gradient: torch.Tensor) -> np.ndarray:
 
 def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], boxes: list[tuple],
                          titles: list[str], block: int = 5, columns: int = 2, panel: float = 1.9):
-    """Per neuron three panels: the test image that excites it most, the guided-backprop map, and the
-    map's magnitude over the image inside the unit's receptive field. Neurons run in `columns` columns, the
-    panel headers once per column. The receptive-field box is drawn only where the field is smaller than the
-    image; where it covers the whole image, the title says so instead of retracing the border.
-    """
+    """Per neuron three panels: the test image that excites it most (the unit's receptive field boxed, unless it
+    covers the whole image), the guided-backprop map, and the map's magnitude over the image inside the receptive
+    field. Neurons run in `columns` columns, the panel headers once per column."""
     count = len(gradients)
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
@@ -319,7 +312,7 @@ def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], bo
         axes[2].imshow(picture[crop].mean(axis=2), cmap="gray", interpolation="nearest")
         axes[2].imshow(np.clip(magnitude[crop], 0, 1), cmap="inferno", alpha=0.65, interpolation="nearest")
         for ax in axes:
-            ax.set_xticks([]), ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
         field = f" | field {bottom_ - top_ + 1}x{right_ - left_ + 1} px"
         fig.text(left / width, (bottom + panel + 0.08) / height, title + field, fontsize=10, ha="left", va="bottom")
     for group in range(columns):  # the panel headers, once per column of neurons
@@ -337,10 +330,9 @@ def plot_guided_backprop(images: torch.Tensor, gradients: list[torch.Tensor], bo
 
 
 def filter_structure(weights: torch.Tensor) -> float:
-    """How spatially smooth conv kernels are: the mean correlation between horizontally and vertically
-    neighbouring weights of the same filter and input channel. About 0 for i.i.d. noise (a fresh
-    initialisation); clearly positive for blob- and edge-like kernels. Introduced in Part-A/04.
-    """
+    """How spatially smooth conv kernels are: the mean correlation of horizontally and vertically neighbouring
+    weights of one filter and input channel; about 0 for i.i.d. noise (a fresh initialisation), clearly positive
+    for blob- and edge-like kernels. Introduced in Part-A/04."""
     w = weights.detach().float().cpu()
     w = w - w.mean(dim=(2, 3), keepdim=True)
     pairs = [(w[..., :, :-1], w[..., :, 1:]), (w[..., :-1, :], w[..., 1:, :])]
@@ -385,7 +377,7 @@ def plot_guided_backprop_column(gradients: list[torch.Tensor], titles: list[str]
         bottom = margin + (len(gradients) - 1 - n) * (panel + gap)
         ax = axes_at(fig, margin + label_width, bottom, panel)
         ax.imshow(gradient_to_image(gradient), interpolation="nearest")
-        ax.set_xticks([]), ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         fig.text((margin + label_width - 0.1) / width, (bottom + panel / 2) / height, title.replace(" | ", "\n"),
                  ha="right", va="center", fontsize=9)
     fig.suptitle(f"Guided backprop, {len(gradients)} x 1:\none CONV5 neuron per row", fontsize=11,
@@ -409,7 +401,7 @@ def plot_top_images(images: torch.Tensor, indices: list[list[int]], labels: torc
         for c, i in enumerate(row):
             ax = axes_at(fig, margin + label_width + c * panel, bottom, panel - 0.06)
             ax.imshow(images[i].cpu().permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             ax.set_title(classes[int(labels[i])], fontsize=7, pad=1)
     fig.suptitle(f"The {columns} test images that excite each neuron most (strongest first; caption = true class)",
                  fontsize=11, y=1 - 0.08 / height, va="top")
