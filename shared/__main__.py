@@ -107,14 +107,6 @@ def check_numbers(args) -> None:
         CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
 
 
-def _write_json(payload: dict, path: str | None) -> None:
-    if path:
-        save_json(payload, path, default=str)  # atomic: a crash never leaves half a result
-        print(f"wrote {path}", file=sys.stderr)
-    else:
-        print(json.dumps(payload, indent=2, default=str))
-
-
 def cmd_train(args) -> dict:
     from .data import find_data
     from .train import train
@@ -273,7 +265,11 @@ def main(argv: list[str] | None = None) -> None:
         # Everything a command prints goes to stderr, so stdout carries the JSON alone (pipe it to jq).
         with contextlib.redirect_stdout(sys.stderr):
             payload = args.func(args)
-        _write_json(payload, getattr(args, "json", None))
+        if path := getattr(args, "json", None):
+            save_json(payload, path, default=str)  # atomic: a crash never leaves half a result
+            print(f"wrote {path}", file=sys.stderr)
+        else:
+            print(json.dumps(payload, indent=2, default=str))
     except UserError as err:  # bad input: one line, exit status 1; a traceback means a bug
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(1) from None

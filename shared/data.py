@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from . import decode, sources
-from .runtime import atomic_path, banner, on_colab, on_kaggle, write_problem
-from .runtime import cache_dir as runtime_cache_dir
+from .runtime import atomic_path, banner, cache_dir as runtime_cache_dir, on_colab, on_kaggle, write_problem
 from .sources import DataError, MissingData, is_demo, is_image_name, is_junk_folder, one_line, tqdm
 
 CACHE_VERSION = 5  # bumped whenever what a cache holds changes meaning
@@ -86,13 +85,10 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
 
 @dataclass
 class DatasetInfo:
-    """What `check_dataset` found: the class names and the training images per class."""
+    """What `check_dataset` found: the class names, their number and the training images per class."""
     classes: list[str]
+    num_classes: int
     train_counts: dict[str, int]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def check_dataset(root: str | os.PathLike) -> DatasetInfo:
@@ -104,7 +100,7 @@ def check_dataset(root: str | os.PathLike) -> DatasetInfo:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes)}); "
                         f"a classifier needs at least 2.")
     scan_folder(root / "val", expected_classes=classes)
-    return DatasetInfo(classes, {name: train_labels.count(i) for i, name in enumerate(classes)})
+    return DatasetInfo(classes, len(classes), {name: train_labels.count(i) for i, name in enumerate(classes)})
 
 
 def data_fingerprint(root: str | os.PathLike) -> dict:
@@ -213,9 +209,9 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
     The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, and rebuilt when its
-    checksum shows damage. Unreadable or non-image files are skipped and listed in `ImageSet.skipped`. A cache
-    folder that cannot be written is a warning, and the run goes on without a cache. decoder: "cpu" (on `workers`
-    threads, default one per core), "cuda" (nvJPEG) or "auto" (cuda when available); both build the same cache.
+    checksum shows damage; an unwritable cache folder is a warning. Unreadable files are listed in `ImageSet.skipped`.
+    decoder: "cpu" (on `workers` threads, default one per core), "cuda" (nvJPEG) or "auto" (cuda when available);
+    both build the same cache.
     """
     folder = Path(folder)
     decoder = decode.choose_decoder(decoder)
@@ -322,7 +318,10 @@ def load_split(root: str | os.PathLike, size: int, val_fraction: float = 0.2, se
     train_idx, val_idx = split_indices(data.labels, val_fraction, seed, data.classes)
     train, val = data.subset(train_idx), data.subset(val_idx)
     if verbose:
-        print(split_table(train, val))
+        print(f"{'class':<14}{'train':>7}{'val':>7}")
+        for name, n_train, n_val in zip(train.classes, train.class_counts().values(), val.class_counts().values()):
+            print(f"{name:<14}{n_train:>7}{n_val:>7}")
+        print(f"{'total':<14}{len(train):>7}{len(val):>7}")
     return train, val
 
 
@@ -336,14 +335,6 @@ def load_test(root: str | os.PathLike, size: int, resize_to: int | None = None,
     if verbose:
         print(f"Test set {root / 'val'}: {len(test)} images, {len(test.skipped)} skipped")
     return test
-
-
-def split_table(train: ImageSet, val: ImageSet) -> str:
-    rows = [f"{'class':<14}{'train':>7}{'val':>7}"]
-    for name, n_train, n_val in zip(train.classes, train.class_counts().values(), val.class_counts().values()):
-        rows.append(f"{name:<14}{n_train:>7}{n_val:>7}")
-    rows.append(f"{'total':<14}{len(train):>7}{len(val):>7}")
-    return "\n".join(rows)
 
 
 # Serving batches -----------------------------------------------------------------------------------------------
