@@ -11,7 +11,7 @@ import os
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -286,21 +286,19 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
 
 
 # Train / validation split and the test set ---------------------------------------------------------------------
-def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 42,
-                  classes: list[str] | None = None):
+def split_indices(labels: torch.Tensor, val_fraction: float, seed: int, classes: list[str]):
     """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation. A class
-    (each of `classes`, when given) left with no validation or no training image is a `DataError` naming it."""
+    left with no validation or no training image is a `DataError` naming it."""
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
-    for c in range(len(classes)) if classes is not None else torch.unique(labels).tolist():
+    for c, name in enumerate(classes):
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_val = int(round(val_fraction * len(idx)))
         if not 0 < n_val < len(idx):
-            name = repr(classes[c]) if classes is not None else f"with label {c}"
-            raise DataError(f"Class {name} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
+            raise DataError(f"Class {name!r} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
                             f"{n_val} validation and {len(idx) - n_val} training images; each class needs at "
                             f"least one of each: add images to it or change val_fraction.")
         val_idx.append(idx[:n_val])
@@ -347,8 +345,7 @@ def to_device(data: ImageSet, device: torch.device | str) -> ImageSet:
         images = images.to(device) if images.nbytes < free / 2 else images.pin_memory()
     elif device.type != "cpu":
         images = images.to(device)
-    return ImageSet(images, data.labels.to(device if images.device.type != "cpu" else "cpu"),
-                    data.classes, data.files, data.skipped)
+    return replace(data, images=images, labels=data.labels.to(images.device))
 
 
 def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,

@@ -169,8 +169,7 @@ MAX_SEED = 2**32 - 1  # numpy's limit, the narrowest of random's, numpy's and to
 
 
 def seed_everything(seed: int = 42) -> None:
-    """Seed Python, numpy and torch alike. A seed outside 0..MAX_SEED is a UserError here rather than a
-    ValueError from numpy."""
+    """Seed Python, numpy and torch alike; a seed outside 0..MAX_SEED is a UserError, not numpy's ValueError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     random.seed(seed)
@@ -242,9 +241,8 @@ def is_orphan(entry: os.DirEntry, prefix: str) -> bool:
     host, or (another host's, or an older name without pid and host) it is older than ORPHAN_SECONDS."""
     writer = entry.name[len(prefix):-len(".tmp")].rpartition(".")[0]  # "<pid>@<host>"
     pid, _, host = writer.partition("@")
-    if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
-        return True
-    return time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
+    dead = host == HOST and pid.isdigit() and not _pid_alive(int(pid))
+    return dead or time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
 
 
 def _pid_alive(pid: int) -> bool:
