@@ -91,15 +91,11 @@ def check_paths(args) -> None:
             check_output_file(path, flag, OUTPUT_KINDS[flag].format(command=args.command))
 
 
-# The least of each count a user gives (an explicit 0 is refused, never read as "not given").
-AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
-
-
 def check_numbers(args) -> None:
-    """Refuse sizes and counts out of range in every command, the way the configs word it."""
-    for name, least in AT_LEAST.items():
-        if name == "count" and args.command == "estimate":
-            least = 1  # an estimate of no run; `sweep --count 0` changes nothing, which is allowed
+    """Refuse sizes and counts out of range in every command, the way the configs word it. An explicit 0 is refused,
+    never read as "not given"; `sweep --count 0` changes nothing, which is allowed (an estimate of no run is not)."""
+    at_least = {"epochs": 1, "batch_size": 1, "count": 1 if args.command == "estimate" else 0}
+    for name, least in at_least.items():
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")

@@ -192,7 +192,7 @@ def _find_cache(cache_file: Path) -> Path | None:
     if cache_file.exists():
         return cache_file
     content = cache_file.name.rsplit("-", 1)[1]
-    for twin in sorted(cache_file.parent.glob(f"*-{content}")) if cache_file.parent.is_dir() else []:
+    for twin in sorted(cache_file.parent.glob(f"*-{content}")):  # none when the folder is missing
         try:
             os.replace(twin, cache_file)
             return cache_file

@@ -28,8 +28,6 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
 from .runtime import DATA_DIR, HOST, KAGGLE_INPUT, UserError, remove_orphans, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
-INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
-                "Insecta", "Mammalia", "Mollusca", "Plantae", "Reptilia"]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEMO_MARKER = "DEMO_DATASET.txt"
 # A path given may name the dataset or any folder above it: the breadth-first search below it goes this deep
