@@ -177,14 +177,14 @@ def seed_everything(seed: int = 42) -> None:
     torch.manual_seed(seed)
 
 
-def banner(message: str, char: str = "=") -> None:
+def banner(message: str) -> None:
     """A loud, boxed notice for things a reader must not miss (demo data, random weights)."""
     lines = message.strip().splitlines()
     width = max(len(line) for line in lines) + 4
-    print(char * width)
+    print("=" * width)
     for line in lines:
-        print(f"{char} {line.ljust(width - 4)} {char}")
-    print(char * width)
+        print(f"= {line.ljust(width - 4)} =")
+    print("=" * width)
 
 
 ORPHAN_SECONDS = 3600  # a temporary file of atomic_path untouched this long was left by a killed write
