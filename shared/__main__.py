@@ -91,28 +91,16 @@ def check_paths(args) -> None:
             check_output_file(path, flag, OUTPUT_KINDS[flag].format(command=args.command))
 
 
-# The least of each count a user gives (an explicit 0 is refused, never read as "not given").
-AT_LEAST = {"epochs": 1, "batch_size": 1, "count": 0}
-
-
 def check_numbers(args) -> None:
-    """Refuse sizes and counts out of range in every command, the way the configs word it."""
-    for name, least in AT_LEAST.items():
-        if name == "count" and args.command == "estimate":
-            least = 1  # an estimate of no run; `sweep --count 0` changes nothing, which is allowed
+    """Refuse sizes and counts out of range in every command, the way the configs word it. An explicit 0 is refused,
+    never read as "not given"; `sweep --count 0` changes nothing, which is allowed (an estimate of no run is not)."""
+    at_least = {"epochs": 1, "batch_size": 1, "count": 1 if args.command == "estimate" else 0}
+    for name, least in at_least.items():
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise ConfigError(f"{name} must be >= {least}, got {value}")
     if getattr(args, "input_size", None) is not None and args.command != "finetune":  # finetune: the weights' check
         CNNConfig(input_size=args.input_size)  # its own check and message (five 2x2 pools need 32 px)
-
-
-def _write_json(payload: dict, path: str | None) -> None:
-    if path:
-        save_json(payload, path, default=str)  # atomic: a crash never leaves half a result
-        print(f"wrote {path}", file=sys.stderr)
-    else:
-        print(json.dumps(payload, indent=2, default=str))
 
 
 def cmd_train(args) -> dict:
@@ -273,7 +261,11 @@ def main(argv: list[str] | None = None) -> None:
         # Everything a command prints goes to stderr, so stdout carries the JSON alone (pipe it to jq).
         with contextlib.redirect_stdout(sys.stderr):
             payload = args.func(args)
-        _write_json(payload, getattr(args, "json", None))
+        if path := getattr(args, "json", None):
+            save_json(payload, path, default=str)  # atomic: a crash never leaves half a result
+            print(f"wrote {path}", file=sys.stderr)
+        else:
+            print(json.dumps(payload, indent=2, default=str))
     except UserError as err:  # bad input: one line, exit status 1; a traceback means a bug
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -122,13 +122,6 @@ def notebooks(root: Path = REPO_ROOT) -> list[Path]:
     return sorted([*root.glob("Part-A/*.ipynb"), *root.glob("Part-B/*.ipynb")])
 
 
-def _read_with_setup_cell(path: Path):
-    """(notebook, its first code cell): the cell that must start with SETUP_CELL."""
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    return nb, next(c for c in nb.cells if c.cell_type == "code")
-
-
 def with_setup_cell(source: str, cell: str = SETUP_CELL) -> str:
     """A first code cell's `source` with its bootstrap block replaced by `cell`; the code after the block stays.
     A source that already starts with `cell` is returned as it is."""
@@ -139,17 +132,19 @@ def with_setup_cell(source: str, cell: str = SETUP_CELL) -> str:
     return cell + ("\n" + rest.lstrip("\n") if rest.strip() else "")
 
 
-def sync(paths=None) -> list[Path]:
-    """Replace the bootstrap block at the top of each notebook's first code cell with SETUP_CELL."""
+def sync(write: bool = True) -> list[Path]:
+    """The notebooks whose first code cell does not start with SETUP_CELL; with `write`, its block replaced by it."""
     import nbformat
-    changed = []
-    for path in paths or notebooks():
-        nb, cell = _read_with_setup_cell(path)
+    stale = []
+    for path in notebooks():
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code")
         if not cell.source.startswith(SETUP_CELL):
-            cell.source = with_setup_cell(cell.source)
-            nbformat.write(nb, path)
-            changed.append(path)
-    return changed
+            stale.append(path)
+            if write:
+                cell.source = with_setup_cell(cell.source)
+                nbformat.write(nb, path)
+    return stale
 
 
 if __name__ == "__main__":
@@ -160,5 +155,5 @@ if __name__ == "__main__":
         for path in sync():
             print(f"synced {path.relative_to(REPO_ROOT)}")
     else:
-        stale = [p for p in notebooks() if not _read_with_setup_cell(p)[1].source.startswith(SETUP_CELL)]
-        print("\n".join(f"out of sync: {p.relative_to(REPO_ROOT)}" for p in stale) or "all setup cells in sync")
+        print("\n".join(f"out of sync: {p.relative_to(REPO_ROOT)}" for p in sync(write=False))
+              or "all setup cells in sync")

@@ -11,14 +11,13 @@ import os
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from . import decode, sources
-from .runtime import atomic_path, banner, on_colab, on_kaggle, write_problem
-from .runtime import cache_dir as runtime_cache_dir
+from .runtime import atomic_path, banner, cache_dir as runtime_cache_dir, on_colab, on_kaggle, write_problem
 from .sources import DataError, MissingData, is_demo, is_image_name, is_junk_folder, one_line, tqdm
 
 CACHE_VERSION = 5  # bumped whenever what a cache holds changes meaning
@@ -86,13 +85,10 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
 
 @dataclass
 class DatasetInfo:
-    """What `check_dataset` found: the class names and the training images per class."""
+    """What `check_dataset` found: the class names, their number and the training images per class."""
     classes: list[str]
+    num_classes: int
     train_counts: dict[str, int]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def check_dataset(root: str | os.PathLike) -> DatasetInfo:
@@ -104,7 +100,7 @@ def check_dataset(root: str | os.PathLike) -> DatasetInfo:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes)}); "
                         f"a classifier needs at least 2.")
     scan_folder(root / "val", expected_classes=classes)
-    return DatasetInfo(classes, {name: train_labels.count(i) for i, name in enumerate(classes)})
+    return DatasetInfo(classes, len(classes), {name: train_labels.count(i) for i, name in enumerate(classes)})
 
 
 def data_fingerprint(root: str | os.PathLike) -> dict:
@@ -196,7 +192,7 @@ def _find_cache(cache_file: Path) -> Path | None:
     if cache_file.exists():
         return cache_file
     content = cache_file.name.rsplit("-", 1)[1]
-    for twin in sorted(cache_file.parent.glob(f"*-{content}")) if cache_file.parent.is_dir() else []:
+    for twin in sorted(cache_file.parent.glob(f"*-{content}")):  # none when the folder is missing
         try:
             os.replace(twin, cache_file)
             return cache_file
@@ -213,9 +209,9 @@ def load_folder(folder: str | os.PathLike, size: int, resize_to: int | None = No
     """Decode every image of an ImageFolder once into a uint8 [N, 3, size, size] tensor, cached on disk.
 
     The cache is keyed on the files (relative names and bytes), `size` and `resize_to`, and rebuilt when its
-    checksum shows damage. Unreadable or non-image files are skipped and listed in `ImageSet.skipped`. A cache
-    folder that cannot be written is a warning, and the run goes on without a cache. decoder: "cpu" (on `workers`
-    threads, default one per core), "cuda" (nvJPEG) or "auto" (cuda when available); both build the same cache.
+    checksum shows damage; an unwritable cache folder is a warning. Unreadable files are listed in `ImageSet.skipped`.
+    decoder: "cpu" (on `workers` threads, default one per core), "cuda" (nvJPEG) or "auto" (cuda when available);
+    both build the same cache.
     """
     folder = Path(folder)
     decoder = decode.choose_decoder(decoder)
@@ -290,21 +286,19 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
 
 
 # Train / validation split and the test set ---------------------------------------------------------------------
-def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 42,
-                  classes: list[str] | None = None):
+def split_indices(labels: torch.Tensor, val_fraction: float, seed: int, classes: list[str]):
     """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation. A class
-    (each of `classes`, when given) left with no validation or no training image is a `DataError` naming it."""
+    left with no validation or no training image is a `DataError` naming it."""
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
-    for c in range(len(classes)) if classes is not None else torch.unique(labels).tolist():
+    for c, name in enumerate(classes):
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_val = int(round(val_fraction * len(idx)))
         if not 0 < n_val < len(idx):
-            name = repr(classes[c]) if classes is not None else f"with label {c}"
-            raise DataError(f"Class {name} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
+            raise DataError(f"Class {name!r} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
                             f"{n_val} validation and {len(idx) - n_val} training images; each class needs at "
                             f"least one of each: add images to it or change val_fraction.")
         val_idx.append(idx[:n_val])
@@ -322,7 +316,10 @@ def load_split(root: str | os.PathLike, size: int, val_fraction: float = 0.2, se
     train_idx, val_idx = split_indices(data.labels, val_fraction, seed, data.classes)
     train, val = data.subset(train_idx), data.subset(val_idx)
     if verbose:
-        print(split_table(train, val))
+        print(f"{'class':<14}{'train':>7}{'val':>7}")
+        for name, n_train, n_val in zip(train.classes, train.class_counts().values(), val.class_counts().values()):
+            print(f"{name:<14}{n_train:>7}{n_val:>7}")
+        print(f"{'total':<14}{len(train):>7}{len(val):>7}")
     return train, val
 
 
@@ -338,14 +335,6 @@ def load_test(root: str | os.PathLike, size: int, resize_to: int | None = None,
     return test
 
 
-def split_table(train: ImageSet, val: ImageSet) -> str:
-    rows = [f"{'class':<14}{'train':>7}{'val':>7}"]
-    for name, n_train, n_val in zip(train.classes, train.class_counts().values(), val.class_counts().values()):
-        rows.append(f"{name:<14}{n_train:>7}{n_val:>7}")
-    rows.append(f"{'total':<14}{len(train):>7}{len(val):>7}")
-    return "\n".join(rows)
-
-
 # Serving batches -----------------------------------------------------------------------------------------------
 def to_device(data: ImageSet, device: torch.device | str) -> ImageSet:
     """Move the uint8 tensor to `device` when it fits in half its free memory, else pin it on the CPU."""
@@ -356,8 +345,7 @@ def to_device(data: ImageSet, device: torch.device | str) -> ImageSet:
         images = images.to(device) if images.nbytes < free / 2 else images.pin_memory()
     elif device.type != "cpu":
         images = images.to(device)
-    return ImageSet(images, data.labels.to(device if images.device.type != "cpu" else "cpu"),
-                    data.classes, data.files, data.skipped)
+    return replace(data, images=images, labels=data.labels.to(images.device))
 
 
 def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,

@@ -1,10 +1,8 @@
 """Where we run and how: repo paths, the settings, the quick switch, Kaggle/Colab detection, device, seeds.
 
-Introduced in Part-A/01. One place for settings, read once by every notebook and the CLI: the INAT_*
-environment variables, or the same keys in one `inat_settings.json` (see `SETTINGS`), whose relative paths
-are relative to the repo root (see `read_settings_file`). Settings are checked at import, so a bad one stops
-with one line before any work. Notebooks print `describe()` in their setup cell, which says where outputs and
-caches go; on Colab with Google Drive mounted they default to Drive (see `drive_home`).
+Introduced in Part-A/01. The settings (the INAT_* environment variables, or the same keys in one
+`inat_settings.json`, see `SETTINGS`) are read and checked at import, so a bad one stops with one line before any
+work. Notebooks print `describe()`: where outputs and caches go (on Colab with Drive mounted, Drive).
 """
 from __future__ import annotations
 
@@ -74,10 +72,9 @@ def settings_file() -> Path | None:
 def read_settings_file(path: Path) -> dict[str, str]:
     """{variable: path} from a settings file such as `{"data": "~/inaturalist_12K", "outputs": "results"}`.
 
-    Every value is a path in quotes, or null for "not set". A relative path is relative to the repo root,
-    wherever the reader runs (notebooks run in Part-A/, the CLI at the root: both get the same folder); in an
-    environment variable, a relative path keeps its usual meaning, the current folder. Anything else (a
-    list, `true`, `0`, an unknown key) is a UserError: a silently ignored setting sends results elsewhere.
+    Every value is a path in quotes, or null for "not set"; a relative one is relative to the repo root wherever
+    the reader runs (notebooks in Part-A/, the CLI at the root), while in an environment variable it keeps its
+    usual meaning. Anything else is a UserError: a silently ignored setting sends results elsewhere.
     """
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -101,15 +98,11 @@ def read_settings_file(path: Path) -> dict[str, str]:
 
 
 def _apply_settings_file() -> None:
-    """Fill INAT_* from the settings file; a variable already set wins. Child processes inherit the result.
-
-    Runs at import, before any caller could catch an exception: a bad file exits with its one-line message
-    (SystemExit), which the CLI and a notebook both show without a traceback."""
+    """Fill INAT_* from the settings file (a variable already set wins; child processes inherit them). At import no
+    caller could catch a UserError, so a bad file exits with its one line (SystemExit), never a traceback."""
     try:
         path = settings_file()
-        if path is None:
-            return
-        paths = read_settings_file(path)
+        paths = read_settings_file(path) if path is not None else {}
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
     for variable, value in paths.items():
@@ -129,6 +122,17 @@ def default_folder(key: str) -> Path:
     return DATA_DIR / name if key == "cache" else REPO_ROOT / name
 
 
+def write_problem(folder: str | os.PathLike) -> str | None:
+    """Why no file can be written in `folder` (made if missing), or None. A real probe: permission bits lie."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def outputs_problem(folder: Path) -> str | None:
     """Why results cannot be written under `folder` ("is a file, ..."), or None. Creates nothing: where
     `folder` does not exist yet, it probes the nearest folder above it, where it would be made."""
@@ -140,16 +144,12 @@ def outputs_problem(folder: Path) -> str | None:
     return f"cannot be written ({problem})" if existing == folder else f"cannot be made in {existing} ({problem})"
 
 
-def _check_outputs(folder: Path) -> None:
-    """Refuse, at import, an outputs folder that no result could be written to (else a run learns it at its end)."""
-    if (problem := outputs_problem(folder)) is not None:
-        raise SystemExit(f"error: outputs {folder} {problem}; set INAT_OUTPUTS (or \"outputs\" in "
-                         f"inat_settings.json) to a folder you can write")
-
-
 _apply_settings_file()
 DATA_DIR = Path(os.environ.get("INAT_DATA_DIR") or default_folder("data_dir"))  # git-ignored
 OUTPUT_DIR = Path(os.environ.get("INAT_OUTPUTS") or default_folder("outputs"))   # git-ignored
+if (_problem := outputs_problem(OUTPUT_DIR)) is not None:  # at import: else a run would learn it at its end
+    raise SystemExit(f"error: outputs {OUTPUT_DIR} {_problem}; set INAT_OUTPUTS (or \"outputs\" in "
+                     f"inat_settings.json) to a folder you can write")
 
 
 def cache_dir() -> Path:
@@ -169,8 +169,7 @@ MAX_SEED = 2**32 - 1  # numpy's limit, the narrowest of random's, numpy's and to
 
 
 def seed_everything(seed: int = 42) -> None:
-    """Seed Python, numpy and torch alike. A seed outside 0..MAX_SEED is a UserError here rather than a
-    ValueError from numpy."""
+    """Seed Python, numpy and torch alike; a seed outside 0..MAX_SEED is a UserError, not numpy's ValueError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     random.seed(seed)
@@ -178,14 +177,14 @@ def seed_everything(seed: int = 42) -> None:
     torch.manual_seed(seed)
 
 
-def banner(message: str, char: str = "=") -> None:
+def banner(message: str) -> None:
     """A loud, boxed notice for things a reader must not miss (demo data, random weights)."""
     lines = message.strip().splitlines()
     width = max(len(line) for line in lines) + 4
-    print(char * width)
+    print("=" * width)
     for line in lines:
-        print(f"{char} {line.ljust(width - 4)} {char}")
-    print(char * width)
+        print(f"= {line.ljust(width - 4)} =")
+    print("=" * width)
 
 
 ORPHAN_SECONDS = 3600  # a temporary file of atomic_path untouched this long was left by a killed write
@@ -223,8 +222,7 @@ def _new_temporary(path: Path) -> Path:
 
 def remove_orphans(folder: Path, prefix: str, suffix: str = "") -> None:
     """Remove the entries of `folder` named `prefix...suffix` whose writer is gone (see `is_orphan`): the
-    temporary files of `atomic_path` and the work folders of `sources.download_dataset` (whose older names,
-    without the ".tmp", are removed by age)."""
+    temporary files of `atomic_path` and the work folders of `sources.download_dataset`."""
     try:
         candidates = [e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(suffix)]
     except OSError:
@@ -239,13 +237,12 @@ def remove_orphans(folder: Path, prefix: str, suffix: str = "") -> None:
 
 
 def is_orphan(entry: os.DirEntry, prefix: str) -> bool:
-    """Whether a temporary file of `atomic_path` was left by a gone writer: its pid is dead on this host, or
-    (another host's, or an older name) it is older than ORPHAN_SECONDS."""
+    """Whether an entry named `prefix<pid>@<host>.<random>.tmp` was left by a gone writer: its pid is dead on this
+    host, or (another host's, or an older name without pid and host) it is older than ORPHAN_SECONDS."""
     writer = entry.name[len(prefix):-len(".tmp")].rpartition(".")[0]  # "<pid>@<host>"
     pid, _, host = writer.partition("@")
-    if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
-        return True
-    return time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
+    dead = host == HOST and pid.isdigit() and not _pid_alive(int(pid))
+    return dead or time.time() - entry.stat().st_mtime > ORPHAN_SECONDS
 
 
 def _pid_alive(pid: int) -> bool:
@@ -258,17 +255,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
-
-
-def write_problem(folder: str | os.PathLike) -> str | None:
-    """Why no file can be written in `folder` (made if missing), or None. A real probe: permission bits lie."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        return err.strerror or str(err)
-    return None
 
 
 # The project's JSON files, told apart by the keys they hold (first match wins): kind, what it is to a user, keys.
@@ -329,11 +315,8 @@ def file_kind(path: str | os.PathLike) -> tuple[str, str] | None:
 
 
 def check_output_file(path: str | os.PathLike, name: str, kind: str, example: str = "result.json") -> None:
-    """Refuse, before the work whose result it would hold, an output file that could not or must not be written.
-
-    `name` is how the user knows it ("--json"); `kind` is what the command writes there (see JSON_KINDS and
-    TORCH_KINDS): only a file of the same kind is replaced. Creates nothing (see `outputs_problem`).
-    """
+    """Refuse, before the work, an output file that could not or must not be written. `name` is how the user knows
+    it ("--json"); `kind` is what the command writes (see JSON_KINDS, TORCH_KINDS): only that kind is replaced."""
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{name} {path} is a folder; give a file name, e.g. {target / example}")
@@ -347,9 +330,7 @@ def check_output_file(path: str | os.PathLike, name: str, kind: str, example: st
 
 def check_distinct_paths(outputs: dict, inputs: dict | None = None) -> None:
     """Refuse, before any work, an output path that is another output or an input of the same command.
-
-    `outputs` and `inputs` map a name the user knows (e.g. "--json", "the runs table") to a path or None.
-    """
+    `outputs` and `inputs` map a name the user knows (e.g. "--json", "the runs table") to a path or None."""
     seen: dict[Path, str] = {}
     for name, path in (inputs or {}).items():
         if path is not None:
@@ -375,10 +356,9 @@ def describe() -> str:
     device = get_device()
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
     where = "Kaggle" if on_kaggle() else "Colab" if on_colab() else "local"
-    file = settings_file()
     return (f"torch {torch.__version__} | device {device}{gpu} | {where} | "
             f"quick mode {'ON' if QUICK else 'off'} | CPU threads {torch.get_num_threads()}\n"
-            f"outputs: {OUTPUT_DIR} | image cache: {cache_dir()} | settings: {file or 'environment only'}"
+            f"outputs: {OUTPUT_DIR} | image cache: {cache_dir()} | settings: {settings_file() or 'environment only'}"
             + ("" if OUTPUT_DIR.is_relative_to(COLAB_DRIVE) or not on_colab() else
                "\nNOTE: outputs are inside this Colab session and vanish with it; mount Google Drive "
                "(or set INAT_OUTPUTS) to keep them."))
@@ -398,9 +378,6 @@ def attached(name: str) -> Path | None:
     or None. Only found here: its reader checks that it belongs to this data and mode."""
     copies = [p for p in INPUTS.rglob(name) if p.is_file()] if INPUTS is not None and INPUTS.is_dir() else []
     return max(copies, key=lambda p: p.stat().st_mtime, default=None)
-
-
-_check_outputs(OUTPUT_DIR)  # here, once write_problem exists: still at import, before any work
 
 
 def run_mode(demo: bool) -> str:

@@ -25,17 +25,13 @@ with warnings.catch_warnings():  # without ipywidgets tqdm.auto falls back to a 
     warnings.simplefilter("ignore")
     from tqdm.auto import tqdm
 
-from .runtime import DATA_DIR, HOST, UserError, remove_orphans, write_problem
+from .runtime import DATA_DIR, HOST, KAGGLE_INPUT, UserError, remove_orphans, write_problem
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
-INAT_CLASSES = ["Amphibia", "Animalia", "Arachnida", "Aves", "Fungi",
-                "Insecta", "Mammalia", "Mollusca", "Plantae", "Reptilia"]
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEMO_MARKER = "DEMO_DATASET.txt"
-KAGGLE_INPUT = Path("/kaggle/input")
-# A path given by the user may name the dataset or any folder above it: the search below it is breadth
-# first, at most this deep (/kaggle/input/<dataset>/<folder>/inaturalist_12K is 3 levels) and lists at most
-# this many folders, so that even a home folder answers in a moment.
+# A path given may name the dataset or any folder above it: the breadth-first search below it goes this deep
+# (/kaggle/input/<dataset>/<folder>/inaturalist_12K is 3 levels) and lists this many folders, so a home folder is quick.
 SEARCH_DEPTH = 4
 SEARCH_MAX_FOLDERS = 2000
 SPLITS = ("train", "val", "test")
@@ -77,10 +73,6 @@ def is_junk_folder(name: str) -> bool:
 
 
 # Finding the dataset -------------------------------------------------------------------------------------------
-def _has_splits(folder: Path) -> bool:
-    return (folder / "train").is_dir() and (folder / "val").is_dir()
-
-
 def _is_dataset(folder: Path) -> bool:
     """train/ with val/, or train/ with test/ (read through a view, see `_view_with_val`)."""
     return (folder / "train").is_dir() and ((folder / "val").is_dir() or (folder / "test").is_dir())
@@ -172,7 +164,7 @@ def _view_with_val(folder: Path) -> Path:
 
 def _usable(folder: Path) -> Path:
     """A dataset folder as the loaders want it: itself, or its view when it has test/ instead of val/."""
-    return folder if _has_splits(folder) else _view_with_val(folder)
+    return folder if (folder / "val").is_dir() else _view_with_val(folder)
 
 
 def _the_one(search: Search, how_to_choose: str) -> Path:
@@ -207,7 +199,7 @@ def attached_dataset() -> Path | None:
 
 def nothing_attached() -> MissingData:
     """Why the search of /kaggle/input found nothing, and what to do: 'Add Input' only when nothing is attached."""
-    attached = [p.name for p in _subfolders(KAGGLE_INPUT)] if KAGGLE_INPUT.is_dir() else []
+    attached = [p.name for p in _subfolders(KAGGLE_INPUT)]  # [] when it is missing
     if not attached:
         return MissingData(f"No dataset is attached to this notebook ({KAGGLE_INPUT} is empty): 'Add Input' -> "
                            f"search 'inaturalist 12K' (or upload nature_12K.zip from {DATASET_URL}) and re-run.")
@@ -240,7 +232,7 @@ def _count_images(folder: Path) -> int:
 
 def check_complete(root: Path, min_train: int = 9000, min_val: int = 1900, advice: str = _FIX_LOCAL_COPY) -> None:
     """Raise `DataError` unless `root` looks like a complete nature_12K: train/ and val/, enough images."""
-    if not _has_splits(root):
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise DataError(f"{_layout_problem(root)}. {advice}")
     train, val = _count_images(root / "train"), _count_images(root / "val")
     if train < min_train or val < min_val:
@@ -279,7 +271,7 @@ def _unpack(zip_path: Path, url: str) -> Path:
     except OSError as err:
         raise DownloadError(f"Could not unzip into {zip_path.parent.parent} ({err.strerror or err}); free some "
                             f"space or set INAT_DATA_DIR to another folder.") from None
-    found = [folder for folder in _search(into).found if _has_splits(folder)]
+    found = [folder for folder in _search(into).found if (folder / "val").is_dir()]
     if len(found) != 1:
         raise DownloadError(f"{url} did not contain one inaturalist_12K folder with train/ and val/; "
                             f"download it again.")
@@ -288,9 +280,8 @@ def _unpack(zip_path: Path, url: str) -> Path:
 
 def download_dataset(dest: str | os.PathLike | None = None, url: str = DATASET_URL, timeout: float = 60) -> Path:
     """Download and unzip nature_12K into `dest` (DATA_DIR) atomically: nothing appears at dest/inaturalist_12K
-    unless complete; one there already is returned when complete. The work folder, dest/.download-<pid>@<host>...,
-    is removed at the end, or by the next download when this one is killed. Failures are one-line `DownloadError`s.
-    """
+    unless complete (one there already is checked and returned). A killed download's work folder, .download-...,
+    is removed by the next one. Failures are one-line `DownloadError`s."""
     dest = Path(dest or DATA_DIR)
     final = dest / "inaturalist_12K"
     if final.exists():

@@ -48,7 +48,7 @@ def test_data_defines_its_contract_names_and_the_rest_lives_in_sources():
     assert data.find_data.__module__ == data.load_folder.__module__ == "shared.data"
     assert not hasattr(sources, "find_data")
     for name in ("make_demo_dataset", "download_dataset", "check_complete", "DATASET_URL", "DEMO_MARKER",
-                 "IMAGE_EXTENSIONS", "INAT_CLASSES"):
+                 "IMAGE_EXTENSIONS"):
         assert hasattr(sources, name) and not hasattr(data, name), name
 
 
