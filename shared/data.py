@@ -85,10 +85,13 @@ def scan_folder(folder: str | os.PathLike, expected_classes: list[str] | None = 
 
 @dataclass
 class DatasetInfo:
-    """What `check_dataset` found: the class names, their number and the training images per class."""
+    """What `check_dataset` found: the class names and the training images per class."""
     classes: list[str]
-    num_classes: int
     train_counts: dict[str, int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
 
 def check_dataset(root: str | os.PathLike) -> DatasetInfo:
@@ -100,7 +103,7 @@ def check_dataset(root: str | os.PathLike) -> DatasetInfo:
         raise DataError(f"{root / 'train'} has {len(classes)} class folder(s) ({', '.join(classes)}); "
                         f"a classifier needs at least 2.")
     scan_folder(root / "val", expected_classes=classes)
-    return DatasetInfo(classes, len(classes), {name: train_labels.count(i) for i, name in enumerate(classes)})
+    return DatasetInfo(classes, {name: train_labels.count(i) for i, name in enumerate(classes)})
 
 
 def data_fingerprint(root: str | os.PathLike) -> dict:
@@ -286,19 +289,21 @@ def _save_cache(data: ImageSet, cache_file: Path) -> None:
 
 
 # Train / validation split and the test set ---------------------------------------------------------------------
-def split_indices(labels: torch.Tensor, val_fraction: float, seed: int, classes: list[str]):
+def split_indices(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 42,
+                  classes: list[str] | None = None):
     """Class-balanced, seeded split: each class gives round(val_fraction * n_c) images to validation. A class
-    left with no validation or no training image is a `DataError` naming it."""
+    (each of `classes`, when given) left with no validation or no training image is a `DataError` naming it."""
     if not 0 <= val_fraction <= 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     generator = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
-    for c, name in enumerate(classes):
+    for c in range(len(classes)) if classes is not None else torch.unique(labels).tolist():
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_val = int(round(val_fraction * len(idx)))
         if not 0 < n_val < len(idx):
-            raise DataError(f"Class {name!r} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
+            name = repr(classes[c]) if classes is not None else f"with label {c}"
+            raise DataError(f"Class {name} has {len(idx)} image(s), so val_fraction={val_fraction} gives it "
                             f"{n_val} validation and {len(idx) - n_val} training images; each class needs at "
                             f"least one of each: add images to it or change val_fraction.")
         val_idx.append(idx[:n_val])
