@@ -3,7 +3,6 @@
 Used by test_notebooks_alone.py and test_notebooks_in_order.py (two files, so that pytest-xdist's
 `--dist loadfile` runs them on different workers).
 """
-import os
 from pathlib import Path
 
 import nbformat

@@ -151,8 +151,12 @@ def test_logged_figures_are_real_uint8_images_not_black(clean_env, monkeypatch):
     group = tracking.figures_group("quick", {"root": "/x", "files": "0123456789abcdef", "demo": True})
     assert tracking.log_figures({"ramp": fig}, run_name="test-figure", group=group) is not None
     plt.close(fig)
-    # after `wandb sync` the report finds it by group and name: both are in the offline run's own file
-    logged = [file.read_bytes() for file in (clean_env / "wandb").rglob("offline-run-*/*.wandb")]
+    # after `wandb sync` the report finds it by group and name: both are in the offline run's own file, which
+    # wandb's writer process may still be flushing when finish() returns (seen: 7 bytes, its header alone)
+    deadline, logged = time.monotonic() + 30, []
+    while not any(b"test-figure" in f and group.encode() in f for f in logged) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        logged = [file.read_bytes() for file in (clean_env / "wandb").rglob("offline-run-*/*.wandb")]
     assert group == "quick-0123456789abcdef" and any(b"test-figure" in f and group.encode() in f for f in logged)
     assert tracking.figures_group("quick", None) is None and tracking.figures_group(None, {"files": "ab"}) is None
     pngs = list((clean_env / "wandb").glob("offline-run-*/files/media/images/*.png"))
