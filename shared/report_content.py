@@ -410,8 +410,11 @@ def collect(outputs: Path) -> Content:
         """`build()`'s items, or one line: what could not be read, or the notebook it `needs` to run first."""
         try:
             if needs == "A2" and sweep_error:
-                raise sweep_error
-            items = build() if not needs or found[needs] else [Item("note", _run(needs))]
+                items = [Item("note", unreadable(sweep_error, files))]
+            elif needs and not found[needs]:
+                items = [Item("note", _run(needs))]
+            else:
+                items = build()
         except READ_ERRORS as err:
             items = [Item("note", unreadable(err, files))]
         return Question(title, source, items)
